@@ -1,0 +1,200 @@
+"""A small declarative option parser shared by `rpr`, `patience` and `patience-daemon`.
+
+Why not argparse: it pulls in `re`, `gettext` and more (~9 ms here), and `rpr` spawns
+`patience` once per run. This parser knows exactly the grammar the tools use:
+`TOOL SUBCOMMAND [options] -- COMMAND [ARGS]`, with `--long VALUE`, `--long=VALUE`,
+`-s VALUE`, `-sVALUE`, multi-letter single-dash names kept from the Go tools (`-bd`),
+`--flag`, `--no-flag`, `--flag=false`. Every error is one line naming the fix.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+class UsageError(Exception):
+    """Bad command line; the message is one line that names the problem and the fix."""
+
+
+class Option:
+    """One option. `convert` is None for a boolean flag, else it turns the text into a value
+    (raising ValueError with a message that says what is expected)."""
+
+    __slots__ = ("convert", "default", "dest", "help", "metavar", "names", "negatable")
+
+    def __init__(
+        self,
+        dest: str,
+        *names: str,
+        convert: Callable[[str], object] | None = None,
+        default: object = None,
+        help: str = "",
+        metavar: str = "",
+        negatable: bool = False,
+    ) -> None:
+        self.dest = dest
+        self.names = names
+        self.convert = convert
+        self.default = default
+        self.help = help
+        self.metavar = metavar or ("" if convert is None else "VALUE")
+        self.negatable = negatable
+
+    @property
+    def long(self) -> str:
+        return next((n for n in self.names if n.startswith("--")), self.names[0])
+
+
+class Parsed:
+    """The result: option values by dest, which dests the user set, and the command."""
+
+    def __init__(self, values: dict[str, object]) -> None:
+        self.values = values
+        self.explicit: set[str] = set()
+        self.command: list[str] = []
+        self.positionals: list[str] = []
+        self.saw_separator = False
+
+    def __getitem__(self, dest: str) -> object:
+        return self.values[dest]
+
+
+def parse(options: Sequence[Option], args: Sequence[str], context: str) -> Parsed:
+    """Parse `args` (after the subcommand). `context` names the subcommand in errors."""
+    by_name: dict[str, Option] = {}
+    for opt in options:
+        for name in opt.names:
+            by_name[name] = opt
+        if opt.negatable:
+            by_name["--no-" + opt.long[2:]] = opt
+    parsed = Parsed({opt.dest: opt.default for opt in options})
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            parsed.saw_separator = True
+            parsed.command = list(args[i:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            parsed.positionals.append(arg)
+            continue
+        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        opt = by_name.get(name)
+        if opt is None and not arg.startswith("--") and len(arg) > 2:
+            opt = by_name.get(arg[:2])
+            if opt is not None and opt.convert is not None:
+                name, eq, inline = arg[:2], "=", arg[2:]
+            else:
+                opt = None
+        if opt is None:
+            raise UsageError(_unknown(name, by_name, context))
+        if opt.convert is None:
+            value: object = not name.startswith("--no-")
+            if eq:
+                low = inline.lower()
+                if low not in _TRUE | _FALSE:
+                    raise UsageError(f'{name}: expected true or false, got "{inline}"')
+                value = (low in _TRUE) == value
+        else:
+            if eq:
+                text = inline
+            elif i < len(args) and args[i] != "--":
+                text = args[i]
+                i += 1
+            else:
+                raise UsageError(f"{name} needs a value ({name} {opt.metavar})")
+            try:
+                value = opt.convert(text)
+            except ValueError as exc:
+                raise UsageError(f"{opt.long}: {exc}") from None
+        parsed.values[opt.dest] = value
+        parsed.explicit.add(opt.dest)
+    return parsed
+
+
+def _unknown(name: str, by_name: dict[str, Option], context: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else f" (see {context} --help)"
+    return f"unknown flag {name} for {context}{hint}"
+
+
+def render_options(options: Sequence[Option]) -> str:
+    """The options part of a help text, one aligned line per option."""
+    rows = []
+    for opt in options:
+        names = ", ".join(opt.names)
+        if opt.negatable:
+            names += f", --no-{opt.long[2:]}"
+        if opt.convert is not None:
+            names += f" {opt.metavar}"
+        text = opt.help
+        if opt.default not in (None, False, "", []) and opt.convert is not None:
+            text += f" (default {_show(opt.default)})"
+        rows.append((names, text))
+    width = min(34, max((len(n) for n, _ in rows), default=0))
+    lines = []
+    for names, text in rows:
+        if len(names) > width:
+            lines.append(f"  {names}\n  {'':{width}}  {text}")
+        else:
+            lines.append(f"  {names:{width}}  {text}")
+    return "\n".join(lines)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, float):
+        from patience.durations import format_duration
+
+        return format_duration(value)
+    return str(value)
+
+
+def parse_int(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """A converter for a whole number within [low, high]."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f'"{text}" is not a whole number') from None
+        if low is not None and value < low:
+            raise ValueError(f"{value} is too small (at least {low})")
+        if high is not None and value > high:
+            raise ValueError(f"{value} is too large (at most {high})")
+        return value
+
+    return convert
+
+
+def parse_float(low: float | None = None, high: float | None = None) -> Callable[[str], float]:
+    """A converter for a number within [low, high]."""
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f'"{text}" is not a number') from None
+        if value != value or (low is not None and value < low):
+            raise ValueError(f"{text} is too small (at least {low})")
+        if high is not None and value > high:
+            raise ValueError(f"{text} is too large (at most {high})")
+        return value
+
+    return convert
+
+
+def parse_choice(*choices: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f'"{text}" is not one of {", ".join(choices)}')
+        return text
+
+    return convert
