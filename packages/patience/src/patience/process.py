@@ -146,14 +146,12 @@ def sleep_until(deadline: float) -> bool:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return True
-        if interrupts.wakeup_r < 0:
+        if remaining > 0.003 and interrupts.wakeup_r >= 0:
+            # poll() counts whole milliseconds: wake a little early, then sleep precisely.
+            poller.poll(int((remaining - 0.002) * 1000))
+            _drain(interrupts.wakeup_r)
+        else:
             time.sleep(remaining)
-            continue
-        poller.poll(max(1, int(remaining * 1000 + 0.999)) if remaining > 0.002 else 0)
-        if remaining <= 0.002:
-            # Under 2 ms, a poll rounds to whole milliseconds; sleep the rest precisely.
-            time.sleep(max(0.0, deadline - time.monotonic()))
-        _drain(interrupts.wakeup_r)
     return False
 
 

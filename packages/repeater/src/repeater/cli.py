@@ -1,0 +1,361 @@
+"""`rpr`: the command line. Thin: parse, validate, build a schedule and a runner, run.
+
+Grammar: rpr [--config FILE] SUBCOMMAND [options] -- COMMAND [ARGS...]
+Each subcommand (mode) is one entry of MODES: its aliases, its own options and how it
+builds its schedule. Every mode also takes the common options (stop conditions, timing,
+patterns, output).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from patience.cliparse import (
+    Option,
+    Parsed,
+    UsageError,
+    parse,
+    parse_choice,
+    parse_int,
+    render_options,
+)
+from patience.durations import parse_duration
+from repeater import __version__
+from repeater.schedules import OVERRUN_POLICIES, BackToBack, FixedRate, Schedule
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import re
+
+    from repeater.output import Reporter
+    from repeater.runner import Runner
+
+
+def positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(f'"{text}" must be more than zero')
+    return value
+
+
+def jitter_spec(text: str) -> str:
+    """Validated now, resolved against --every later: "10%" or a duration."""
+    if text.endswith("%"):
+        try:
+            pct = float(text[:-1])
+        except ValueError:
+            raise ValueError(f'"{text}" is not a percentage (try 10%)') from None
+        if not 0 <= pct <= 100:
+            raise ValueError(f'"{text}" must be between 0% and 100%')
+    else:
+        parse_duration(text)
+    return text
+
+
+STOP_OPTIONS = [
+    Option("every", "--every", "-e", convert=positive_duration, metavar="DUR",
+           help="start a run every DUR, on absolute deadlines (no drift)"),
+    Option("times", "--times", "-t", convert=parse_int(1), metavar="N",
+           help="stop after N runs"),
+    Option("for_", "--for", "-f", convert=positive_duration, metavar="DUR",
+           help="start no run later than DUR after the start"),
+    Option("until_success", "--until-success",
+           help="stop after the first successful run (exit 0)"),
+    Option("until_failure", "--until-failure", help="stop after the first failed run"),
+    Option("stop_on_failure", "--stop-on-failure", help="same as --until-failure"),
+    Option("max_failures", "--max-failures", convert=parse_int(1), metavar="N",
+           help="stop once N runs have failed"),
+]
+TIMING_OPTIONS = [
+    Option("timeout", "--timeout", convert=positive_duration, metavar="DUR",
+           help="a run still going after DUR is sent SIGTERM, and fails (reason timeout)"),
+    Option("kill_after", "--kill-after", convert=parse_duration, default=5.0, metavar="DUR",
+           help="SIGKILL a run that outlives SIGTERM by DUR"),
+    Option("parallel", "--parallel", convert=parse_int(1, 1024), default=1, metavar="N",
+           help="allow up to N runs in flight, so the rate holds when runs are slow"),
+    Option("jitter", "--jitter", convert=jitter_spec, metavar="J",
+           help="delay each run by a random 0..J (10%% of --every, or a duration); no drift"),
+    Option("immediate", "--immediate", default=True, negatable=True,
+           help="first run at once (--no-immediate waits one interval)"),
+    Option("on_overrun", "--on-overrun", convert=parse_choice(*OVERRUN_POLICIES),
+           default="skip", metavar="POLICY",
+           help="a run outlasts its interval: skip missed ticks, burst them, or delay the phase"),
+]
+PATTERN_OPTIONS = [
+    Option("success_pattern", "--success-pattern", convert=str, metavar="RE",
+           help="a run whose output matches RE succeeds (unless the failure pattern matches)"),
+    Option("failure_pattern", "--failure-pattern", convert=str, metavar="RE",
+           help="a run whose output matches RE fails, whatever its exit code"),
+    Option("case_insensitive", "--case-insensitive", help="patterns ignore case"),
+]
+OUTPUT_OPTIONS = [
+    Option("stream", "--stream", "-s", help="pass the command's output through (the default)"),
+    Option("quiet", "--quiet", "-q", help="no command output, no summary; errors only"),
+    Option("verbose", "--verbose", "-v", help="a line per run on stderr"),
+    Option("stats_only", "--stats-only", help="print only the summary, on stdout"),
+    Option("json", "--json", help="a JSON object per run, then a summary object, on stdout"),
+    Option("output_prefix", "--output-prefix", "-o", convert=str, metavar="STR",
+           help="prefix each line of the command's output with STR"),
+    Option("progress", "--progress", help="a live status line on stderr (when a terminal)"),
+]
+COMMON_GROUPS = [
+    ("Stop conditions", STOP_OPTIONS),
+    ("Timing", TIMING_OPTIONS),
+    ("Patterns", PATTERN_OPTIONS),
+    ("Output", OUTPUT_OPTIONS),
+]
+
+
+class Mode:
+    """A subcommand: names, its own options, the option it requires, its schedule."""
+
+    def __init__(
+        self,
+        name: str,
+        aliases: tuple[str, ...],
+        summary: str,
+        required: str,
+        build: Callable[[dict[str, object]], Schedule],
+        options: Sequence[Option] = (),
+        example: str = "",
+    ) -> None:
+        self.name = name
+        self.aliases = aliases
+        self.summary = summary
+        self.required = required
+        self.build = build
+        self.options = list(options)
+        self.example = example
+
+
+def fixed_rate_or_back_to_back(v: dict[str, object]) -> Schedule:
+    every = v["every"]
+    if not isinstance(every, float):
+        return BackToBack()
+    return FixedRate(
+        every,
+        policy=str(v["on_overrun"]),
+        immediate=bool(v["immediate"]),
+        jitter=_jitter(v.get("jitter"), every),
+    )
+
+
+def _jitter(spec: object, every: float) -> Callable[[], float] | None:
+    if not isinstance(spec, str):
+        return None
+    span = every * float(spec[:-1]) / 100 if spec.endswith("%") else parse_duration(spec)
+    if span <= 0:
+        return None
+    import random
+
+    rng = random.Random()
+    return lambda: rng.random() * span
+
+
+MODES: list[Mode] = [
+    Mode("interval", ("int", "i"), "run the command every DUR", "every",
+         fixed_rate_or_back_to_back, example="rpr interval --every 30s -- curl -fsS URL"),
+    Mode("count", ("cnt", "c"), "run the command N times (back to back without --every)",
+         "times", fixed_rate_or_back_to_back, example="rpr count --times 10 -- ./check.sh"),
+    Mode("duration", ("dur", "d"),
+         "run the command for DUR (back to back without --every)", "for_",
+         fixed_rate_or_back_to_back, example="rpr duration --for 1m --every 5s -- date"),
+]
+
+
+def find_mode(name: str) -> Mode | None:
+    for mode in MODES:
+        if name == mode.name or name in mode.aliases:
+            return mode
+    return None
+
+
+def all_options(mode: Mode) -> list[Option]:
+    opts = list(mode.options)
+    seen = {o.dest for o in opts}
+    for _, group in COMMON_GROUPS:
+        opts += [o for o in group if o.dest not in seen]
+    return opts
+
+
+def _required_name(mode: Mode) -> str:
+    return next(o.long for o in all_options(mode) if o.dest == mode.required)
+
+
+def main_help() -> str:
+    rows = "\n".join(
+        f"  {m.name:20} {m.summary}" + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "")
+        for m in MODES
+    )
+    return (
+        "usage: rpr [--config FILE] SUBCOMMAND [OPTIONS] -- COMMAND [ARGS...]\n\n"
+        "Run a command continuously, on time. Success does not stop it.\n\n"
+        f"Subcommands:\n{rows}\n\n"
+        "Global options:\n"
+        "  -h, --help     show this help (rpr SUBCOMMAND --help for a subcommand's options)\n"
+        "  -v, --version  show the version\n"
+        "  --config FILE  read settings from FILE\n\n"
+        "Exit codes: 0 no run failed; 1 a run failed; 2 usage error; 126/127 the command\n"
+        "cannot be run / was not found; 130 interrupted (SIGINT); 143 terminated (SIGTERM).\n"
+    )
+
+
+def mode_help(mode: Mode) -> str:
+    aliases = f" (aliases: {', '.join(mode.aliases)})" if mode.aliases else ""
+    parts = [
+        f"usage: rpr {mode.name} [OPTIONS] -- COMMAND [ARGS...]{aliases}\n\n"
+        f"{mode.summary[0].upper()}{mode.summary[1:]}. Required: {_required_name(mode)}.\n"
+        + (f"Example: {mode.example}\n" if mode.example else "")
+    ]
+    if mode.options:
+        parts.append(f"{mode.name.capitalize()} options:\n{render_options(mode.options)}\n")
+    own = {o.dest for o in mode.options}
+    for title, group in COMMON_GROUPS:
+        shown = [o for o in group if o.dest not in own]
+        parts.append(f"{title}:\n{render_options(shown)}\n")
+    parts.append("The command sees RPR_ITERATION (1 for the first run).\n")
+    return "\n".join(parts)
+
+
+def make_reporter(v: dict[str, object], mode_name: str) -> Reporter:
+    from repeater import output
+
+    chosen = [k for k in ("stream", "quiet", "verbose", "stats_only", "json") if v[k]]
+    if v["output_prefix"] is not None:
+        chosen.append("output_prefix")
+    conflicts = [
+        ("quiet", "stream"),
+        ("quiet", "verbose"),
+        ("json", "stream"),
+        ("json", "output_prefix"),
+        ("json", "verbose"),
+        ("quiet", "output_prefix"),
+    ]
+    flag = {k: "--" + k.replace("_", "-") for k in chosen}
+    if "stats_only" in chosen and len(chosen) > 1:
+        other = next(flag[k] for k in chosen if k != "stats_only")
+        raise UsageError(f"{mode_name}: --stats-only cannot be combined with {other}")
+    for a, b in conflicts:
+        if a in chosen and b in chosen:
+            raise UsageError(f"{mode_name}: {flag[a]} and {flag[b]} cannot be used together")
+    reporter: Reporter
+    if v["stats_only"]:
+        reporter = output.StatsOnlyReporter()
+    elif v["json"]:
+        reporter = output.JsonReporter()
+    elif v["quiet"]:
+        reporter = output.QuietReporter()
+    elif v["verbose"]:
+        reporter = output.VerboseReporter(prefix=_opt_str(v["output_prefix"]))
+    else:
+        reporter = output.Reporter(prefix=_opt_str(v["output_prefix"]))
+    reporter.progress = bool(v["progress"]) and output.status_line_possible()
+    reporter.total = v["times"] if isinstance(v["times"], int) else None
+    return reporter
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def build_runner(mode: Mode, parsed: Parsed) -> Runner:
+    from patience.conditions import PatternError, compile_pattern
+    from repeater.runner import Runner
+    from repeater.stop import StopConditions
+
+    v = parsed.values
+    ctx = f"rpr {mode.name}"
+    if v[mode.required] is None:
+        raise UsageError(f"{ctx}: {_required_name(mode)} is required (see {ctx} --help)")
+    if not parsed.saw_separator:
+        where = f" (found {parsed.positionals[0]!r})" if parsed.positionals else ""
+        raise UsageError(f"{ctx}: put -- before the command{where}, e.g. {ctx} ... -- echo hi")
+    if parsed.positionals:
+        raise UsageError(f"{ctx}: unexpected argument {parsed.positionals[0]!r} before --")
+    if not parsed.command:
+        raise UsageError(f"{ctx}: no command after -- (e.g. {ctx} ... -- echo hi)")
+    if isinstance(v["jitter"], str) and v["jitter"].endswith("%") and v["every"] is None:
+        raise UsageError(f"{ctx}: --jitter {v['jitter']} needs --every (or give a duration)")
+    reporter = make_reporter(v, ctx)
+    try:
+        ci = bool(v["case_insensitive"])
+        patterns: dict[str, re.Pattern[str] | None] = {
+            key: compile_pattern(text, "--" + key.replace("_", "-"), ci)
+            if isinstance(text := v[key], str)
+            else None
+            for key in ("success_pattern", "failure_pattern")
+        }
+    except PatternError as exc:
+        raise UsageError(f"{ctx}: {exc}") from None
+    schedule = mode.build(v)
+    if schedule.sequential and int(str(v["parallel"])) > 1:
+        raise UsageError(f"{ctx}: --parallel needs a fixed schedule; {mode.name} waits for runs")
+    import time
+
+    for_ = v["for_"]
+    stop = StopConditions(
+        times=v["times"] if isinstance(v["times"], int) else None,
+        deadline=time.monotonic() + for_ if isinstance(for_, float) else None,
+        until_success=bool(v["until_success"]),
+        max_failures=1
+        if v["until_failure"] or v["stop_on_failure"]
+        else (v["max_failures"] if isinstance(v["max_failures"], int) else None),
+    )
+    timeout = v["timeout"]
+    return Runner(
+        parsed.command,
+        schedule,
+        stop,
+        reporter,
+        success_pattern=patterns["success_pattern"],
+        failure_pattern=patterns["failure_pattern"],
+        timeout=timeout if isinstance(timeout, float) else None,
+        kill_after=float(str(v["kill_after"])),
+        parallel=int(str(v["parallel"])),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args)
+    except UsageError as exc:
+        sys.stderr.write(f"rpr: {exc}\n")
+        return 2
+
+
+def _main(args: list[str]) -> int:
+    config_file = os.environ.get("RPR_CONFIG_FILE")
+    while args and args[0].startswith("-"):
+        head = args.pop(0)
+        if head in ("-h", "--help"):
+            sys.stdout.write(main_help())
+            return 0
+        if head in ("-v", "--version"):
+            sys.stdout.write(f"rpr {__version__}\n")
+            return 0
+        if head == "--config" or head.startswith("--config="):
+            config_file = head.partition("=")[2] or (args.pop(0) if args else "")
+            if not config_file:
+                raise UsageError("--config needs a file (--config FILE)")
+            continue
+        raise UsageError(f"unknown option {head} (options go after the subcommand; see rpr --help)")
+    if not args:
+        raise UsageError("no subcommand (try rpr interval --every 1s -- CMD, or rpr --help)")
+    name = args.pop(0)
+    mode = find_mode(name)
+    if mode is None:
+        import difflib
+
+        names = [n for m in MODES for n in (m.name, *m.aliases)]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]}?" if close else "see rpr --help"
+        raise UsageError(f'unknown subcommand "{name}" ({hint})')
+    if any(a in ("-h", "--help") for a in args[: args.index("--") if "--" in args else None]):
+        sys.stdout.write(mode_help(mode))
+        return 0
+    parsed = parse(all_options(mode), args, f"rpr {mode.name}")
+    return build_runner(mode, parsed).run()
