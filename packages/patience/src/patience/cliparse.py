@@ -122,8 +122,8 @@ def _unknown(name: str, by_name: dict[str, Option], context: str) -> str:
     import difflib
 
     close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]}?)" if close else f" (see {context} --help)"
-    return f"unknown flag {name} for {context}{hint}"
+    hint = f" (did you mean {close[0]}?)" if close else " (see --help)"
+    return f"{context}: unknown flag {name}{hint}"
 
 
 def render_options(options: Sequence[Option]) -> str:

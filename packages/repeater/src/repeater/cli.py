@@ -267,16 +267,16 @@ def build_runner(mode: Mode, parsed: Parsed) -> Runner:
     from repeater.stop import StopConditions
 
     v = parsed.values
-    ctx = f"rpr {mode.name}"
+    ctx = mode.name
     if v[mode.required] is None:
-        raise UsageError(f"{ctx}: {_required_name(mode)} is required (see {ctx} --help)")
+        raise UsageError(f"{ctx}: {_required_name(mode)} is required (see rpr {ctx} --help)")
     if not parsed.saw_separator:
         where = f" (found {parsed.positionals[0]!r})" if parsed.positionals else ""
-        raise UsageError(f"{ctx}: put -- before the command{where}, e.g. {ctx} ... -- echo hi")
+        raise UsageError(f"{ctx}: put -- before the command{where}, e.g. rpr {ctx} ... -- echo hi")
     if parsed.positionals:
         raise UsageError(f"{ctx}: unexpected argument {parsed.positionals[0]!r} before --")
     if not parsed.command:
-        raise UsageError(f"{ctx}: no command after -- (e.g. {ctx} ... -- echo hi)")
+        raise UsageError(f"{ctx}: no command after -- (e.g. rpr {ctx} ... -- echo hi)")
     if isinstance(v["jitter"], str) and v["jitter"].endswith("%") and v["every"] is None:
         raise UsageError(f"{ctx}: --jitter {v['jitter']} needs --every (or give a duration)")
     reporter = make_reporter(v, ctx)
@@ -357,5 +357,5 @@ def _main(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args[: args.index("--") if "--" in args else None]):
         sys.stdout.write(mode_help(mode))
         return 0
-    parsed = parse(all_options(mode), args, f"rpr {mode.name}")
+    parsed = parse(all_options(mode), args, mode.name)
     return build_runner(mode, parsed).run()
