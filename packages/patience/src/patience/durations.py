@@ -48,13 +48,15 @@ def parse_duration(text: str) -> float:
         if not number or number == "." or number.count(".") > 1:
             raise DurationError(f'"{text}" is not a duration (try 5s, 500ms or 1m30s)')
         ustart = i
-        while i < len(s) and s[i] in _UNIT_CHARS:
+        while i < len(s) and (s[i].isalpha() or s[i] in _UNIT_CHARS):
             i += 1
         unit = s[ustart:i]
         if not unit:
-            if i == len(s):
+            if i < len(s):
+                raise DurationError(f'"{text}" is not a duration (try 5s, 500ms or 1m30s)')
+            if start == 0:
                 raise DurationError(f'"{text}" has no unit (try {text.strip()}s)')
-            raise DurationError(f'"{text}" is not a duration (try 5s, 500ms or 1m30s)')
+            raise DurationError(f'"{text}" ends in {number} with no unit (try {text.strip()}s)')
         factor = _UNITS.get(unit)
         if factor is None:
             raise DurationError(
