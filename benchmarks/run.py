@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import Row, cpu_note, print_table  # noqa: E402
+from common import Row, cpu_note, print_table
 
 
 def main() -> int:

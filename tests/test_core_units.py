@@ -38,7 +38,7 @@ def test_parse_duration_accepts_go_syntax_and_days(text: str, seconds: float) ->
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("5", 'has no unit (try 5s)'),
+        ("5", "has no unit (try 5s)"),
         ("", "empty duration"),
         ("abc", "is not a duration"),
         ("5x", 'unknown unit "x"'),
@@ -72,7 +72,9 @@ OPTS = [
 
 
 def test_parser_reads_every_spelling() -> None:
-    p = parse(OPTS, ["-e", "1s", "--times=3", "-q", "--no-auto", "-bd", "2s", "--", "echo", "-x"], "t")
+    p = parse(
+        OPTS, ["-e", "1s", "--times=3", "-q", "--no-auto", "-bd", "2s", "--", "echo", "-x"], "t"
+    )
     assert p.values["every"] == 1.0
     assert p.values["times"] == 3
     assert p.values["quiet"] is True

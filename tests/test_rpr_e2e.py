@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tools import RPR, env, pid_alive, rpr, runs_and_summary
 
 COUNTER = 'n=$(cat "$0" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$0"; '
@@ -86,7 +87,9 @@ def test_until_failure(tmp_path: Path, flag: str) -> None:
 def test_max_failures(tmp_path: Path) -> None:
     c = tmp_path / "n"
     # Fails on odd runs: the third failure is run 5.
-    r = rpr("count", "--times", "100", "--max-failures", "3", "--", *counted(c, "test $((n%2)) -eq 0"))
+    r = rpr(
+        "count", "--times", "100", "--max-failures", "3", "--", *counted(c, "test $((n%2)) -eq 0")
+    )
     assert r.returncode == 1
     assert count_of(c) == 5
 
@@ -136,8 +139,19 @@ def test_parallel_one_never_overlaps(tmp_path: Path) -> None:
 def test_parallel_three_overlaps_and_holds_the_rate(tmp_path: Path) -> None:
     log = tmp_path / "log"
     r = rpr(
-        "count", "--times", "6", "--every", "100ms", "--parallel", "3", "--json",
-        "--", "sh", "-c", SPAN, str(log),
+        "count",
+        "--times",
+        "6",
+        "--every",
+        "100ms",
+        "--parallel",
+        "3",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        SPAN,
+        str(log),
     )
     assert r.returncode == 0, r.stderr
     spans = _intervals(log)
@@ -155,8 +169,18 @@ SLOW_FIRST = 'if [ "$RPR_ITERATION" = 1 ]; then sleep 0.35; fi'
 
 def _offsets(policy: str) -> tuple[list[float], dict[str, object]]:
     r = rpr(
-        "count", "--times", "5", "--every", "100ms", "--on-overrun", policy, "--json",
-        "--", "sh", "-c", SLOW_FIRST,
+        "count",
+        "--times",
+        "5",
+        "--every",
+        "100ms",
+        "--on-overrun",
+        policy,
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        SLOW_FIRST,
     )
     assert r.returncode == 0, r.stderr
     runs, summary = runs_and_summary(r.stdout)
@@ -186,7 +210,9 @@ def test_overrun_delay_shifts_the_phase() -> None:
 
 
 def test_jitter_delays_within_bound_without_drift() -> None:
-    r = rpr("interval", "--every", "100ms", "--times", "8", "--jitter", "50%", "--json", "--", "true")
+    r = rpr(
+        "interval", "--every", "100ms", "--times", "8", "--jitter", "50%", "--json", "--", "true"
+    )
     runs, _ = runs_and_summary(r.stdout)
     t0 = runs[0]["scheduled_start"]
     offsets = [run["scheduled_start"] - t0 for run in runs]
@@ -208,8 +234,18 @@ def test_timeout_fails_the_run_with_reason_timeout() -> None:
 def test_kill_after_escalates_when_term_is_ignored() -> None:
     start = time.monotonic()
     r = rpr(
-        "count", "--times", "1", "--timeout", "200ms", "--kill-after", "300ms", "--json",
-        "--", "sh", "-c", "trap '' TERM; sleep 10",
+        "count",
+        "--times",
+        "1",
+        "--timeout",
+        "200ms",
+        "--kill-after",
+        "300ms",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; sleep 10",
     )
     runs, _ = runs_and_summary(r.stdout)
     assert runs[0]["timed_out"] and runs[0]["signal"] == signal.SIGKILL
@@ -239,22 +275,23 @@ def test_command_not_executable_exits_126(tmp_path: Path) -> None:
     assert str(script) in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize(
-    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
-)
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("background", [False, True])
 def test_signal_reaches_grandchild_and_exit_code(
     tmp_path: Path, sig: int, code: int, background: bool
 ) -> None:
     pidfile = tmp_path / "pid"
     body = (
-        f'sleep 300 & echo $! > {pidfile}; wait'
+        f"sleep 300 & echo $! > {pidfile}; wait"
         if background
         else f'sh -c "echo \\$\\$ > {pidfile}; exec sleep 300"'
     )
     proc = subprocess.Popen(
         [RPR, "interval", "--every", "10s", "--kill-after", "1s", "--", "sh", "-c", body],
-        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 10
     while not (pidfile.exists() and pidfile.read_text().strip()):
@@ -263,7 +300,7 @@ def test_signal_reaches_grandchild_and_exit_code(
     grandchild = int(pidfile.read_text())
     time.sleep(0.1)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=15)
+    _, err = proc.communicate(timeout=15)
     assert proc.returncode == code, err
     assert "rpr summary" in err
     deadline = time.monotonic() + 5
@@ -275,7 +312,10 @@ def test_signal_reaches_grandchild_and_exit_code(
 def test_interrupt_while_waiting_between_runs() -> None:
     proc = subprocess.Popen(
         [RPR, "interval", "--every", "30s", "--", "true"],
-        env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(0.5)
     start = time.monotonic()
@@ -296,14 +336,27 @@ def test_random_bytes_pass_through_unchanged(tmp_path: Path, capture: bool) -> N
     extra = ["--success-pattern", "never-matches-zzz"] if capture else []
     r = subprocess.run(
         [RPR, "count", "--times", "1", *extra, "--", "cat", str(blob)],
-        env=env(), capture_output=True, timeout=30, check=False,
+        env=env(),
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
     assert r.returncode == 0
     assert r.stdout == blob.read_bytes()
 
 
 def test_stdout_and_stderr_stay_separate() -> None:
-    r = rpr("count", "--times", "1", "--failure-pattern", "zzz", "--", "sh", "-c", "echo out; echo err >&2")
+    r = rpr(
+        "count",
+        "--times",
+        "1",
+        "--failure-pattern",
+        "zzz",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    )
     assert r.stdout == "out\n"
     assert r.stderr.startswith("err\n")
 
@@ -323,11 +376,25 @@ def test_200mb_stream_in_bounded_memory(tmp_path: Path) -> None:
     )
     r = subprocess.run(
         [
-            os.environ.get("PYTHON", str(Path(RPR).parent / "python")), str(script),
-            RPR, "count", "--times", "1", "--output-prefix", "> ", "--",
-            "head", "-c", "200000000", "/dev/zero",
+            os.environ.get("PYTHON", str(Path(RPR).parent / "python")),
+            str(script),
+            RPR,
+            "count",
+            "--times",
+            "1",
+            "--output-prefix",
+            "> ",
+            "--",
+            "head",
+            "-c",
+            "200000000",
+            "/dev/zero",
         ],
-        env=env(), capture_output=True, text=True, timeout=120, check=False,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     total, maxrss_kib = map(int, r.stdout.split())
     assert total >= 200_000_000
@@ -336,7 +403,9 @@ def test_200mb_stream_in_bounded_memory(tmp_path: Path) -> None:
 
 
 def test_output_prefix_prefixes_every_line_of_both_streams() -> None:
-    r = rpr("count", "--times", "2", "-o", "[x] ", "--", "sh", "-c", "printf 'a\\nb\\n'; echo e >&2")
+    r = rpr(
+        "count", "--times", "2", "-o", "[x] ", "--", "sh", "-c", "printf 'a\\nb\\n'; echo e >&2"
+    )
     assert r.stdout == "[x] a\n[x] b\n[x] a\n[x] b\n"
     assert r.stderr.startswith("[x] e\n[x] e\n")
 
@@ -354,7 +423,16 @@ def test_verbose_prints_a_line_per_run() -> None:
 
 
 def test_stats_only_prints_summary_on_stdout_only() -> None:
-    r = rpr("count", "--times", "3", "--stats-only", "--", "sh", "-c", "echo noise; exit $((RPR_ITERATION-1))")
+    r = rpr(
+        "count",
+        "--times",
+        "3",
+        "--stats-only",
+        "--",
+        "sh",
+        "-c",
+        "echo noise; exit $((RPR_ITERATION-1))",
+    )
     assert r.returncode == 1
     assert r.stderr == ""
     assert "noise" not in r.stdout
@@ -364,12 +442,33 @@ def test_stats_only_prints_summary_on_stdout_only() -> None:
 
 
 def test_json_records_per_run_and_summary() -> None:
-    r = rpr("count", "--times", "3", "--every", "50ms", "--json", "--", "sh", "-c", "echo x; exit $((RPR_ITERATION==2))")
+    r = rpr(
+        "count",
+        "--times",
+        "3",
+        "--every",
+        "50ms",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo x; exit $((RPR_ITERATION==2))",
+    )
     runs, summary = runs_and_summary(r.stdout)
     assert [run["iteration"] for run in runs] == [1, 2, 3]
     assert [run["success"] for run in runs] == [True, False, True]
-    keys = {"iteration", "scheduled_start", "actual_start", "lateness", "duration", "exit_code",
-            "signal", "timed_out", "success", "reason"}
+    keys = {
+        "iteration",
+        "scheduled_start",
+        "actual_start",
+        "lateness",
+        "duration",
+        "exit_code",
+        "signal",
+        "timed_out",
+        "success",
+        "reason",
+    }
     assert keys <= set(runs[0])
     assert runs[1]["exit_code"] == 1 and runs[1]["reason"] == "exit code 1"
     assert summary["runs"] == 3 and summary["failed"] == 1
@@ -393,7 +492,18 @@ def test_progress_is_silent_when_stderr_is_not_a_terminal() -> None:
 
 
 def test_success_pattern_overrides_exit_code() -> None:
-    r = rpr("count", "--times", "2", "--success-pattern", "READY", "--json", "--", "sh", "-c", "echo READY; exit 3")
+    r = rpr(
+        "count",
+        "--times",
+        "2",
+        "--success-pattern",
+        "READY",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo READY; exit 3",
+    )
     runs, _ = runs_and_summary(r.stdout)
     assert r.returncode == 0
     assert all(run["success"] and run["reason"] == "success pattern matched" for run in runs)
@@ -401,8 +511,18 @@ def test_success_pattern_overrides_exit_code() -> None:
 
 def test_failure_pattern_overrides_exit_zero_and_beats_success() -> None:
     r = rpr(
-        "count", "--times", "1", "--success-pattern", "ok", "--failure-pattern", "ERROR", "--json",
-        "--", "sh", "-c", "echo ok; echo ERROR >&2",
+        "count",
+        "--times",
+        "1",
+        "--success-pattern",
+        "ok",
+        "--failure-pattern",
+        "ERROR",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo ok; echo ERROR >&2",
     )
     runs, _ = runs_and_summary(r.stdout)
     assert r.returncode == 1 and runs[0]["reason"] == "failure pattern matched"
@@ -434,7 +554,10 @@ def test_version_and_help() -> None:
     ("args", "message"),
     [
         (["interval", "--evry", "1s", "--", "true"], "unknown flag --evry (did you mean --every?)"),
-        (["intervl", "--every", "1s", "--", "true"], 'unknown subcommand "intervl" (did you mean interval?)'),
+        (
+            ["intervl", "--every", "1s", "--", "true"],
+            'unknown subcommand "intervl" (did you mean interval?)',
+        ),
         ([], "no subcommand"),
         (["interval", "--every", "1s", "true"], "put -- before the command (found 'true')"),
         (["interval", "--every", "1s", "--"], "no command after --"),
@@ -449,14 +572,35 @@ def test_version_and_help() -> None:
         (["count", "--times", "-3", "--", "true"], "--times: -3 is too small"),
         (["count", "--times", "x", "--", "true"], '--times: "x" is not a whole number'),
         (["count", "--times", "2", "--parallel", "0", "--", "true"], "--parallel: 0 is too small"),
-        (["count", "--times", "2", "-q", "-s", "--", "true"], "--quiet and --stream cannot be used together"),
-        (["count", "--times", "2", "-q", "-v", "--", "true"], "--quiet and --verbose cannot be used together"),
-        (["count", "--times", "2", "--stats-only", "-v", "--", "true"], "--stats-only cannot be combined with --verbose"),
-        (["count", "--times", "2", "--json", "-o", "x", "--", "true"], "--json and --output-prefix cannot be used together"),
-        (["count", "--times", "2", "--on-overrun", "drop", "--", "true"], '"drop" is not one of skip, burst, delay'),
+        (
+            ["count", "--times", "2", "-q", "-s", "--", "true"],
+            "--quiet and --stream cannot be used together",
+        ),
+        (
+            ["count", "--times", "2", "-q", "-v", "--", "true"],
+            "--quiet and --verbose cannot be used together",
+        ),
+        (
+            ["count", "--times", "2", "--stats-only", "-v", "--", "true"],
+            "--stats-only cannot be combined with --verbose",
+        ),
+        (
+            ["count", "--times", "2", "--json", "-o", "x", "--", "true"],
+            "--json and --output-prefix cannot be used together",
+        ),
+        (
+            ["count", "--times", "2", "--on-overrun", "drop", "--", "true"],
+            '"drop" is not one of skip, burst, delay',
+        ),
         (["count", "--times", "2", "--jitter", "10%", "--", "true"], "--jitter 10% needs --every"),
-        (["count", "--times", "2", "--jitter", "150%", "--every", "1s", "--", "true"], "between 0% and 100%"),
-        (["count", "--times", "2", "--success-pattern", "(", "--", "true"], '--success-pattern: invalid regular expression "("'),
+        (
+            ["count", "--times", "2", "--jitter", "150%", "--every", "1s", "--", "true"],
+            "between 0% and 100%",
+        ),
+        (
+            ["count", "--times", "2", "--success-pattern", "(", "--", "true"],
+            '--success-pattern: invalid regular expression "("',
+        ),
         (["count", "--times", "2", "--timeout", "--", "true"], "--timeout needs a value"),
         (["--bogus", "count"], "unknown option --bogus"),
     ],

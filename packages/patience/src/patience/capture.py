@@ -45,7 +45,7 @@ class PrefixLines(Sink):
             out += piece
             self.at_line_start[stream] = piece.endswith(b"\n")
         try:
-            write_all(stream, out)
+            write_all(stream, bytes(out))
         except BrokenPipeError:
             pass
 

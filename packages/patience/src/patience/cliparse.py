@@ -9,6 +9,8 @@ Why not argparse: it pulls in `re`, `gettext` and more (~9 ms here), and `rpr` s
 
 from __future__ import annotations
 
+import math
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -67,12 +69,12 @@ class Parsed:
 def parse(options: Sequence[Option], args: Sequence[str], context: str) -> Parsed:
     """Parse `args` (after the subcommand). `context` names the subcommand in errors."""
     by_name: dict[str, Option] = {}
-    for opt in options:
-        for name in opt.names:
-            by_name[name] = opt
-        if opt.negatable:
-            by_name["--no-" + opt.long[2:]] = opt
-    parsed = Parsed({opt.dest: opt.default for opt in options})
+    for option in options:
+        for name in option.names:
+            by_name[name] = option
+        if option.negatable:
+            by_name["--no-" + option.long[2:]] = option
+    parsed = Parsed({o.dest: o.default for o in options})
     i = 0
     while i < len(args):
         arg = args[i]
@@ -182,7 +184,7 @@ def parse_float(low: float | None = None, high: float | None = None) -> Callable
             value = float(text)
         except ValueError:
             raise ValueError(f'"{text}" is not a number') from None
-        if value != value or (low is not None and value < low):
+        if math.isnan(value) or (low is not None and value < low):
             raise ValueError(f"{text} is too small (at least {low})")
         if high is not None and value > high:
             raise ValueError(f"{text} is too large (at most {high})")

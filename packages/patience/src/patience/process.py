@@ -142,7 +142,7 @@ def sleep_until(deadline: float) -> bool:
     poller = select.poll()
     if interrupts.wakeup_r >= 0:
         poller.register(interrupts.wakeup_r, select.POLLIN)
-    while interrupts.signal is None:
+    while interrupted() is None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return True

@@ -51,6 +51,6 @@ class Distribution:
                 if key < 0:
                     return self.minimum
                 # Midpoint of the bucket, clamped to what was really seen.
-                mid = _FLOOR * _GROWTH ** (key + 0.5)
+                mid = _FLOOR * math.exp((key + 0.5) * _LOG_GROWTH)
                 return min(self.maximum, max(self.minimum, mid))
         return self.maximum

@@ -26,9 +26,8 @@ from repeater.schedules import OVERRUN_POLICIES, BackToBack, FixedRate, Schedule
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
     import re
+    from collections.abc import Callable, Sequence
 
     from repeater.output import Reporter
     from repeater.runner import Runner
@@ -56,39 +55,96 @@ def jitter_spec(text: str) -> str:
 
 
 STOP_OPTIONS = [
-    Option("every", "--every", "-e", convert=positive_duration, metavar="DUR",
-           help="start a run every DUR, on absolute deadlines (no drift)"),
-    Option("times", "--times", "-t", convert=parse_int(1), metavar="N",
-           help="stop after N runs"),
-    Option("for_", "--for", "-f", convert=positive_duration, metavar="DUR",
-           help="start no run later than DUR after the start"),
-    Option("until_success", "--until-success",
-           help="stop after the first successful run (exit 0)"),
+    Option(
+        "every",
+        "--every",
+        "-e",
+        convert=positive_duration,
+        metavar="DUR",
+        help="start a run every DUR, on absolute deadlines (no drift)",
+    ),
+    Option("times", "--times", "-t", convert=parse_int(1), metavar="N", help="stop after N runs"),
+    Option(
+        "for_",
+        "--for",
+        "-f",
+        convert=positive_duration,
+        metavar="DUR",
+        help="start no run later than DUR after the start",
+    ),
+    Option("until_success", "--until-success", help="stop after the first successful run (exit 0)"),
     Option("until_failure", "--until-failure", help="stop after the first failed run"),
     Option("stop_on_failure", "--stop-on-failure", help="same as --until-failure"),
-    Option("max_failures", "--max-failures", convert=parse_int(1), metavar="N",
-           help="stop once N runs have failed"),
+    Option(
+        "max_failures",
+        "--max-failures",
+        convert=parse_int(1),
+        metavar="N",
+        help="stop once N runs have failed",
+    ),
 ]
 TIMING_OPTIONS = [
-    Option("timeout", "--timeout", convert=positive_duration, metavar="DUR",
-           help="a run still going after DUR is sent SIGTERM, and fails (reason timeout)"),
-    Option("kill_after", "--kill-after", convert=parse_duration, default=5.0, metavar="DUR",
-           help="SIGKILL a run that outlives SIGTERM by DUR"),
-    Option("parallel", "--parallel", convert=parse_int(1, 1024), default=1, metavar="N",
-           help="allow up to N runs in flight, so the rate holds when runs are slow"),
-    Option("jitter", "--jitter", convert=jitter_spec, metavar="J",
-           help="delay each run by a random 0..J (10%% of --every, or a duration); no drift"),
-    Option("immediate", "--immediate", default=True, negatable=True,
-           help="first run at once (--no-immediate waits one interval)"),
-    Option("on_overrun", "--on-overrun", convert=parse_choice(*OVERRUN_POLICIES),
-           default="skip", metavar="POLICY",
-           help="a run outlasts its interval: skip missed ticks, burst them, or delay the phase"),
+    Option(
+        "timeout",
+        "--timeout",
+        convert=positive_duration,
+        metavar="DUR",
+        help="a run still going after DUR is sent SIGTERM, and fails (reason timeout)",
+    ),
+    Option(
+        "kill_after",
+        "--kill-after",
+        convert=parse_duration,
+        default=5.0,
+        metavar="DUR",
+        help="SIGKILL a run that outlives SIGTERM by DUR",
+    ),
+    Option(
+        "parallel",
+        "--parallel",
+        convert=parse_int(1, 1024),
+        default=1,
+        metavar="N",
+        help="allow up to N runs in flight, so the rate holds when runs are slow",
+    ),
+    Option(
+        "jitter",
+        "--jitter",
+        convert=jitter_spec,
+        metavar="J",
+        help="delay each run by a random 0..J (10%% of --every, or a duration); no drift",
+    ),
+    Option(
+        "immediate",
+        "--immediate",
+        default=True,
+        negatable=True,
+        help="first run at once (--no-immediate waits one interval)",
+    ),
+    Option(
+        "on_overrun",
+        "--on-overrun",
+        convert=parse_choice(*OVERRUN_POLICIES),
+        default="skip",
+        metavar="POLICY",
+        help="a run outlasts its interval: skip missed ticks, burst them, or delay the phase",
+    ),
 ]
 PATTERN_OPTIONS = [
-    Option("success_pattern", "--success-pattern", convert=str, metavar="RE",
-           help="a run whose output matches RE succeeds (unless the failure pattern matches)"),
-    Option("failure_pattern", "--failure-pattern", convert=str, metavar="RE",
-           help="a run whose output matches RE fails, whatever its exit code"),
+    Option(
+        "success_pattern",
+        "--success-pattern",
+        convert=str,
+        metavar="RE",
+        help="a run whose output matches RE succeeds (unless the failure pattern matches)",
+    ),
+    Option(
+        "failure_pattern",
+        "--failure-pattern",
+        convert=str,
+        metavar="RE",
+        help="a run whose output matches RE fails, whatever its exit code",
+    ),
     Option("case_insensitive", "--case-insensitive", help="patterns ignore case"),
 ]
 OUTPUT_OPTIONS = [
@@ -97,8 +153,14 @@ OUTPUT_OPTIONS = [
     Option("verbose", "--verbose", "-v", help="a line per run on stderr"),
     Option("stats_only", "--stats-only", help="print only the summary, on stdout"),
     Option("json", "--json", help="a JSON object per run, then a summary object, on stdout"),
-    Option("output_prefix", "--output-prefix", "-o", convert=str, metavar="STR",
-           help="prefix each line of the command's output with STR"),
+    Option(
+        "output_prefix",
+        "--output-prefix",
+        "-o",
+        convert=str,
+        metavar="STR",
+        help="prefix each line of the command's output with STR",
+    ),
     Option("progress", "--progress", help="a live status line on stderr (when a terminal)"),
 ]
 COMMON_GROUPS = [
@@ -156,13 +218,30 @@ def _jitter(spec: object, every: float) -> Callable[[], float] | None:
 
 
 MODES: list[Mode] = [
-    Mode("interval", ("int", "i"), "run the command every DUR", "every",
-         fixed_rate_or_back_to_back, example="rpr interval --every 30s -- curl -fsS URL"),
-    Mode("count", ("cnt", "c"), "run the command N times (back to back without --every)",
-         "times", fixed_rate_or_back_to_back, example="rpr count --times 10 -- ./check.sh"),
-    Mode("duration", ("dur", "d"),
-         "run the command for DUR (back to back without --every)", "for_",
-         fixed_rate_or_back_to_back, example="rpr duration --for 1m --every 5s -- date"),
+    Mode(
+        "interval",
+        ("int", "i"),
+        "run the command every DUR",
+        "every",
+        fixed_rate_or_back_to_back,
+        example="rpr interval --every 30s -- curl -fsS URL",
+    ),
+    Mode(
+        "count",
+        ("cnt", "c"),
+        "run the command N times (back to back without --every)",
+        "times",
+        fixed_rate_or_back_to_back,
+        example="rpr count --times 10 -- ./check.sh",
+    ),
+    Mode(
+        "duration",
+        ("dur", "d"),
+        "run the command for DUR (back to back without --every)",
+        "for_",
+        fixed_rate_or_back_to_back,
+        example="rpr duration --for 1m --every 5s -- date",
+    ),
 ]
 
 

@@ -99,8 +99,7 @@ class Summary:
                 f"  duration:      min {fmt(d.minimum)}  p50 {fmt(d.percentile(50))}"
                 f"  p95 {fmt(d.percentile(95))}  p99 {fmt(d.percentile(99))}"
                 f"  max {fmt(d.maximum)}",
-                f"  lateness:      p50 {fmt(late.percentile(50))}"
-                f"  p99 {fmt(late.percentile(99))}",
+                f"  lateness:      p50 {fmt(late.percentile(50))}  p99 {fmt(late.percentile(99))}",
             ]
         lines.append(f"  exit codes:    {codes}")
         return "\n".join(lines) + "\n"
@@ -159,10 +158,7 @@ class Reporter:
 
     def _status(self, summary: Summary) -> None:
         of = f"/{self.total}" if self.total else ""
-        err(
-            f"\r\x1b[Krpr: run {summary.runs}{of}, {summary.succeeded} ok, "
-            f"{summary.failed} failed"
-        )
+        err(f"\r\x1b[Krpr: run {summary.runs}{of}, {summary.succeeded} ok, {summary.failed} failed")
 
     def _clear_status(self) -> None:
         if self.progress:
