@@ -139,7 +139,7 @@ def render_options(options: Sequence[Option]) -> str:
             names += f" {opt.metavar}"
         text = opt.help
         if opt.default not in (None, False, "", []) and opt.convert is not None:
-            text += f" (default {_show(opt.default)})"
+            text += f" (default {_show(opt.default, opt.metavar)})"
         rows.append((names, text))
     width = min(34, max((len(n) for n, _ in rows), default=0))
     lines = []
@@ -151,8 +151,9 @@ def render_options(options: Sequence[Option]) -> str:
     return "\n".join(lines)
 
 
-def _show(value: object) -> str:
-    if isinstance(value, float):
+def _show(value: object, metavar: str) -> str:
+    """Durations (metavar DUR) in their short form; other values as they are."""
+    if isinstance(value, float) and metavar == "DUR":
         from patience.durations import format_duration
 
         return format_duration(value)
