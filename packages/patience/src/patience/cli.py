@@ -1,0 +1,684 @@
+"""`patience`: the command line. Parse, validate, build the strategy's pacing, retry.
+
+Grammar: patience [--config FILE] STRATEGY [OPTIONS] -- COMMAND [ARGS...]
+         patience config ...   (the configuration tool, patience.config.cli)
+Each strategy is one StrategySpec: its canonical name (aliases come from backoff.py), its
+own options and how it builds its pacing. Every strategy also takes the common options.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from patience import __version__
+from patience.backoff import STRATEGY_NAMES
+from patience.cliparse import Option, UsageError, parse, parse_float, parse_int, render_options
+from patience.durations import format_duration, parse_duration
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from patience.backoff import Strategy
+    from patience.cliparse import Parsed
+    from patience.pacing import Pacing
+
+
+# Converters ------------------------------------------------------------------------------
+
+
+def positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(f'"{text}" must be more than zero')
+    return value
+
+
+def exit_codes(text: str) -> frozenset[int]:
+    """--retry-on: "1,2,75" or ranges "1-5,75", each within 0..255."""
+    codes: set[int] = set()
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first = int(low)
+            last = int(high) if dash else first
+        except ValueError:
+            raise ValueError(f'"{part.strip()}" is not an exit code (try 1,2,75 or 1-5)') from None
+        if not 0 <= first <= last <= 255:
+            raise ValueError(f'"{part.strip()}" is not within 0..255 (low-high, low first)')
+        codes.update(range(first, last + 1))
+    return frozenset(codes)
+
+
+def offsets(text: str) -> list[float]:
+    """--retry-offsets: durations from the start, in order, e.g. "0,10m,30m"."""
+    values = [parse_duration(part) for part in text.split(",")]
+    for i in range(1, len(values)):
+        before, after = values[i - 1], values[i]
+        if after < before:
+            raise ValueError(
+                f'"{text}" goes back in time ({format_duration(after)} after'
+                f" {format_duration(before)}); list the offsets in order"
+            )
+    if len(values) > 1000:
+        raise ValueError(f"{len(values)} offsets are more than the 1000 attempts allowed")
+    return values
+
+
+def fallback_name(text: str) -> str:
+    canonical = STRATEGY_NAMES.get(text)
+    if canonical is None or canonical in _WRAPPERS:
+        raise ValueError(f'"{text}" is not a backoff strategy (one of {", ".join(_PLAIN)})')
+    return canonical
+
+
+def readable_file(text: str) -> str:
+    try:
+        with open(text, "rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f'cannot read "{text}": {exc.strerror or exc}') from None
+    return text
+
+
+def non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+_PLAIN = (
+    "exponential",
+    "linear",
+    "fixed",
+    "jitter",
+    "decorrelated-jitter",
+    "fibonacci",
+    "polynomial",
+)
+_WRAPPERS = ("http-aware", "adaptive", "diophantine")
+
+
+# Options ---------------------------------------------------------------------------------
+
+
+def _base(help: str = "the first delay") -> Option:
+    return Option(
+        "base_delay",
+        "--base-delay",
+        "-b",
+        convert=parse_duration,
+        default=1.0,
+        metavar="DUR",
+        help=help,
+    )
+
+
+def _multiplier() -> Option:
+    return Option(
+        "multiplier",
+        "--multiplier",
+        "-x",
+        convert=parse_float(1.0, 100.0),
+        default=2.0,
+        metavar="X",
+        help="growth factor per attempt (1..100)",
+    )
+
+
+def _max_delay(default: float = 60.0, help: str = "no delay is longer") -> Option:
+    return Option(
+        "max_delay",
+        "--max-delay",
+        "-m",
+        convert=parse_duration,
+        default=default,
+        metavar="DUR",
+        help=help,
+    )
+
+
+def _fallback() -> Option:
+    return Option(
+        "fallback",
+        "--fallback",
+        "-f",
+        convert=fallback_name,
+        default="exponential",
+        metavar="NAME",
+        help="the backoff used when there is nothing better to go on",
+    )
+
+
+COMMON_OPTIONS = [
+    Option(
+        "attempts",
+        "--attempts",
+        "-a",
+        "--max-attempts",
+        convert=parse_int(1, 1000),
+        default=3,
+        metavar="N",
+        help="run the command at most N times (1..1000)",
+    ),
+    Option(
+        "timeout",
+        "--timeout",
+        "-t",
+        convert=parse_duration,
+        default=0.0,
+        metavar="DUR",
+        help="an attempt still running after DUR gets SIGTERM and fails (0: no limit)",
+    ),
+    Option(
+        "kill_after",
+        "--kill-after",
+        convert=parse_duration,
+        default=5.0,
+        metavar="DUR",
+        help="SIGKILL an attempt that outlives SIGTERM by DUR",
+    ),
+    Option(
+        "max_time",
+        "--max-time",
+        convert=positive_duration,
+        metavar="DUR",
+        help="total budget: no wait that would end past DUR; attempts are cut at DUR",
+    ),
+    Option(
+        "retry_on",
+        "--retry-on",
+        convert=exit_codes,
+        metavar="CODES",
+        help="retry only on these exit statuses, e.g. 1,75 or 1-5 (default: any failure)",
+    ),
+    Option(
+        "success_pattern",
+        "--success-pattern",
+        convert=str,
+        metavar="RE",
+        help="an attempt whose output matches RE succeeds, whatever its exit code",
+    ),
+    Option(
+        "failure_pattern",
+        "--failure-pattern",
+        convert=str,
+        metavar="RE",
+        help="an attempt whose output matches RE fails, and retrying stops at once",
+    ),
+    Option("case_insensitive", "--case-insensitive", help="patterns ignore case"),
+    Option("quiet", "--quiet", "-q", help="none of patience's own lines; errors only"),
+    Option(
+        "config", "--config", convert=readable_file, metavar="FILE", help="read settings from FILE"
+    ),
+    Option(
+        "debug_config", "--debug-config", help="show each setting and where it came from, on stderr"
+    ),
+]
+DAEMON_OPTIONS = [
+    Option("daemon", "--daemon", help="coordinate rate limits through patience-daemon"),
+    Option(
+        "resource_id",
+        "--resource-id",
+        convert=non_empty,
+        metavar="ID",
+        help="the shared resource this command uses (default: detected from the command)",
+    ),
+    Option(
+        "daemon_socket",
+        "--daemon-socket",
+        convert=non_empty,
+        metavar="PATH",
+        help="the daemon's Unix socket",
+    ),
+    Option(
+        "daemon_timeout",
+        "--daemon-timeout",
+        convert=positive_duration,
+        default=5.0,
+        metavar="DUR",
+        help="give up on the daemon after DUR",
+    ),
+    Option(
+        "daemon_auto_start",
+        "--daemon-auto-start",
+        default=True,
+        negatable=True,
+        help="start the daemon when it is not running",
+    ),
+]
+
+
+class StrategySpec:
+    """A strategy on the command line: name, summary, own options, how it paces attempts."""
+
+    def __init__(
+        self,
+        name: str,
+        summary: str,
+        options: Sequence[Option],
+        build: Callable[[dict[str, object], list[str]], Pacing],
+        example: str,
+    ) -> None:
+        self.name = name
+        self.summary = summary
+        self.options = list(options)
+        self.build = build
+        self.example = example
+
+    @property
+    def aliases(self) -> list[str]:
+        return [a for a, c in STRATEGY_NAMES.items() if c == self.name and a != self.name]
+
+    def all_options(self) -> list[Option]:
+        own = {o.dest for o in self.options}
+        return [*self.options, *(o for o in COMMON_OPTIONS + DAEMON_OPTIONS if o.dest not in own)]
+
+
+# Building each strategy's pacing ---------------------------------------------------------
+
+
+def _plain(v: dict[str, object], _command: list[str]) -> Pacing:
+    from patience.backoff import make_strategy
+    from patience.pacing import Backoff
+
+    name = str(v["strategy"])
+    params = {o.dest: v[o.dest] for o in SPECS[name].options}
+    return Backoff(make_strategy(name, **params))
+
+
+def _fallback_strategy(v: dict[str, object], max_delay: float) -> Strategy:
+    """The wrapped backoff: --base-delay is its first delay, whatever its kind."""
+    from patience.backoff import make_strategy
+
+    name, base = str(v["fallback"]), v["base_delay"]
+    if name == "fixed":
+        return make_strategy(name, delay=base)
+    if name == "linear":
+        return make_strategy(name, increment=base, max_delay=max_delay)
+    return make_strategy(name, base_delay=base, max_delay=max_delay)
+
+
+def _http_aware(v: dict[str, object], _command: list[str]) -> Pacing:
+    from patience.backoff import DEFAULT_MAX_DELAY
+    from patience.pacing import HttpAware
+
+    max_delay = _float(v["max_delay"])
+    return HttpAware(_fallback_strategy(v, min(DEFAULT_MAX_DELAY, max_delay)), max_delay)
+
+
+def _adaptive(v: dict[str, object], command: list[str]) -> Pacing:
+    from patience.learning import Memory, memory_path
+    from patience.pacing import Adaptive
+
+    path = memory_path(command)
+    memory, warning = Memory.load(
+        path, command, _float(v["learning_rate"]), int(str(v["memory_window"]))
+    )
+    if warning:
+        sys.stderr.write(f"patience: adaptive: {warning}\n")
+    return Adaptive(_fallback_strategy(v, _float(v["max_delay"])), memory, path)
+
+
+def _diophantine(v: dict[str, object], _command: list[str]) -> Pacing:
+    from patience.pacing import Diophantine
+    from patience.ratelimit.algorithms import SlidingWindowLog
+
+    planned = v["retry_offsets"]
+    assert isinstance(planned, list)
+    return Diophantine(planned, SlidingWindowLog(int(str(v["rate_limit"])), _float(v["window"])))
+
+
+def _float(value: object) -> float:
+    assert isinstance(value, float)
+    return value
+
+
+SPECS: dict[str, StrategySpec] = {
+    spec.name: spec
+    for spec in [
+        StrategySpec(
+            "http-aware",
+            "wait as long as the server asks (Retry-After, X-RateLimit-*, JSON retry_after)",
+            [
+                _fallback(),
+                _max_delay(1800.0, "cap on any wait, the server's included"),
+                _base("the fallback's first delay"),
+            ],
+            _http_aware,
+            "patience http-aware -- curl -fsi https://api.example.com/",
+        ),
+        StrategySpec(
+            "exponential",
+            "base-delay × multiplier^(n-1)",
+            [_base(), _multiplier(), _max_delay()],
+            _plain,
+            "patience exponential --base-delay 500ms -- ./flaky.sh",
+        ),
+        StrategySpec(
+            "linear",
+            "n × increment",
+            [
+                Option(
+                    "increment",
+                    "--increment",
+                    "-i",
+                    convert=parse_duration,
+                    default=1.0,
+                    metavar="DUR",
+                    help="added to the delay after each attempt",
+                ),
+                _max_delay(),
+            ],
+            _plain,
+            "patience linear --increment 2s -- ./flaky.sh",
+        ),
+        StrategySpec(
+            "fixed",
+            "the same delay every time",
+            [
+                Option(
+                    "delay",
+                    "--delay",
+                    "-d",
+                    convert=parse_duration,
+                    default=1.0,
+                    metavar="DUR",
+                    help="wait DUR between attempts",
+                )
+            ],
+            _plain,
+            "patience fixed --delay 5s --attempts 10 -- ping -c1 host",
+        ),
+        StrategySpec(
+            "jitter",
+            "random in [0, base-delay × multiplier^(n-1))",
+            [_base(), _multiplier(), _max_delay()],
+            _plain,
+            "patience jitter -- ./flaky.sh",
+        ),
+        StrategySpec(
+            "decorrelated-jitter",
+            "base-delay + random up to multiplier × the previous delay",
+            [_base(), _multiplier(), _max_delay()],
+            _plain,
+            "patience decorrelated-jitter -- ./flaky.sh",
+        ),
+        StrategySpec(
+            "fibonacci",
+            "fib(n) × base-delay (1, 1, 2, 3, 5, ...)",
+            [_base(), _max_delay()],
+            _plain,
+            "patience fibonacci -- ./flaky.sh",
+        ),
+        StrategySpec(
+            "polynomial",
+            "base-delay × n^exponent",
+            [
+                _base(),
+                Option(
+                    "exponent",
+                    "--exponent",
+                    "-e",
+                    convert=parse_float(0.0, 10.0),
+                    default=2.0,
+                    metavar="E",
+                    help="power of the attempt number",
+                ),
+                _max_delay(),
+            ],
+            _plain,
+            "patience polynomial --exponent 1.5 -- ./flaky.sh",
+        ),
+        StrategySpec(
+            "adaptive",
+            "learn across runs which delays work for this command",
+            [
+                Option(
+                    "learning_rate",
+                    "--learning-rate",
+                    "-r",
+                    convert=parse_float(0.001, 1.0),
+                    default=0.1,
+                    metavar="R",
+                    help="how fast each outcome moves the estimate",
+                ),
+                Option(
+                    "memory_window",
+                    "--memory-window",
+                    "-w",
+                    convert=parse_int(1, 10000),
+                    default=50,
+                    metavar="N",
+                    help="outcomes remembered per command",
+                ),
+                _fallback(),
+                _base("the fallback's first delay"),
+                _max_delay(),
+            ],
+            _adaptive,
+            "patience adaptive -- ./deploy-check.sh",
+        ),
+        StrategySpec(
+            "diophantine",
+            "attempts at planned offsets, never above a rate limit",
+            [
+                Option(
+                    "rate_limit",
+                    "--rate-limit",
+                    "-r",
+                    convert=parse_int(1),
+                    default=100,
+                    metavar="N",
+                    help="at most N attempts in any window",
+                ),
+                Option(
+                    "window",
+                    "--window",
+                    "-w",
+                    convert=positive_duration,
+                    default=3600.0,
+                    metavar="DUR",
+                    help="the sliding window of the rate limit",
+                ),
+                Option(
+                    "retry_offsets",
+                    "--retry-offsets",
+                    "-o",
+                    convert=offsets,
+                    default="0,10m,30m",
+                    metavar="LIST",
+                    help="when each attempt is planned, from the start",
+                ),
+            ],
+            _diophantine,
+            "patience diophantine --rate-limit 10 --window 1m -o 0,5s,30s -- ./call-api.sh",
+        ),
+    ]
+}
+
+
+# Help ------------------------------------------------------------------------------------
+
+
+def main_help() -> str:
+    rows = "\n".join(
+        f"  {s.name:20} {s.summary}" + (f" (aliases: {', '.join(s.aliases)})")
+        for s in SPECS.values()
+    )
+    return (
+        "usage: patience [--config FILE] STRATEGY [OPTIONS] -- COMMAND [ARGS...]\n"
+        "       patience config ...\n\n"
+        "Retry a command until it succeeds, waiting between attempts as STRATEGY says.\n\n"
+        f"Strategies:\n{rows}\n\n"
+        "Global options:\n"
+        "  -h, --help     show this help (patience STRATEGY --help for its options)\n"
+        "  -v, --version  show the version\n"
+        "  --config FILE  read settings from FILE\n\n"
+        "Exit codes: 0 success; the last attempt's exit status when attempts run out\n"
+        "(124 timed out, 128+N killed by signal N); 126/127 the command cannot be run / was\n"
+        "not found; 2 usage or config error; 130 interrupted (SIGINT); 143 terminated.\n"
+    )
+
+
+def strategy_help(spec: StrategySpec) -> str:
+    aliases = f" (aliases: {', '.join(spec.aliases)})"
+    return (
+        f"usage: patience {spec.name} [OPTIONS] -- COMMAND [ARGS...]{aliases}\n\n"
+        f"Delay: {spec.summary}.\nExample: {spec.example}\n\n"
+        f"{spec.name.capitalize()} options:\n{render_options(spec.options)}\n\n"
+        f"Common options:\n{render_options(COMMON_OPTIONS)}\n\n"
+        f"Daemon options:\n{render_options(DAEMON_OPTIONS)}\n\n"
+        "The command sees PATIENCE_ATTEMPT (1 for the first attempt).\n"
+    )
+
+
+# Running ---------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args)
+    except UsageError as exc:
+        sys.stderr.write(f"patience: {exc}\n")
+        return 2
+
+
+def _main(args: list[str]) -> int:
+    config_file: str | None = None
+    while args and args[0].startswith("-"):
+        head = args.pop(0)
+        if head in ("-h", "--help"):
+            sys.stdout.write(main_help())
+            return 0
+        if head in ("-v", "--version"):
+            sys.stdout.write(f"patience {__version__}\n")
+            return 0
+        if head == "--config" or head.startswith("--config="):
+            text = head.partition("=")[2] or (args.pop(0) if args else "")
+            if not text:
+                raise UsageError("--config needs a file (--config FILE)")
+            try:
+                config_file = readable_file(text)
+            except ValueError as exc:
+                raise UsageError(f"--config: {exc}") from None
+            continue
+        raise UsageError(
+            f"unknown option {head} (options go after the strategy; see patience --help)"
+        )
+    if not args:
+        raise UsageError("no strategy (try patience exponential -- CMD, or patience --help)")
+    name = args.pop(0)
+    if name == "config":
+        from patience.config.cli import main as config_main
+
+        return config_main(args)
+    canonical = STRATEGY_NAMES.get(name)
+    if canonical is None:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(STRATEGY_NAMES), n=1)
+        hint = f"did you mean {close[0]}?" if close else "see patience --help"
+        raise UsageError(f'unknown strategy "{name}" ({hint})')
+    spec = SPECS[canonical]
+    if any(a in ("-h", "--help") for a in args[: args.index("--") if "--" in args else None]):
+        sys.stdout.write(strategy_help(spec))
+        return 0
+    context = f"patience {spec.name}"
+    parsed = parse(spec.all_options(), args, context)
+    if config_file is not None and "config" not in parsed.explicit:
+        parsed.values["config"] = config_file
+    _check_command(parsed, spec.name)
+    if parsed.values["debug_config"]:
+        _debug_config(spec, parsed)
+    return _build(spec, parsed).run()
+
+
+def _check_command(parsed: Parsed, name: str) -> None:
+    example = f"e.g. patience {name} -- curl -f https://example.com"
+    if not parsed.saw_separator:
+        where = f" (found {parsed.positionals[0]!r})" if parsed.positionals else ""
+        raise UsageError(f"{name}: put -- before the command{where}, {example}")
+    if parsed.positionals:
+        raise UsageError(f"{name}: unexpected argument {parsed.positionals[0]!r} before --")
+    if not parsed.command:
+        raise UsageError(f"{name}: no command after -- ({example})")
+
+
+def _debug_config(spec: StrategySpec, parsed: Parsed) -> None:
+    lines = [f"patience: settings for {spec.name}:"]
+    for opt in spec.all_options():
+        if opt.dest == "debug_config":
+            continue
+        value = parsed.values[opt.dest]
+        durations = (parse_duration, positive_duration)
+        shown = format_duration(value) if opt.convert in durations else value  # type: ignore[arg-type]
+        source = "command line" if opt.dest in parsed.explicit else "default"
+        lines.append(f"  {opt.long} = {shown} ({source})")
+    sys.stderr.write("\n".join(lines) + "\n")
+
+
+def _build(spec: StrategySpec, parsed: Parsed) -> Retry:
+    from patience.retry import Reporter, Retry
+
+    v = dict(parsed.values, strategy=spec.name)
+    if spec.name == "diophantine":
+        _plan_attempts(v, parsed.explicit)
+    patterns = _patterns(v, spec.name)
+    timeout = _float(v["timeout"])
+    max_time = v["max_time"]
+    retry_on = v["retry_on"]
+    attempts = int(str(v["attempts"]))
+    return Retry(
+        parsed.command,
+        spec.build(v, parsed.command),
+        Reporter(attempts, bool(v["quiet"])),
+        attempts=attempts,
+        timeout=timeout or None,
+        kill_after=_float(v["kill_after"]),
+        max_time=max_time if isinstance(max_time, float) else None,
+        retry_on=retry_on if isinstance(retry_on, frozenset) else None,
+        success_pattern=patterns.get("success_pattern"),
+        failure_pattern=patterns.get("failure_pattern"),
+    )
+
+
+def _plan_attempts(v: dict[str, object], explicit: set[str]) -> None:
+    """Explicit offsets without --attempts plan one attempt per offset. The first planned
+    attempt must fit the --max-time budget."""
+    planned = v["retry_offsets"]
+    if isinstance(planned, str):  # the default, as the user would write it
+        v["retry_offsets"] = planned = offsets(planned)
+    assert isinstance(planned, list)
+    if "retry_offsets" in explicit and "attempts" not in explicit:
+        v["attempts"] = len(planned)
+    max_time = v["max_time"]
+    if isinstance(max_time, float) and planned[0] > max_time:
+        raise UsageError(
+            f"diophantine: --max-time {format_duration(max_time)} ends before the first"
+            f" planned attempt (--retry-offsets starts at {format_duration(planned[0])})"
+        )
+
+
+def _patterns(v: dict[str, object], name: str) -> dict[str, re.Pattern[str]]:
+    texts = {k: v[k] for k in ("success_pattern", "failure_pattern") if isinstance(v[k], str)}
+    if not texts:
+        return {}
+    from patience.conditions import PatternError, compile_pattern
+
+    try:
+        return {
+            key: compile_pattern(
+                str(text), "--" + key.replace("_", "-"), bool(v["case_insensitive"])
+            )
+            for key, text in texts.items()
+        }
+    except PatternError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+
+
+if TYPE_CHECKING:
+    import re
+
+    from patience.retry import Retry

@@ -1,0 +1,243 @@
+"""The retry loop: run the command, judge the attempt, wait as the strategy says, repeat.
+
+Stops at the first success; at the last attempt; at once when the failure pattern matched,
+the exit status is not one of --retry-on, the command cannot be executed, the next wait
+would end past --max-time, or patience itself was interrupted (an interrupted attempt is
+never retried). The command's output goes straight to our stdout/stderr; it is read
+through pipes only when a pattern or the http-aware strategy needs to see it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from patience import process
+from patience.conditions import judge
+from patience.durations import format_duration
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+    from collections.abc import Sequence
+
+    from patience.capture import Head
+    from patience.conditions import PatternWatch
+    from patience.pacing import Pacing
+    from patience.process import RunResult, Sink
+
+_SIGNAL_NAMES = {2: "SIGINT", 15: "SIGTERM"}
+
+
+class Reporter:
+    """patience's own lines on stderr, in the Go tool's style; `quiet` keeps only errors."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total = total
+        self.quiet = quiet
+
+    def _write(self, text: str) -> None:
+        try:
+            process.write_all(2, text.encode("utf-8", "replace"))
+        except BrokenPipeError:
+            pass
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            self._write(text + "\n")
+
+    def error(self, text: str) -> None:
+        self._write(f"patience: {text}\n")
+
+    def attempt(self, n: int) -> str:
+        return f"[retry] Attempt {n}/{self.total}"
+
+
+class Stats:
+    __slots__ = ("attempts", "longest", "succeeded", "waited")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.succeeded = 0
+        self.waited = 0.0
+        self.longest = 0.0
+
+    def render(self, elapsed: float) -> str:
+        rows = [
+            ("Attempts", str(self.attempts)),
+            ("Successful", str(self.succeeded)),
+            ("Failed", str(self.attempts - self.succeeded)),
+            ("Total time", format_duration(elapsed)),
+            ("Time waiting", format_duration(self.waited)),
+            ("Longest attempt", format_duration(self.longest)),
+        ]
+        return "Run Statistics:\n" + "".join(f"  {k + ':':17}{v}\n" for k, v in rows)
+
+
+class Retry:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        pacing: Pacing,
+        reporter: Reporter,
+        *,
+        attempts: int,
+        timeout: float | None = None,
+        kill_after: float = 5.0,
+        max_time: float | None = None,
+        retry_on: frozenset[int] | None = None,
+        success_pattern: re.Pattern[str] | None = None,
+        failure_pattern: re.Pattern[str] | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.pacing = pacing
+        self.reporter = reporter
+        self.attempts = attempts
+        self.timeout = timeout
+        self.kill_after = kill_after
+        self.max_time = max_time
+        self.retry_on = retry_on
+        self.patterns = {
+            name: p
+            for name, p in (("success", success_pattern), ("failure", failure_pattern))
+            if p is not None
+        }
+        self.stats = Stats()
+        self.started = 0.0
+
+    def run(self) -> int:
+        """Retry until done; return patience's exit code."""
+        process.install_signal_forwarding()
+        self.started = now = time.monotonic()
+        budget_end = None if self.max_time is None else now + self.max_time
+        env = dict(os.environ)
+        watch = self._watch()
+        due = self.pacing.first(now)
+        attempt = 0
+        while True:
+            attempt += 1
+            if not self._wait(due):
+                self.reporter.line("[retry] Interrupted while waiting. Not retrying.")
+                return self._finish(self._interrupted_status())
+            timeout, by_budget = self.timeout, False
+            if budget_end is not None:
+                left = budget_end - time.monotonic()
+                if timeout is None or left < timeout:
+                    timeout, by_budget = max(left, 0.001), True
+            self.reporter.line(f"{self.reporter.attempt(attempt)} starting...")
+            env["PATIENCE_ATTEMPT"] = str(attempt)
+            head, sink = self._sink(watch)
+            try:
+                result = process.run(
+                    self.argv, output=sink, timeout=timeout, kill_after=self.kill_after, env=env
+                )
+            except process.SpawnError as exc:
+                self.reporter.error(f"{exc.command}: {exc.reason}")
+                return exc.exit_code
+            matched = watch.matched if watch is not None else set()
+            success, reason = judge(result, "failure" in matched, "success" in matched)
+            self._count(result, success)
+            self.pacing.observe(success)
+            if success:
+                self.reporter.line(f"✅ [retry] Command succeeded after {_plural(attempt)}.")
+                return self._finish(0)
+            if result.interrupted:
+                name = _SIGNAL_NAMES.get(process.interrupted() or 0, "a signal")
+                self.reporter.line(
+                    f"{self.reporter.attempt(attempt)} interrupted ({name}). Not retrying."
+                )
+                return self._finish(self._interrupted_status())
+            if result.timed_out and by_budget:
+                reason = "timed out: --max-time reached"
+            stop = self._stop_reason(attempt, result, matched)
+            if stop is None:
+                now = time.monotonic()
+                hint = self._hint(head)
+                due = self.pacing.next(attempt, now, hint)
+                if budget_end is not None and due > budget_end:
+                    stop = (
+                        f"Not retrying: waiting {format_duration(due - now)} would pass"
+                        f" --max-time {format_duration(self.max_time or 0.0)}."
+                    )
+            if stop is None:
+                note = f" ({self.pacing.note})" if self.pacing.note else ""
+                self.reporter.line(
+                    f"{self.reporter.attempt(attempt)} failed ({reason})."
+                    f" Retrying in {format_duration(due - now)}{note}."
+                )
+                continue
+            self.reporter.line(f"{self.reporter.attempt(attempt)} failed ({reason}).{stop}")
+            self.reporter.line(f"❌ [retry] Command failed after {_plural(attempt)}.")
+            return self._finish(result.status or 1)
+
+    def _stop_reason(self, attempt: int, result: RunResult, matched: set[str]) -> str | None:
+        """Why a failed attempt is the last one, as the end of its line; None to retry."""
+        if "failure" in matched:
+            return " Not retrying: the failure pattern matched."
+        if self.retry_on is not None and result.status not in self.retry_on:
+            return f" Not retrying: exit status {result.status} is not in --retry-on."
+        if attempt >= self.attempts:
+            return ""
+        return None
+
+    def _watch(self) -> PatternWatch | None:
+        if not self.patterns:
+            return None
+        from patience.conditions import PatternWatch
+
+        return PatternWatch(self.patterns)
+
+    def _sink(self, watch: PatternWatch | None) -> tuple[Head | None, str | Sink]:
+        """Output passes straight through unless a pattern or a hint reader must see it."""
+        if watch is None and not self.pacing.wants_hint:
+            return None, process.INHERIT
+        from patience.capture import Forward, Head, LineScanner, Tee
+
+        sinks: list[Sink] = [Forward()]
+        if watch is not None:
+            watch.reset()
+            sinks.append(LineScanner(watch.on_line))
+        head = Head() if self.pacing.wants_hint else None
+        if head is not None:
+            sinks.append(head)
+        return head, Tee(sinks)
+
+    def _hint(self, head: Head | None) -> float | None:
+        if head is None:
+            return None
+        from patience.httpaware import parse_hint
+
+        return parse_hint(head.text(), time.time())
+
+    def _wait(self, due: float) -> bool:
+        """Sleep until due and until the pacing admits the attempt; False if interrupted."""
+        started = time.monotonic()
+        try:
+            while True:
+                if not process.sleep_until(due):
+                    return False
+                later = self.pacing.admit(time.monotonic())
+                if later is None:
+                    return True
+                due = later
+        finally:
+            self.stats.waited += time.monotonic() - started
+
+    def _count(self, result: RunResult, success: bool) -> None:
+        self.stats.attempts += 1
+        self.stats.succeeded += success
+        self.stats.longest = max(self.stats.longest, result.duration)
+
+    def _interrupted_status(self) -> int:
+        return 128 + (process.interrupted() or 2)
+
+    def _finish(self, status: int) -> int:
+        if self.stats.attempts:
+            self.reporter.line(self.stats.render(time.monotonic() - self.started).rstrip("\n"))
+        for warning in self.pacing.finish():
+            self.reporter.error(warning)
+        return status
+
+
+def _plural(n: int) -> str:
+    return f"{n} attempt" if n == 1 else f"{n} attempts"
