@@ -1,0 +1,69 @@
+"""Configured rate limits per resource: an exact resource id or a glob pattern.
+
+Matching is hand-written (`*` any run of characters, `?` one character) rather than fnmatch:
+fnmatch pulls in `re`, and resource ids such as `network:tcp:[::1]:22` contain brackets that
+fnmatch would read as character classes.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+class ResourceLimit:
+    """At most `limit` acquisitions per `window` seconds. `algorithm` is None when the entry
+    names none: the effective `rate_limiting.default_algorithm` applies."""
+
+    __slots__ = ("algorithm", "limit", "window")
+
+    def __init__(self, limit: int, window: float, algorithm: str | None = None) -> None:
+        self.limit, self.window, self.algorithm = limit, window, algorithm
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ResourceLimit) and (
+            (self.limit, self.window, self.algorithm)
+            == (other.limit, other.window, other.algorithm)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.limit, self.window, self.algorithm))
+
+    def __repr__(self) -> str:
+        return f"ResourceLimit({self.limit}, {self.window}, {self.algorithm!r})"
+
+
+def find_limit(limits: Mapping[str, ResourceLimit], resource_id: str) -> ResourceLimit | None:
+    """The limit for a resource: its exact id if configured, else the most specific matching
+    pattern (the one with the most literal characters; on a tie, the first written)."""
+    exact = limits.get(resource_id)
+    if exact is not None:
+        return exact
+    best: tuple[int, ResourceLimit] | None = None
+    for pattern, limit in limits.items():
+        if ("*" in pattern or "?" in pattern) and glob_match(pattern, resource_id):
+            literal = len(pattern) - pattern.count("*") - pattern.count("?")
+            if best is None or literal > best[0]:
+                best = (literal, limit)
+    return None if best is None else best[1]
+
+
+def glob_match(pattern: str, text: str) -> bool:
+    """Wildcard match in linear time: on a mismatch, let the last `*` absorb one more char."""
+    p = t = 0
+    star, star_t = -1, 0
+    while t < len(text):
+        if p < len(pattern) and pattern[p] == "*":
+            star, star_t = p, t
+            p += 1
+        elif p < len(pattern) and pattern[p] in ("?", text[t]):
+            p += 1
+            t += 1
+        elif star >= 0:
+            p = star + 1
+            star_t += 1
+            t = star_t
+        else:
+            return False
+    return all(c == "*" for c in pattern[p:])

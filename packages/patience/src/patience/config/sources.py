@@ -1,0 +1,172 @@
+"""Where configuration comes from: the files and the environment variables.
+
+Files: existence is checked with a stat first; tomllib (and PyYAML, for a YAML file) are
+imported only when there is a file to read, so a start with no configuration costs a few
+system calls and a few dictionary lookups.
+
+Environment: the rule, kept from the Go tools, is that `PATIENCE_<KEY>` sets `[patience] <key>`
+and `RPR_<KEY>` sets `[repeater] <key>` (`PATIENCE_ATTEMPTS`, `RPR_TIMEOUT`, ...). Two are
+shared by every tool and the daemon, as in the seed: `PATIENCE_DAEMON_SOCKET` sets `[daemon]
+socket_path` and `PATIENCE_LOG_LEVEL` sets `[daemon] log_level`; `RPR_DAEMON_SOCKET` and
+`RPR_LOG_LEVEL` override them for `rpr` (through the keys' fallbacks). An empty variable counts
+as unset. The table is written out (a test checks it follows the rule for every key) so that
+looking the variables up does not load the schema.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from patience.config.layout import Document
+
+SYSTEM_DIR = "/etc/patience"
+SYSTEM_NAMES = ("config.toml", "config.yaml")
+PROJECT_NAMES = (".patience.toml", "patience.toml")
+
+
+def exists(path: str) -> bool:
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def system_files(system_dir: str) -> list[str]:
+    return [os.path.join(system_dir, n) for n in SYSTEM_NAMES]
+
+
+def user_files(environ: Mapping[str, str]) -> list[str]:
+    base = environ.get("XDG_CONFIG_HOME")
+    if not base or not os.path.isabs(base):  # the XDG spec: ignore a relative value
+        home = environ.get("HOME") or os.path.expanduser("~")
+        base = os.path.join(home, ".config")
+    return [os.path.join(base, "patience", "config.toml")]
+
+
+def project_files(cwd: str | None) -> list[str]:
+    return [os.path.join(cwd, n) if cwd else n for n in PROJECT_NAMES]
+
+
+def read_first(label: str, candidates: list[str]) -> Document | None:
+    """Read the first candidate that exists; warn that any later one is ignored."""
+    found = [path for path in candidates if exists(path)]
+    if not found:
+        return None
+    doc = read(label, found[0])
+    for ignored in found[1:]:
+        doc.warnings.append(f"{ignored}: ignored, {found[0]} is read instead (keep one)")
+    return doc
+
+
+def read(label: str, path: str) -> Document:
+    """Parse a file (YAML if it is named .yaml/.yml, else TOML) into a checked Document."""
+    from patience.config.layout import Document, read_document
+
+    doc = Document(label, path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        doc.errors.append(f"{path}: cannot read ({exc.strerror})")
+        return doc
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        doc.errors.append(f"{path}: not valid UTF-8 (byte {exc.start})")
+        return doc
+    try:
+        data = _yaml(text) if path.endswith((".yaml", ".yml")) else _toml(text)
+    except ValueError as exc:
+        doc.errors.append(f"{path}: {exc}")
+        return doc
+    read_document(doc, data)
+    return doc
+
+
+def _toml(text: str) -> object:
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"not valid TOML: {exc}") from None
+
+
+def _yaml(text: str) -> object:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        at = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ValueError(f"not valid YAML: {problem}{at}") from None
+
+
+VARIABLES = {
+    "PATIENCE_DAEMON_SOCKET": "daemon.socket_path",
+    "PATIENCE_LOG_LEVEL": "daemon.log_level",
+    "RPR_DEFAULT_INTERVAL": "repeater.default_interval",
+    "RPR_DEFAULT_TIMEOUT": "repeater.default_timeout",
+    "RPR_TIMEOUT": "repeater.timeout",
+    "RPR_CONTINUE_ON_ERROR": "repeater.continue_on_error",
+    "RPR_DAEMON_ENABLED": "repeater.daemon_enabled",
+    "RPR_DAEMON_SOCKET": "repeater.daemon_socket",
+    "RPR_DAEMON_TIMEOUT": "repeater.daemon_timeout",
+    "RPR_DAEMON_AUTO_START": "repeater.daemon_auto_start",
+    "RPR_RESOURCE_DETECTION": "repeater.resource_detection",
+    "RPR_MAX_RETRIES": "repeater.max_retries",
+    "RPR_LOG_LEVEL": "repeater.log_level",
+    "RPR_METRICS_ENABLED": "repeater.metrics_enabled",
+    "RPR_METRICS_PORT": "repeater.metrics_port",
+    "RPR_HEALTH_ENABLED": "repeater.health_enabled",
+    "RPR_HEALTH_CHECK_PORT": "repeater.health_check_port",
+    "PATIENCE_DEFAULT_STRATEGY": "patience.default_strategy",
+    "PATIENCE_ATTEMPTS": "patience.attempts",
+    "PATIENCE_MAX_ATTEMPTS": "patience.max_attempts",
+    "PATIENCE_TIMEOUT": "patience.timeout",
+    "PATIENCE_SUCCESS_PATTERN": "patience.success_pattern",
+    "PATIENCE_FAILURE_PATTERN": "patience.failure_pattern",
+    "PATIENCE_CASE_INSENSITIVE": "patience.case_insensitive",
+    "PATIENCE_DAEMON_ENABLED": "patience.daemon_enabled",
+    "PATIENCE_DAEMON_TIMEOUT": "patience.daemon_timeout",
+    "PATIENCE_DAEMON_AUTO_START": "patience.daemon_auto_start",
+    "PATIENCE_RESOURCE_DETECTION": "patience.resource_detection",
+}
+
+# Where the explicit configuration file is named, first found wins (after --config).
+CONFIG_FILE_VARIABLES = {
+    "rpr": ("RPR_CONFIG_FILE", "PATIENCE_CONFIG_FILE"),
+    "patience": ("PATIENCE_CONFIG_FILE",),
+    "patience-daemon": ("PATIENCE_CONFIG_FILE",),
+}
+
+
+def read_environment(environ: Mapping[str, str]) -> Document | None:
+    """The variables that are set, checked; None when there are none."""
+    present = VARIABLES.keys() & environ.keys()  # one pass: os.environ lookups are slow
+    found = [v for v in VARIABLES if v in present and environ[v]]
+    if not found:
+        return None
+    from patience.config.layout import Document
+
+    doc = Document("environment", None)
+    for variable in found:
+        doc.setting(VARIABLES[variable], environ[variable], variable, from_text=True)
+    return doc
+
+
+def config_file_variable(tool: str, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(variable, path) of the explicit file named in the environment, if any."""
+    for variable in CONFIG_FILE_VARIABLES[tool]:
+        path = environ.get(variable)
+        if path:
+            return variable, path
+    return None
