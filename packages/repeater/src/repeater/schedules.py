@@ -92,3 +92,19 @@ class FixedRate(Schedule):
 
     def _due(self) -> float:
         return self.nominal + (self.jitter() if self.jitter else 0.0)
+
+
+class Wrapped(Schedule):
+    """A schedule that adjusts the due times of another (`inner`): HTTP hints, --show-next."""
+
+    def __init__(self, inner: Schedule) -> None:
+        self.inner = inner
+        self.sequential = inner.sequential
+
+    def first(self, now: float) -> float:
+        return self.inner.first(now)
+
+    def next(self, now: float, outcome: Outcome | None) -> float | None:
+        due = self.inner.next(now, outcome)
+        self.skipped = self.inner.skipped
+        return due

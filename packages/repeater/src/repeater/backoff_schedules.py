@@ -1,0 +1,46 @@
+"""The backoff modes (exponential, linear, fibonacci, polynomial, decorrelated-jitter) as
+rpr schedules. The delays come from `patience.backoff`; this module only decides which
+step of the sequence applies and when the schedule ends.
+"""
+
+from __future__ import annotations
+
+from repeater.schedules import Schedule
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from patience.backoff import Strategy
+    from repeater.schedules import Outcome
+
+RULE = """\
+After each run rpr waits before starting the next: after the n-th failed run in a
+row it waits the strategy's n-th delay; after a successful run the sequence starts
+again (it waits the first delay). rpr stops cleanly after --attempts runs."""
+
+
+class Backoff(Schedule):
+    """Waits `strategy.next_delay(n)` after the n-th consecutive failure, the first delay
+    after a success, and ends after `attempts` runs (None: never)."""
+
+    sequential = True
+
+    def __init__(self, strategy: Strategy, attempts: int | None, immediate: bool = True) -> None:
+        self.strategy = strategy
+        self.attempts = attempts
+        self.immediate = immediate
+        self.runs = 0
+        self.failures = 0
+
+    def first(self, now: float) -> float:
+        return now if self.immediate else now + self.strategy.next_delay(1)
+
+    def next(self, now: float, outcome: Outcome | None) -> float | None:
+        self.runs += 1
+        if self.attempts is not None and self.runs >= self.attempts:
+            return None
+        if outcome is None or outcome.success:
+            self.strategy.reset()
+            self.failures = 0
+        else:
+            self.failures += 1
+        return now + self.strategy.next_delay(max(self.failures, 1))
