@@ -609,14 +609,23 @@ def _check_command(parsed: Parsed, name: str) -> None:
 def _debug_config(spec: StrategySpec, parsed: Parsed) -> None:
     lines = [f"patience: settings for {spec.name}:"]
     for opt in spec.all_options():
-        if opt.dest == "debug_config":
-            continue
-        value = parsed.values[opt.dest]
-        durations = (parse_duration, positive_duration)
-        shown = format_duration(value) if opt.convert in durations else value  # type: ignore[arg-type]
-        source = "command line" if opt.dest in parsed.explicit else "default"
-        lines.append(f"  {opt.long} = {shown} ({source})")
+        if opt.dest != "debug_config":
+            source = "command line" if opt.dest in parsed.explicit else "default"
+            lines.append(f"  {opt.long} = {_shown(parsed.values[opt.dest], opt)} ({source})")
     sys.stderr.write("\n".join(lines) + "\n")
+
+
+def _shown(value: object, opt: Option) -> str:
+    """A setting as the user would write it."""
+    if value is None:
+        return "false" if opt.convert is None else "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and opt.metavar == "DUR":
+        return format_duration(value)
+    if isinstance(value, frozenset):
+        return ",".join(str(code) for code in sorted(value))
+    return str(value)
 
 
 def _build(spec: StrategySpec, parsed: Parsed) -> Retry:
