@@ -20,6 +20,8 @@ were both told "fits" before either registered) would otherwise refuse every pla
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from patience.ratelimit.algorithms import RateLimitError
 
 TYPE_CHECKING = False
@@ -88,9 +90,7 @@ def _check_arguments(
 
 def _is_finite(value: object) -> bool:
     return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and -1e300 < value < 1e300
+        isinstance(value, (int, float)) and not isinstance(value, bool) and -1e300 < value < 1e300
     )
 
 
@@ -116,7 +116,7 @@ def _levels(points: list[int], span: int) -> Segments:
     edges = sorted(changes)
     segments: Segments = []
     count = 0
-    for lo, hi in zip(edges, edges[1:], strict=False):
+    for lo, hi in pairwise(edges):
         count += changes[lo]
         if count:
             segments.append((lo, hi, count))
@@ -157,6 +157,5 @@ def _first_free(bad: Intervals, start: int) -> int:
     for lo, hi in bad:
         if lo >= shift:
             break
-        if hi > shift:
-            shift = hi
+        shift = max(shift, hi)
     return shift
