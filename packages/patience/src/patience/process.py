@@ -190,9 +190,11 @@ def _spawn(
         actions.append((os.POSIX_SPAWN_DUP2, stdout, 1))
     if stderr is not None:
         actions.append((os.POSIX_SPAWN_DUP2, stderr, 2))
+    path = _resolve(argv[0], env)
+    spawn = os.posix_spawn if path is not None else os.posix_spawnp
     try:
-        return os.posix_spawnp(
-            argv[0],
+        return spawn(
+            path or argv[0],
             list(argv),
             os.environ if env is None else env,
             file_actions=actions,
@@ -205,6 +207,26 @@ def _spawn(
         if exc.errno == errno.ENOENT:
             raise SpawnError(argv[0], 127, "command not found") from None
         raise SpawnError(argv[0], 126, exc.strerror or "cannot execute") from None
+
+
+_resolved: dict[tuple[str, str], str] = {}
+
+
+def _resolve(name: str, env: Mapping[str, str] | None) -> str | None:
+    """The executable's path, searched in PATH once and remembered (as a shell's hash does):
+    rpr runs the same command thousands of times. None when posix_spawnp should search."""
+    if "/" in name:
+        return name
+    search = (os.environ if env is None else env).get("PATH", os.defpath)
+    key = (name, search)
+    found = _resolved.get(key)
+    if found is None:
+        for directory in search.split(os.pathsep):
+            candidate = os.path.join(directory or ".", name)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                found = _resolved[key] = candidate
+                break
+    return found
 
 
 def run(

@@ -53,6 +53,8 @@ class Runner:
         self.kill_after = kill_after
         self.parallel = parallel
         self.summary = Summary()
+        # Read os.environ once: decoding it costs ~80 µs, more than a tenth of a run of `true`.
+        self.environ = dict(os.environ)
         self.started = 0
         self.spawn_error: process.SpawnError | None = None
 
@@ -134,7 +136,7 @@ class Runner:
                 t.join(0.05)
 
     def _execute(self, iteration: int, due: float, watch_signals: bool) -> RunRecord | None:
-        env = dict(os.environ)
+        env = self.environ.copy()
         env["RPR_ITERATION"] = str(iteration)
         watch = PatternWatch(self.patterns) if self.patterns else None
         output = self._output(watch)
