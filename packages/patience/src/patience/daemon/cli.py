@@ -1,0 +1,209 @@
+"""`patience-daemon`: run the daemon in the foreground, or ask a running one for its status or
+to stop. Usage errors and bad configuration exit 2; a daemon that cannot start exits 1."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from patience import __version__
+from patience.cliparse import Option, Parsed, UsageError, parse, parse_choice, render_options
+from patience.daemon import paths
+from patience.daemon.settings import LOG_LEVELS, ConfigError, Settings, load
+from patience.durations import format_duration, parse_duration
+
+PROG = "patience-daemon"
+
+_COMMON = [
+    Option("socket", "--socket", "-s", convert=str, metavar="PATH", help="the Unix socket"),
+    Option("config", "--config", "-c", convert=str, metavar="FILE", help="TOML configuration"),
+]
+OPTIONS = {
+    "run": [
+        *_COMMON,
+        Option(
+            "log_level",
+            "--log-level",
+            convert=parse_choice(*LOG_LEVELS),
+            metavar="LEVEL",
+            help=f"{', '.join(LOG_LEVELS)} (default info)",
+        ),
+    ],
+    "status": [*_COMMON],
+    "stop": [
+        *_COMMON,
+        Option(
+            "timeout",
+            "--timeout",
+            convert=parse_duration,
+            default=10.0,
+            metavar="DURATION",
+            help="how long to wait for the daemon to exit",
+        ),
+    ],
+}
+
+USAGE = f"""usage: {PROG} [--socket PATH] [--config FILE] [--log-level LEVEL]
+       {PROG} status [--socket PATH] [--config FILE]
+       {PROG} stop [--socket PATH] [--config FILE] [--timeout DURATION]
+
+Runs the shared rate-limit and metrics daemon of rpr and patience in the foreground.
+Socket: --socket, else $PATIENCE_DAEMON_SOCKET, else [daemon] socket_path, else
+$XDG_RUNTIME_DIR/patience/daemon.sock (root: /run/patience/daemon.sock).
+Configuration: --config, else $PATIENCE_CONFIG_FILE. SIGHUP reloads it; SIGTERM stops.
+
+options:
+{render_options(OPTIONS["run"])}
+  -h, --help                       show this help
+  --version                        show the version
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0
+    if args and args[0] == "--version":
+        print(f"{PROG} {__version__}")
+        return 0
+    command = args[0] if args and args[0] in ("status", "stop") else "run"
+    rest = args[1:] if command != "run" else args
+    try:
+        parsed = parse(OPTIONS[command], rest, PROG if command == "run" else f"{PROG} {command}")
+        if parsed.positionals or parsed.saw_separator:
+            extra = parsed.positionals[0] if parsed.positionals else "--"
+            raise UsageError(f'unexpected argument "{extra}" (see {PROG} --help)')
+        config_path = _config_path(parsed)
+        settings, warnings = load(config_path)
+    except (UsageError, ConfigError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    for warning in warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    try:
+        socket_path = paths.resolve_socket(parsed["socket"], settings.socket_path)  # type: ignore[arg-type]
+    except (paths.PathError, OSError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    if command == "status":
+        return _status(socket_path)
+    if command == "stop":
+        return _stop(socket_path, parsed["timeout"])  # type: ignore[arg-type]
+    return _run(parsed, settings, socket_path, config_path)
+
+
+def _config_path(parsed: Parsed) -> str | None:
+    return parsed["config"] or os.environ.get("PATIENCE_CONFIG_FILE") or None  # type: ignore[return-value]
+
+
+def _run(parsed: Parsed, settings: Settings, socket_path: str, config_path: str | None) -> int:
+    import asyncio
+    import logging
+
+    from patience.daemon.server import Daemon, StartError
+
+    level = str(parsed["log_level"] or os.environ.get("PATIENCE_LOG_LEVEL") or settings.log_level)
+    if level.lower() not in LOG_LEVELS:
+        print(
+            f'{PROG}: PATIENCE_LOG_LEVEL: "{level}" is not one of {", ".join(LOG_LEVELS)}',
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level.upper(),
+        format=f"{PROG}[%(process)d] %(levelname)s: %(message)s",
+    )
+    explicit = paths.is_explicit(parsed["socket"], settings.socket_path, os.environ)  # type: ignore[arg-type]
+    storage = settings.storage_path or paths.default_storage(
+        socket_path, explicit, os.environ, os.geteuid()
+    )
+    try:
+        daemon = Daemon(settings, socket_path, storage, config_path)
+        daemon.prepare()
+    except StartError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except paths.PathError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(daemon.serve())
+    return 0
+
+
+def _status(socket_path: str) -> int:
+    from patience.daemon.client import DaemonClient, DaemonError, DaemonUnavailable
+
+    try:
+        with DaemonClient(
+            socket_path, "patience", client_id=f"{PROG}-status-{os.getpid()}"
+        ) as client:
+            status = client.status()
+            resources = client.resource_state()
+    except (DaemonUnavailable, DaemonError) as exc:
+        print(
+            f"{PROG}: no daemon answers on {socket_path} ({exc}); start one with: {PROG}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{PROG} {status['version']} (pid {status['pid']}) on {status['socket']}")
+    print(
+        f"uptime {format_duration(float(status['uptime']))}, {status['resources']} resources,"  # type: ignore[arg-type]
+        f" {status['clients']} clients, {status['connections']} connections,"
+        f" {status['waiting']} waiting"
+    )
+    for resource in resources:
+        limit = resource["rate_limit"]
+        if isinstance(limit, dict):
+            text = (
+                f"{limit['limit']} per {format_duration(float(limit['window']))}"
+                f" ({limit['algorithm']}, {limit['source']}), {limit['remaining']} left,"
+                f" {limit['waiting']} waiting"
+            )
+        else:
+            text = "no limit"
+        clients = resource["active_clients"]
+        count = len(clients) if isinstance(clients, dict) else 0
+        granted = resource["tokens_granted"]
+        print(f"  {resource['id']}: {text}; {count} clients, {granted} tokens granted")
+    return 0
+
+
+def _stop(socket_path: str, timeout: float) -> int:
+    import signal
+    import time
+
+    from patience.daemon.client import DaemonClient, DaemonError, DaemonUnavailable
+
+    try:
+        with DaemonClient(
+            socket_path, "patience", client_id=f"{PROG}-stop-{os.getpid()}"
+        ) as client:
+            pid = int(client.status()["pid"])  # type: ignore[call-overload]
+    except (DaemonUnavailable, DaemonError):
+        print(f"{PROG}: no daemon is running on {socket_path}", file=sys.stderr)
+        return 0
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return 0
+    except PermissionError:
+        print(
+            f"{PROG}: not allowed to stop pid {pid} (it belongs to another user)", file=sys.stderr
+        )
+        return 1
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # gone once its socket is (a zombie still has a pid)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        if not os.path.lexists(socket_path):
+            break
+        time.sleep(0.02)
+    else:
+        print(f"{PROG}: pid {pid} did not stop within {format_duration(timeout)}", file=sys.stderr)
+        return 1
+    print(f"{PROG}: stopped pid {pid}", file=sys.stderr)
+    return 0

@@ -1,0 +1,269 @@
+"""A synchronous client for the daemon, used by `rpr`, `patience` and `patience-daemon status`.
+
+Protocol 2.0 over the Unix socket, one request and one reply line at a time. Every call has a
+short timeout; a connection the daemon closed while idle is reopened once, transparently.
+Imported only when a tool talks to the daemon, and kept light: socket and json, no asyncio or
+msgspec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+from patience.daemon import paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+METRICS_BATCH = 500  # records per metrics message (the daemon takes up to 1000)
+_MAX_REPLY = 64 << 20
+
+
+class DaemonUnavailable(Exception):
+    """The daemon cannot be reached, stopped answering or went away mid-request."""
+
+
+class DaemonError(Exception):
+    """The daemon answered with an error; the message is its text."""
+
+
+class Grant:
+    """The answer to `acquire`: granted or not, and the limit in force (None when unlimited)."""
+
+    __slots__ = (
+        "algorithm",
+        "granted",
+        "limit",
+        "limit_source",
+        "reason",
+        "remaining",
+        "reset_after",
+        "retry_after",
+        "tokens",
+        "waited",
+        "window",
+    )
+
+    def __init__(self, reply: dict[str, object]) -> None:
+        self.granted = bool(reply["granted"])
+        self.tokens = int(reply["tokens"])  # type: ignore[call-overload]
+        self.retry_after = float(reply["retry_after"])  # type: ignore[arg-type]
+        self.reset_after = float(reply["reset_after"])  # type: ignore[arg-type]
+        self.remaining: int | None = reply.get("remaining")  # type: ignore[assignment]
+        self.limit: int | None = reply.get("limit")  # type: ignore[assignment]
+        self.window: float | None = reply.get("window")  # type: ignore[assignment]
+        self.algorithm: str | None = reply.get("algorithm")  # type: ignore[assignment]
+        self.limit_source: str | None = reply.get("limit_source")  # type: ignore[assignment]
+        self.waited = float(reply.get("waited") or 0.0)  # type: ignore[arg-type]
+        self.reason: str | None = reply.get("reason")  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Grant(granted={self.granted}, tokens={self.tokens}, remaining={self.remaining},"
+            f" limit={self.limit}, retry_after={self.retry_after:.3f})"
+        )
+
+
+class DaemonClient:
+    """One connection to the daemon, opened on first use.
+
+    `tool` is "patience" or "repeater"; `client_id` identifies this process to the daemon
+    (fair sharing is per client id)."""
+
+    def __init__(
+        self,
+        socket_path: str,
+        tool: str,
+        client_id: str | None = None,
+        timeout: float = 1.0,
+    ) -> None:
+        self.socket_path = socket_path
+        self.tool = tool
+        self.client_id = client_id or f"{tool}-{socket.gethostname()}-{os.getpid()}"
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+
+    def __enter__(self) -> DaemonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buffer = b""
+
+    def connect(self) -> None:
+        """Open the connection and do the 2.0 handshake (done automatically on first use)."""
+        if self._sock is not None:
+            return
+        if not paths.socket_owner_ok(self.socket_path, os.geteuid()):
+            raise DaemonUnavailable(
+                f"{self.socket_path} belongs to another user; refusing to talk to it"
+            )
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            reason = exc.strerror or type(exc).__name__
+            raise DaemonUnavailable(f"cannot connect to {self.socket_path}: {reason}") from None
+        self._sock = sock
+        reply = self._exchange(
+            {
+                "type": "handshake",
+                "versions": ["2.0"],
+                "client_id": self.client_id,
+                "tool": self.tool,
+            },
+            self.timeout,
+        )
+        if reply.get("version") != "2.0":
+            self.close()
+            raise DaemonUnavailable(f"the daemon on {self.socket_path} does not speak protocol 2.0")
+
+    def request(
+        self, message: dict[str, object], timeout: float | None = None
+    ) -> dict[str, object]:
+        """Send one request and return its reply; an error reply raises DaemonError."""
+        wait = self.timeout if timeout is None else timeout
+        if self._sock is None:
+            self.connect()
+            return self._exchange(message, wait)
+        try:
+            return self._exchange(message, wait, may_retry=True)
+        except _Closed:
+            self.close()  # closed while idle (idle timeout, restart): reopen once
+            self.connect()
+            return self._exchange(message, wait)
+
+    # ---- the messages --------------------------------------------------------------------------
+
+    def acquire(
+        self,
+        resource_id: str,
+        tokens: int = 1,
+        max_wait: float = 0.0,
+        limit: int | None = None,
+        window: float | None = None,
+        algorithm: str | None = None,
+    ) -> Grant:
+        """Take tokens, letting the daemon queue us for up to `max_wait` seconds. `limit` per
+        `window` seconds declares this client's own limit (used when none is configured)."""
+        message: dict[str, object] = {
+            "type": "acquire",
+            "resource_id": resource_id,
+            "tokens": tokens,
+            "max_wait": max_wait,
+        }
+        if limit is not None:
+            message["limit"] = limit
+            message["window"] = window
+        if algorithm is not None:
+            message["algorithm"] = algorithm
+        return Grant(self.request(message, max_wait + self.timeout))
+
+    def send_metrics(self, records: Sequence[dict[str, object]]) -> int:
+        """Store execution records (the ExecutionMetrics schema); returns how many the daemon
+        acknowledged, i.e. committed."""
+        accepted = 0
+        for start in range(0, len(records), METRICS_BATCH):
+            batch = list(records[start : start + METRICS_BATCH])
+            reply = self.request({"type": "metrics", "records": batch}, self.timeout * 5)
+            accepted += int(reply["accepted"])  # type: ignore[call-overload]
+        return accepted
+
+    def register_schedule(self, resource_id: str, schedule: dict[str, object]) -> None:
+        self.request(
+            {"type": "register_schedule", "resource_id": resource_id, "schedule": schedule}
+        )
+
+    def resource_state(self, resource_id: str | None = None) -> list[dict[str, object]]:
+        message: dict[str, object] = {"type": "resource_state"}
+        if resource_id is not None:
+            message["resource_id"] = resource_id
+        return self.request(message)["resources"]  # type: ignore[return-value]
+
+    def query(
+        self,
+        kind: str,
+        resource_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        tools: Iterable[str] | None = None,
+    ) -> list[dict[str, object]]:
+        """`kind`: resource_summary, tool_comparison or rate_limit_usage."""
+        message: dict[str, object] = {"type": "query", "query": kind}
+        if resource_id is not None:
+            message["resource_id"] = resource_id
+        if start is not None or end is not None:
+            message["time_range"] = {"start": start, "end": end}
+        if tools is not None:
+            message["tools"] = list(tools)
+        return self.request(message, self.timeout * 5)["results"]  # type: ignore[return-value]
+
+    def ping(self) -> dict[str, object]:
+        return self.request({"type": "ping"})
+
+    def status(self) -> dict[str, object]:
+        return self.request({"type": "status"})
+
+    # ---- the wire ----------------------------------------------------------------------------
+
+    def _exchange(
+        self, message: dict[str, object], timeout: float, may_retry: bool = False
+    ) -> dict[str, object]:
+        sock = self._sock
+        assert sock is not None
+        sock.settimeout(timeout)
+        try:
+            sock.sendall(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+            line = self._read_line(sock, may_retry)
+        except _Closed:
+            raise
+        except TimeoutError:
+            self.close()  # a late reply would answer the wrong request: start afresh next time
+            raise DaemonUnavailable(
+                f"the daemon on {self.socket_path} did not answer within {timeout:g}s"
+            ) from None
+        except OSError as exc:
+            self.close()
+            if may_retry:
+                raise _Closed from None
+            raise DaemonUnavailable(f"lost the daemon on {self.socket_path}: {exc}") from None
+        reply = json.loads(line)
+        if not isinstance(reply, dict):
+            self.close()
+            raise DaemonUnavailable(f"the daemon on {self.socket_path} sent a malformed reply")
+        if reply.get("type") == "error":
+            raise DaemonError(str(reply.get("error")))
+        return reply
+
+    def _read_line(self, sock: socket.socket, may_retry: bool) -> bytes:
+        buffer = self._buffer
+        while True:
+            end = buffer.find(b"\n")
+            if end >= 0:
+                self._buffer = buffer[end + 1 :]
+                return buffer[:end]
+            if len(buffer) > _MAX_REPLY:
+                self.close()
+                raise DaemonUnavailable("the daemon's reply is too large")
+            chunk = sock.recv(65536)
+            if not chunk:
+                self.close()
+                if may_retry and not buffer:
+                    raise _Closed
+                raise DaemonUnavailable(f"the daemon on {self.socket_path} closed the connection")
+            buffer += chunk
+
+
+class _Closed(Exception):
+    """The daemon had closed an idle connection before our request reached it."""

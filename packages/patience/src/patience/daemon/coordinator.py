@@ -1,0 +1,621 @@
+"""The daemon's decisions, as pure code: the clock is a parameter, nothing here does I/O.
+
+Per resource: the limit in force (configured by exact id or glob, else the strictest one its
+clients declared, else none), a limiter from patience.ratelimit, and a queue of waiting
+requests. Waiting requests are served first come, first served within a client and round-robin
+across clients, so when demand exceeds the limit every client's share converges to an equal
+(max-min fair) share. A request that would wait longer than it allows is refused at once with
+the time to retry. A waiter that goes away loses its place.
+
+Times are seconds on the server's monotonic clock, except protocol 1.0 bookkeeping, which is in
+the Unix seconds the Go client sends. The server calls `poll(now)` at `next_wakeup()` to hand
+tokens to waiters and to time out waits.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+
+from patience.daemon.protocol import (
+    Acquire,
+    AcquireResponse,
+    ClientState,
+    ExecutionMetrics,
+    RateLimitState,
+    RegisteredRequest,
+    RegisterSchedule,
+    ScheduleConfig,
+    ScheduleRequest,
+    SharedResource,
+)
+from patience.daemon.settings import ResourceLimit
+from patience.ratelimit.algorithms import Limiter, RateLimitError, make_limiter
+from patience.ratelimit.resources import matches, validate_resource_id
+from patience.ratelimit.schedule_check import check_schedule
+
+MAX_RESOURCES = 100_000
+MAX_REGISTERED = 100_000  # protocol 1.0 registrations kept per resource
+_HISTORY = 65_536  # recent grants kept per resource, replayed into a new limiter
+
+
+class CoordinatorError(Exception):
+    """A request that cannot be served as asked; the message is the client's error reply."""
+
+
+class LimitSpec:
+    """The limit in force on a resource and where it comes from."""
+
+    __slots__ = ("algorithm", "limit", "source", "window")
+
+    def __init__(self, limit: int, window: float, algorithm: str, source: str) -> None:
+        self.limit = limit
+        self.window = window
+        self.algorithm = algorithm
+        self.source = source
+
+    def same_as(self, other: LimitSpec | None) -> bool:
+        return other is not None and (self.limit, self.window, self.algorithm) == (
+            other.limit,
+            other.window,
+            other.algorithm,
+        )
+
+
+class Waiter:
+    """One acquire request waiting in a resource's queue."""
+
+    __slots__ = ("client", "deadline", "enqueued", "live", "resource", "tokens")
+
+    def __init__(
+        self, client: Client, resource: Resource, tokens: int, now: float, deadline: float
+    ):
+        self.client = client
+        self.resource = resource
+        self.tokens = tokens
+        self.enqueued = now
+        self.deadline = deadline
+        self.live = True
+
+
+class Use:
+    """What one client did with one resource (the seed's ClientState)."""
+
+    __slots__ = ("executions", "last_execution", "schedule", "schedule_ends", "tokens")
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.executions = 0
+        self.last_execution: float | None = None  # Unix seconds, from the records
+        self.schedule: ScheduleConfig | None = None
+        self.schedule_ends = math.inf
+
+
+class Client:
+    __slots__ = ("connections", "id", "last_seen", "tool", "uses")
+
+    def __init__(self, client_id: str, tool: str, now: float) -> None:
+        self.id = client_id
+        self.tool = tool
+        self.connections = 0
+        self.last_seen = now
+        self.uses: dict[str, Use] = {}
+
+
+class Resource:
+    __slots__ = (
+        "configured",
+        "declared",
+        "executions",
+        "history",
+        "id",
+        "last_activity",
+        "limiter",
+        "queue",
+        "ready_at",
+        "registered",
+        "spec",
+        "tokens",
+    )
+
+    def __init__(self, resource_id: str, configured: LimitSpec | None, now: float) -> None:
+        self.id = resource_id
+        self.configured = configured
+        self.declared: dict[str, LimitSpec] = {}
+        self.spec: LimitSpec | None = None
+        self.limiter: Limiter | None = None
+        self.history: deque[tuple[float, int]] = deque(maxlen=_HISTORY)
+        # Waiting requests: client id -> its waiters, in round-robin order.
+        self.queue: OrderedDict[str, deque[Waiter]] = OrderedDict()
+        self.ready_at = math.inf  # when the head of the queue may be served
+        self.registered: list[tuple[int, int]] = []  # protocol 1.0: (scheduled_at, expires_at)
+        self.tokens = 0
+        self.executions = 0
+        self.last_activity = now
+
+
+class Coordinator:
+    def __init__(
+        self, limits: Sequence[ResourceLimit], default_algorithm: str, client_ttl: float
+    ) -> None:
+        self.limits = tuple(limits)
+        self.default_algorithm = default_algorithm
+        self.client_ttl = client_ttl
+        self.clients: dict[str, Client] = {}
+        self.resources: dict[str, Resource] = {}
+        self._waiting: set[Resource] = set()
+        self._deadlines: list[tuple[float, int, Waiter]] = []
+        self._sequence = 0
+        self.usage: dict[tuple[str, str], list[float]] = {}  # (resource, tool) -> counters
+
+    # ---- configuration ------------------------------------------------------------------------
+
+    def reload(self, limits: Sequence[ResourceLimit], default_algorithm: str, now: float) -> None:
+        """New configured limits; every resource's limit in force is re-evaluated."""
+        self.limits = tuple(limits)
+        self.default_algorithm = default_algorithm
+        for resource in self.resources.values():
+            resource.configured = self._configured(resource.id)
+            self._apply_spec(resource, now)
+
+    def _configured(self, resource_id: str) -> LimitSpec | None:
+        """An exact id wins over a glob; among globs the first in the file wins."""
+        chosen = next((lim for lim in self.limits if lim.pattern == resource_id), None)
+        if chosen is None:
+            chosen = next((lim for lim in self.limits if matches(lim.pattern, resource_id)), None)
+        if chosen is None:
+            return None
+        return LimitSpec(chosen.limit, chosen.window, chosen.algorithm, f"config:{chosen.pattern}")
+
+    def _apply_spec(self, resource: Resource, now: float) -> None:
+        spec = resource.configured or _strictest(resource.declared)
+        if spec is None:
+            resource.spec = resource.limiter = None
+        elif not spec.same_as(resource.spec):
+            limiter = make_limiter(spec.algorithm, spec.limit, spec.window)
+            for at, tokens in resource.history:  # recent grants still count against the new limit
+                if tokens <= spec.limit:
+                    limiter.acquire(at, tokens)
+            resource.spec, resource.limiter = spec, limiter
+        else:
+            resource.spec = spec  # same numbers, maybe another source
+        if resource.queue:
+            resource.ready_at = now
+            self._waiting.add(resource)
+
+    # ---- clients ----------------------------------------------------------------------------
+
+    def connect(self, client_id: str, tool: str, now: float) -> Client:
+        """A connection speaks for `client_id`; several connections may share one id."""
+        client = self.clients.get(client_id)
+        if client is None:
+            client = self.clients[client_id] = Client(client_id, tool, now)
+        elif tool:
+            client.tool = tool
+        client.connections += 1
+        client.last_seen = now
+        return client
+
+    def disconnect(self, client: Client, now: float) -> None:
+        client.connections -= 1
+        client.last_seen = now
+
+    # ---- protocol 2.0: tokens -------------------------------------------------------------------
+
+    def acquire(self, client: Client, request: Acquire, now: float) -> AcquireResponse | Waiter:
+        """A decision now, or a Waiter that `poll` resolves later."""
+        client.last_seen = now
+        resource = self._resource(request.resource_id, now)
+        if request.limit is not None or request.window is not None:
+            self._declare(client, resource, request, now)
+        resource.last_activity = now
+        limiter = resource.limiter
+        tokens = request.tokens
+        if limiter is None:
+            self._grant(client, resource, tokens, now)
+            return AcquireResponse(granted=True, tokens=tokens, retry_after=0.0, reset_after=0.0)
+        if tokens > limiter.limit:
+            raise CoordinatorError(
+                f"tokens: {tokens} at once can never fit the limit of {resource.id},"
+                f" {limiter.describe()} (ask for at most {limiter.limit})"
+            )
+        if not resource.queue:
+            decision = limiter.acquire(now, tokens)
+            if decision.granted:
+                self._grant(client, resource, tokens, now)
+                return AcquireResponse(
+                    granted=True,
+                    tokens=tokens,
+                    retry_after=0.0,
+                    reset_after=decision.reset_after,
+                    remaining=decision.remaining,
+                    limit=limiter.limit,
+                    window=limiter.window,
+                    algorithm=limiter.algorithm,
+                    limit_source=resource.spec.source if resource.spec else None,
+                )
+            retry_after = decision.retry_after
+        else:  # others wait first: at best after the head, and after our own tokens fit
+            retry_after = max(limiter.available_at(now, tokens), resource.ready_at) - now
+        if retry_after > request.max_wait:
+            self._count(resource, client, denied=1)
+            return self._refusal(resource, tokens, retry_after, 0.0, now)
+        waiter = Waiter(client, resource, tokens, now, now + request.max_wait)
+        queue = resource.queue.get(client.id)
+        if queue is None:
+            queue = resource.queue[client.id] = deque()
+        queue.append(waiter)
+        if len(resource.queue) == 1 and len(queue) == 1:
+            resource.ready_at = now + retry_after
+        self._waiting.add(resource)
+        self._sequence += 1
+        heapq.heappush(self._deadlines, (waiter.deadline, self._sequence, waiter))
+        return waiter
+
+    def cancel(self, waiter: Waiter, now: float) -> None:
+        """The waiter's client went away: it leaves the queue and holds nothing."""
+        if not waiter.live:
+            return
+        waiter.live = False
+        resource = waiter.resource
+        queue = resource.queue[waiter.client.id]
+        was_head = next(iter(resource.queue)) == waiter.client.id and queue[0] is waiter
+        queue.remove(waiter)
+        if not queue:
+            del resource.queue[waiter.client.id]
+        if was_head:
+            resource.ready_at = now  # the next waiter may fit where this one did not
+
+    def next_wakeup(self) -> float:
+        """When `poll` has something to do next (inf when nothing waits)."""
+        deadlines = self._deadlines
+        while deadlines and not deadlines[0][2].live:
+            heapq.heappop(deadlines)
+        first = deadlines[0][0] if deadlines else math.inf
+        for resource in self._waiting:
+            first = min(first, resource.ready_at)
+        return first
+
+    def poll(self, now: float) -> list[tuple[Waiter, AcquireResponse]]:
+        """Serve the waiters whose tokens are available and time out those past their wait."""
+        resolved: list[tuple[Waiter, AcquireResponse]] = []
+        for resource in [r for r in self._waiting if r.ready_at <= now]:
+            self._serve(resource, now, resolved)
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            waiter = heapq.heappop(deadlines)[2]
+            if waiter.live:
+                resource = waiter.resource
+                self.cancel(waiter, now)
+                self._count(resource, waiter.client, denied=1)
+                retry_after = resource.ready_at - now if resource.queue else 0.0
+                if resource.limiter is not None:
+                    retry_after = max(retry_after, resource.limiter.available_at(now, 1) - now)
+                resolved.append(
+                    (
+                        waiter,
+                        self._refusal(
+                            resource, waiter.tokens, retry_after, now - waiter.enqueued, now
+                        ),
+                    )
+                )
+        return resolved
+
+    def _serve(
+        self, resource: Resource, now: float, resolved: list[tuple[Waiter, AcquireResponse]]
+    ) -> None:
+        queue = resource.queue
+        limiter = resource.limiter
+        while queue:
+            client_id, waiters = next(iter(queue.items()))
+            waiter = waiters[0]
+            if limiter is not None:
+                if waiter.tokens > limiter.limit:  # the limit shrank under it
+                    self.cancel(waiter, now)
+                    response = self._refusal(
+                        resource, waiter.tokens, 0.0, now - waiter.enqueued, now
+                    )
+                    response.reason = f"the limit of {resource.id} is now {limiter.describe()}"
+                    resolved.append((waiter, response))
+                    continue
+                decision = limiter.acquire(now, waiter.tokens)
+                if not decision.granted:
+                    resource.ready_at = now + decision.retry_after
+                    return
+            waiters.popleft()
+            waiter.live = False
+            if waiters:
+                queue.move_to_end(client_id)  # round-robin: this client goes to the back
+            else:
+                del queue[client_id]
+            self._grant(waiter.client, resource, waiter.tokens, now)
+            self._count(resource, waiter.client, waited=now - waiter.enqueued)
+            response = AcquireResponse(
+                granted=True,
+                tokens=waiter.tokens,
+                retry_after=0.0,
+                reset_after=0.0,
+                waited=now - waiter.enqueued,
+            )
+            if limiter is not None and resource.spec is not None:
+                response.reset_after = max(0.0, limiter.available_at(now, limiter.limit) - now)
+                response.remaining = limiter.remaining(now)
+                response.limit = limiter.limit
+                response.window = limiter.window
+                response.algorithm = limiter.algorithm
+                response.limit_source = resource.spec.source
+            resolved.append((waiter, response))
+        resource.ready_at = math.inf
+        self._waiting.discard(resource)
+
+    def waiting(self) -> int:
+        return sum(len(q) for r in self._waiting for q in r.queue.values())
+
+    def _declare(self, client: Client, resource: Resource, request: Acquire, now: float) -> None:
+        if request.limit is None or request.window is None:
+            missing = "window" if request.window is None else "limit"
+            raise CoordinatorError(f"{missing}: a declared limit needs both limit and window")
+        algorithm = request.algorithm or self.default_algorithm
+        spec = LimitSpec(request.limit, request.window, algorithm, f"client:{client.id}")
+        if spec.same_as(resource.declared.get(client.id)):
+            return
+        try:
+            make_limiter(algorithm, request.limit, request.window)
+        except RateLimitError as exc:
+            raise CoordinatorError(f"algorithm: {exc}") from None
+        resource.declared[client.id] = spec
+        self._apply_spec(resource, now)
+
+    def _grant(self, client: Client, resource: Resource, tokens: int, now: float) -> None:
+        resource.tokens += tokens
+        use = client.uses.get(resource.id)
+        if use is None:
+            use = client.uses[resource.id] = Use()
+        use.tokens += tokens
+        if resource.limiter is not None:
+            history = resource.history
+            history.append((now, tokens))
+            window = resource.limiter.window
+            while history[0][0] + window <= now:
+                history.popleft()
+        self._count(resource, client, granted=tokens)
+
+    def _count(
+        self,
+        resource: Resource,
+        client: Client,
+        granted: int = 0,
+        denied: int = 0,
+        waited: float = -1.0,
+    ) -> None:
+        """Usage counters for the rate_limit_usage query: granted, denied, waits, wait total."""
+        key = (resource.id, client.tool or "unknown")
+        counters = self.usage.get(key)
+        if counters is None:
+            counters = self.usage[key] = [0, 0, 0, 0.0]
+        counters[0] += granted
+        counters[1] += denied
+        if waited >= 0:
+            counters[2] += 1
+            counters[3] += waited
+
+    def take_usage(self) -> dict[tuple[str, str], list[float]]:
+        usage, self.usage = self.usage, {}
+        return usage
+
+    def _refusal(
+        self, resource: Resource, tokens: int, retry_after: float, waited: float, now: float
+    ) -> AcquireResponse:
+        limiter = resource.limiter
+        assert limiter is not None and resource.spec is not None
+        return AcquireResponse(
+            granted=False,
+            tokens=tokens,
+            remaining=limiter.remaining(now),
+            limit=limiter.limit,
+            window=limiter.window,
+            algorithm=limiter.algorithm,
+            limit_source=resource.spec.source,
+            retry_after=max(0.0, retry_after),
+            reset_after=max(0.0, limiter.available_at(now, limiter.limit) - now),
+            waited=waited or None,
+            reason="rate limit reached"
+            if waited == 0
+            else "max_wait passed before tokens were free",
+        )
+
+    def _resource(self, resource_id: str, now: float, checked: bool = True) -> Resource:
+        """The resource's state, tracked from its first use; new 2.0 ids are checked, the Go
+        tool's are taken as sent."""
+        resource = self.resources.get(resource_id)
+        if resource is not None:
+            return resource
+        if checked:
+            try:
+                validate_resource_id(resource_id)
+            except ValueError as exc:
+                raise CoordinatorError(f"resource_id: {exc}") from None
+        if len(self.resources) >= MAX_RESOURCES:
+            raise CoordinatorError(
+                f"too many resources ({MAX_RESOURCES}) are tracked; retry once idle ones expire"
+            )
+        resource = self.resources[resource_id] = Resource(
+            resource_id, self._configured(resource_id), now
+        )
+        self._apply_spec(resource, now)
+        return resource
+
+    # ---- protocol 2.0: schedules, executions, state ---------------------------------------------
+
+    def register_schedule(self, client: Client, request: RegisterSchedule, now: float) -> None:
+        schedule = request.schedule
+        if schedule.type == "count" and schedule.count is None:
+            raise CoordinatorError("schedule.count: a count schedule needs count")
+        if schedule.type == "duration" and schedule.duration is None:
+            raise CoordinatorError("schedule.duration: a duration schedule needs duration")
+        resource = self._resource(request.resource_id, now)
+        resource.last_activity = client.last_seen = now
+        use = client.uses.setdefault(resource.id, Use())
+        use.schedule = schedule
+        if schedule.type == "count":
+            use.schedule_ends = now + (schedule.count or 0) * schedule.interval
+        elif schedule.type == "duration":
+            use.schedule_ends = now + (schedule.duration or 0.0)
+        else:
+            use.schedule_ends = math.inf
+
+    def record_executions(
+        self, client: Client, records: Iterable[ExecutionMetrics], now: float
+    ) -> None:
+        client.last_seen = now
+        for record in records:
+            resource = self.resources.get(record.resource_id)
+            if resource is not None:
+                resource.executions += 1
+                resource.last_activity = now
+            use = client.uses.get(record.resource_id)
+            if use is None and resource is not None:
+                use = client.uses[record.resource_id] = Use()
+            if use is not None:
+                use.executions += 1
+                end = record.start_time + record.duration
+                use.last_execution = max(use.last_execution or end, end)
+
+    def resource_state(
+        self, resource_id: str | None, now: float, wall_offset: float
+    ) -> list[SharedResource]:
+        """The seed's SharedResource for one resource or all; `wall_offset` turns monotonic
+        times into Unix seconds."""
+        if resource_id is not None:
+            chosen = [self.resources[resource_id]] if resource_id in self.resources else []
+        else:
+            chosen = [self.resources[k] for k in sorted(self.resources)]
+        return [self._state(resource, now, wall_offset) for resource in chosen]
+
+    def active_clients(self, resource_id: str) -> list[str]:
+        return sorted(c.id for c in self.clients.values() if resource_id in c.uses)
+
+    def _state(self, resource: Resource, now: float, wall_offset: float) -> SharedResource:
+        clients: dict[str, ClientState] = {}
+        by_tool: dict[str, int] = {}
+        for client in self.clients.values():
+            use = client.uses.get(resource.id)
+            if use is None:
+                continue
+            clients[client.id] = ClientState(
+                client_id=client.id,
+                tool=client.tool,
+                last_execution=use.last_execution,
+                execution_count=use.executions,
+                rate_limit_tokens=use.tokens,
+                connected=client.connections > 0,
+                schedule=use.schedule,
+            )
+            by_tool[client.tool] = by_tool.get(client.tool, 0) + 1
+        limit = None
+        if resource.limiter is not None and resource.spec is not None:
+            limit = RateLimitState(
+                limit=resource.limiter.limit,
+                window=resource.limiter.window,
+                algorithm=resource.limiter.algorithm,
+                source=resource.spec.source,
+                remaining=resource.limiter.remaining(now),
+                waiting=sum(len(q) for q in resource.queue.values()),
+            )
+        return SharedResource(
+            id=resource.id,
+            type=resource_type(resource.id),
+            rate_limit=limit,
+            active_clients=clients,
+            clients_by_tool=by_tool,
+            total_executions=resource.executions,
+            tokens_granted=resource.tokens,
+            last_activity=resource.last_activity + wall_offset,
+        )
+
+    # ---- protocol 1.0 ---------------------------------------------------------------------------
+
+    def schedule_v1(self, request: ScheduleRequest, now: float, wall_now: float) -> float:
+        """0.0 when the planned attempts fit among the registered ones, else by how many
+        seconds they must shift (the client waits until request_time + shift)."""
+        registered = self._registered(request.resource_id, now, wall_now)
+        planned = [request.request_time + offset / 1000.0 for offset in request.retry_offsets]
+        return check_schedule(
+            [float(at) for at, _ in registered],
+            planned,
+            request.rate_limit,
+            request.window_ms / 1000.0,
+        )
+
+    def register_v1(
+        self, requests: Sequence[RegisteredRequest], now: float, wall_now: float
+    ) -> None:
+        by_resource: dict[str, list[tuple[int, int]]] = {}
+        for entry in requests:
+            if entry.expires_at > wall_now:
+                by_resource.setdefault(entry.resource_id, []).append(
+                    (entry.scheduled_at, entry.expires_at)
+                )
+        for resource_id, entries in by_resource.items():
+            registered = self._registered(resource_id, now, wall_now)
+            if len(registered) + len(entries) > MAX_REGISTERED:
+                raise CoordinatorError(
+                    f"too many registered requests for {resource_id} ({MAX_REGISTERED});"
+                    " retry when some expire"
+                )
+            registered.extend(entries)
+
+    def _registered(self, resource_id: str, now: float, wall_now: float) -> list[tuple[int, int]]:
+        resource = self._resource(resource_id, now, checked=False)
+        resource.last_activity = now
+        resource.registered = [e for e in resource.registered if e[1] > wall_now]
+        return resource.registered
+
+    # ---- clean-up -------------------------------------------------------------------------------
+
+    def expire(self, now: float, wall_now: float) -> None:
+        """Forget clients gone for longer than client_ttl (their declared limits go with them),
+        finished schedules, expired registrations and idle resources with nothing to remember."""
+        ttl = self.client_ttl
+        for client in [
+            c for c in self.clients.values() if not c.connections and now - c.last_seen > ttl
+        ]:
+            del self.clients[client.id]
+            for resource_id in client.uses:
+                resource = self.resources.get(resource_id)
+                if resource is not None and resource.declared.pop(client.id, None) is not None:
+                    self._apply_spec(resource, now)
+        for client in self.clients.values():
+            for use in client.uses.values():
+                if use.schedule is not None and use.schedule_ends < now:
+                    use.schedule, use.schedule_ends = None, math.inf
+        in_use = {rid for c in self.clients.values() for rid in c.uses}
+        for resource in list(self.resources.values()):
+            resource.registered = [e for e in resource.registered if e[1] > wall_now]
+            idle = not (
+                resource.queue
+                or resource.registered
+                or resource.declared
+                or resource.id in in_use
+                or now - resource.last_activity <= ttl
+            )
+            if idle and (
+                resource.limiter is None
+                or resource.limiter.remaining(now) == resource.limiter.limit
+            ):
+                del self.resources[resource.id]
+
+
+def _strictest(declared: dict[str, LimitSpec]) -> LimitSpec | None:
+    """The declared limit with the lowest rate; on equal rates the smaller burst."""
+    if not declared:
+        return None
+    return min(declared.values(), key=lambda s: (s.limit / s.window, s.limit))
+
+
+def resource_type(resource_id: str) -> str:
+    """The seed's ResourceType, from the id's prefix (api:, database:, filesystem:, network:)."""
+    kind = resource_id.partition(":")[0]
+    return kind if kind in ("api", "database", "filesystem", "network") else "generic"

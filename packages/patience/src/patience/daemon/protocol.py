@@ -1,0 +1,383 @@
+"""The daemon's messages, protocol 1.0 (the Go `patience`, byte-compatible) and 2.0 (ours).
+
+Every line a client sends is one JSON object whose `type` picks the message. Decoding is typed
+and strict: a wrong type or a value out of range is an error reply that names the field
+(`$.tokens`), never a crash and never a silent default. Protocol 1.0 messages tolerate unknown
+fields (the Go client may add some); 2.0 messages refuse them so that a typo is an error.
+A JSON object without `type` is the Go tool's RunMetrics (its metrics ingestion).
+
+docs/protocol.md describes each message with examples.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+PROTOCOL_VERSIONS = ("2.0", "1.0")  # highest first: the server picks the first both speak
+MAX_LINE = 1 << 20  # bytes; a longer line is refused and the connection closed
+
+ResourceId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Tool = Literal["patience", "repeater"]
+Algorithm = Literal["diophantine", "fixed-window", "gcra"]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=10 * 365 * 86400)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=1 << 40)]
+UnixSeconds = Annotated[int, msgspec.Meta(ge=-(1 << 40), le=1 << 40)]
+
+
+class Request(msgspec.Struct, tag_field="type"):
+    """Base of every tagged request."""
+
+
+class StrictRequest(Request, forbid_unknown_fields=True):
+    """Base of the 2.0 requests: unknown fields are refused."""
+
+
+# ---- both versions -------------------------------------------------------------------------
+
+
+class Handshake(Request, tag="handshake"):
+    """1.0 sends `version` and `client`; 2.0 sends `versions` (those it speaks), `client_id`
+    and `tool`."""
+
+    version: str | None = None
+    versions: Annotated[list[str], msgspec.Meta(max_length=16)] | None = None
+    client: str | None = None
+    client_id: ClientId | None = None
+    tool: Tool | None = None
+
+
+# ---- protocol 1.0 --------------------------------------------------------------------------
+
+
+class ScheduleRequest(Request, tag="schedule_request"):
+    """Would attempts at request_time + each offset (ms) fit rate_limit per window_ms?"""
+
+    resource_id: Annotated[str, msgspec.Meta(max_length=256)]
+    rate_limit: Count
+    window_ms: Count
+    request_time: UnixSeconds
+    retry_offsets: Annotated[
+        list[Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]], msgspec.Meta(max_length=10_000)
+    ]
+
+
+class RegisteredRequest(msgspec.Struct):
+    id: Annotated[str, msgspec.Meta(max_length=512)]
+    resource_id: Annotated[str, msgspec.Meta(max_length=256)]
+    scheduled_at: UnixSeconds
+    expires_at: UnixSeconds
+
+
+class RegisterRequest(Request, tag="register_request"):
+    requests: Annotated[list[RegisteredRequest], msgspec.Meta(max_length=10_000)]
+
+
+class AttemptMetrics(msgspec.Struct):
+    duration_seconds: float
+    exit_code: int
+    success: bool
+
+
+class RunMetrics(msgspec.Struct):
+    """The Go tool's metrics ingestion: one object per connection, no `type`, then EOF."""
+
+    command: Annotated[str, msgspec.Meta(max_length=65_536)]
+    final_status: str
+    total_duration_seconds: float
+    total_attempts: int
+    timestamp: float
+    command_hash: str = ""
+    successful_attempts: int = 0
+    failed_attempts: int = 0
+    attempts: Annotated[list[AttemptMetrics], msgspec.Meta(max_length=100_000)] = []
+
+
+# ---- protocol 2.0 --------------------------------------------------------------------------
+
+
+class Acquire(StrictRequest, tag="acquire"):
+    """Take `tokens` of `resource_id`, waiting up to `max_wait` seconds in the daemon's queue.
+    `limit`/`window` (seconds) declare the client's own limit, used when the configuration
+    has none for this resource; the strictest declared limit holds."""
+
+    resource_id: ResourceId
+    tokens: Count = 1
+    max_wait: Seconds = 0.0
+    limit: Count | None = None
+    window: Annotated[float, msgspec.Meta(gt=0, le=10 * 365 * 86400)] | None = None
+    algorithm: Algorithm | None = None
+
+
+class ScheduleConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """The seed's ScheduleConfig; durations are seconds."""
+
+    type: Literal["interval", "count", "duration"]
+    interval: Seconds = 0.0
+    count: Count | None = None
+    duration: Seconds | None = None
+    coordination: bool = False
+
+
+class RegisterSchedule(StrictRequest, tag="register_schedule"):
+    resource_id: ResourceId
+    schedule: ScheduleConfig
+
+
+class ExecutionMetrics(msgspec.Struct, forbid_unknown_fields=True):
+    """The unified execution record both tools send. Times are Unix seconds, durations seconds."""
+
+    tool: Tool
+    resource_id: ResourceId
+    start_time: Annotated[float, msgspec.Meta(ge=0, le=1 << 40)]
+    duration: Seconds
+    success: bool
+    exit_code: int = 0
+    command: Annotated[
+        list[Annotated[str, msgspec.Meta(max_length=65_536)]], msgspec.Meta(max_length=4096)
+    ] = []
+    attempt_number: Annotated[int, msgspec.Meta(ge=0)] = 0
+    execution_number: Annotated[int, msgspec.Meta(ge=0)] = 0
+    labels: Annotated[
+        dict[
+            Annotated[str, msgspec.Meta(max_length=256)],
+            Annotated[str, msgspec.Meta(max_length=4096)],
+        ],
+        msgspec.Meta(max_length=64),
+    ] = {}
+
+
+class Metrics(StrictRequest, tag="metrics"):
+    """A batch of execution records; acknowledged once they are committed to disk."""
+
+    records: Annotated[list[ExecutionMetrics], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class TimeRange(msgspec.Struct, forbid_unknown_fields=True):
+    """Unix seconds; either end may be open."""
+
+    start: float | None = None
+    end: float | None = None
+
+
+QueryKind = Literal["resource_summary", "tool_comparison", "rate_limit_usage"]
+
+
+class Query(StrictRequest, tag="query"):
+    """The seed's MetricsQuery (its `type` is called `query` here: `type` names the message)."""
+
+    query: QueryKind
+    resource_id: ResourceId | None = None
+    time_range: TimeRange | None = None
+    tools: Annotated[list[Tool], msgspec.Meta(max_length=2)] | None = None
+
+
+class ResourceStateRequest(StrictRequest, tag="resource_state"):
+    resource_id: ResourceId | None = None
+
+
+class Ping(StrictRequest, tag="ping"):
+    pass
+
+
+class Status(StrictRequest, tag="status"):
+    pass
+
+
+AnyRequest = (
+    Handshake
+    | ScheduleRequest
+    | RegisterRequest
+    | Acquire
+    | RegisterSchedule
+    | Metrics
+    | Query
+    | ResourceStateRequest
+    | Ping
+    | Status
+)
+
+# ---- responses -----------------------------------------------------------------------------
+
+
+class Response(msgspec.Struct, tag_field="type", omit_defaults=True):
+    """Base of every reply; fields left at their default are not sent."""
+
+
+class ErrorResponse(Response, tag="error"):
+    error: str
+
+
+class HandshakeResponse(Response, tag="handshake_response"):
+    status: str
+    message: str
+    version: str | None = None
+    server_version: str | None = None
+    client_id: str | None = None
+
+
+class ScheduleResponse(Response, tag="schedule_response"):
+    """`wait_until` (RFC 3339) is always present on a refusal: the Go client sleeps until it."""
+
+    can_schedule: bool
+    reason: str
+    message: str
+    status: str
+    wait_until: str | None = None
+    scheduled_at: str | None = None
+    expires_at: str | None = None
+
+
+class RegisterResponse(Response, tag="register_response"):
+    success: bool
+    status: str
+    message: str
+
+
+class AcquireResponse(Response, tag="acquire_response"):
+    """`limit` is null when no limit applies; `limit_source` says where the limit in force
+    comes from (`config:<pattern>`, `client:<id>`)."""
+
+    granted: bool
+    tokens: int
+    retry_after: float
+    reset_after: float
+    remaining: int | None = None
+    limit: int | None = None
+    window: float | None = None
+    algorithm: str | None = None
+    limit_source: str | None = None
+    waited: float | None = None
+    reason: str | None = None
+
+
+class RegisterScheduleResponse(Response, tag="register_schedule_response"):
+    status: str
+
+
+class MetricsResponse(Response, tag="metrics_response"):
+    accepted: int
+
+
+class QueryResponse(Response, tag="query_response"):
+    query: str
+    results: list[dict[str, object]]
+
+
+class ClientState(msgspec.Struct):
+    """The seed's ClientState, per resource. Times are Unix seconds."""
+
+    client_id: str
+    tool: str
+    last_execution: float | None
+    execution_count: int
+    rate_limit_tokens: int
+    connected: bool
+    schedule: ScheduleConfig | None = None
+
+
+class RateLimitState(msgspec.Struct):
+    limit: int
+    window: float
+    algorithm: str
+    source: str
+    remaining: int
+    waiting: int
+
+
+class SharedResource(msgspec.Struct):
+    """The seed's SharedResource."""
+
+    id: str
+    type: str
+    rate_limit: RateLimitState | None
+    active_clients: dict[str, ClientState]
+    clients_by_tool: dict[str, int]
+    total_executions: int
+    tokens_granted: int
+    last_activity: float | None
+
+
+class ResourceStateResponse(Response, tag="resource_state_response"):
+    resources: list[SharedResource]
+
+
+class Pong(Response, tag="pong"):
+    time: float
+
+
+class StatusResponse(Response, tag="status_response"):
+    pid: int
+    version: str
+    uptime: float
+    socket: str
+    protocol_versions: list[str]
+    resources: int
+    clients: int
+    connections: int
+    waiting: int
+    metrics_enabled: bool
+
+
+# ---- decoding ------------------------------------------------------------------------------
+
+
+class ProtocolError(Exception):
+    """A line that is not a valid request; the message is what the client is told."""
+
+
+_decoder = msgspec.json.Decoder(AnyRequest)
+_run_metrics = msgspec.json.Decoder(RunMetrics)
+_encoder = msgspec.json.Encoder()
+_TAGS = {
+    cls.__struct_config__.tag
+    for cls in (
+        Handshake,
+        ScheduleRequest,
+        RegisterRequest,
+        Acquire,
+        RegisterSchedule,
+        Metrics,
+        Query,
+        ResourceStateRequest,
+        Ping,
+        Status,
+    )
+}
+
+
+def decode(line: bytes) -> Request | RunMetrics:
+    """One request from one line (without its newline), or ProtocolError naming the problem."""
+    try:
+        return _decoder.decode(line)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        error = exc
+    except msgspec.DecodeError:
+        raise ProtocolError("invalid JSON") from None
+    # The slow path: work out which message was meant, to say what is wrong with it.
+    raw = msgspec.json.decode(line)
+    if not isinstance(raw, dict):
+        raise ProtocolError("invalid message: expected a JSON object")
+    kind = raw.get("type")
+    if kind is None:
+        try:
+            return _run_metrics.decode(line)
+        except msgspec.ValidationError as inner:
+            raise ProtocolError(
+                f'message has no "type" and is not a RunMetrics record ({inner})'
+            ) from None
+    if not isinstance(kind, str) or kind not in _TAGS:
+        raise ProtocolError(f"unknown message type: {_show(kind)}")
+    raise ProtocolError(f"invalid {kind.replace('_', ' ')} format: {error}")
+
+
+def encode(response: Response) -> bytes:
+    """One reply line, newline included."""
+    return _encoder.encode(response) + b"\n"
+
+
+def _show(value: object) -> str:
+    text = _encoder.encode(value).decode()
+    return text if len(text) <= 64 else text[:61] + "..."

@@ -1,0 +1,757 @@
+"""The daemon process: an asyncio server on a Unix socket, speaking newline-delimited JSON.
+
+One request per line, one response line per request, in order per connection. Decisions are
+made by the Coordinator; this module owns the sockets, the timers and the process lifecycle:
+one daemon per socket (a lock file), stale-socket replacement, a private socket (0600, created
+under a umask so it is never open to others), peer credentials, resource caps, signals
+(TERM/INT stop gracefully, HUP reloads limits) and systemd readiness notification.
+
+The per-request path is kept lean: msgspec decoding, no logging, no awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import stat
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+
+from patience import __version__
+from patience.daemon import paths, protocol, settings
+from patience.daemon.coordinator import Client, Coordinator, CoordinatorError, Waiter
+from patience.daemon.protocol import (
+    Acquire,
+    ErrorResponse,
+    ExecutionMetrics,
+    Handshake,
+    HandshakeResponse,
+    Metrics,
+    MetricsResponse,
+    Ping,
+    Pong,
+    ProtocolError,
+    Query,
+    QueryResponse,
+    RegisterRequest,
+    RegisterResponse,
+    RegisterSchedule,
+    RegisterScheduleResponse,
+    ResourceStateRequest,
+    ResourceStateResponse,
+    RunMetrics,
+    ScheduleRequest,
+    ScheduleResponse,
+    Status,
+    StatusResponse,
+)
+from patience.daemon.storage import MetricsStore, UsageBucket
+from patience.ratelimit.algorithms import RateLimitError
+
+log = logging.getLogger("patience.daemon")
+
+MAX_PENDING = 64  # unanswered requests per connection before we stop reading from it
+MAX_BUFFERED = 64 << 20  # unfinished input held across all connections
+HOUSEKEEPING = 1.0  # seconds between idle checks
+FLUSH_EVERY = 5.0  # seconds between rate-limit usage flushes
+PRUNE_EVERY = 600.0  # seconds between retention passes
+
+
+class StartError(Exception):
+    """The daemon cannot start; the message says why and what to do. exit_code 1 or 2."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: settings.Settings,
+        socket_path: str,
+        storage_path: str,
+        config_path: str | None,
+    ) -> None:
+        self.settings = config
+        self.socket_path = socket_path
+        self.storage_path = storage_path
+        self.config_path = config_path
+        self.pid_path = socket_path + ".pid"
+        self.lock_path = socket_path + ".lock"
+        self.uid = os.geteuid()
+        self.group = _group_id(config.peer_group)
+        self.coordinator = Coordinator(config.limits, config.default_algorithm, config.client_ttl)
+        self.store: MetricsStore | None = None
+        self.connections: set[Connection] = set()
+        self.waiters: dict[Waiter, Connection] = {}
+        self.buffered = 0
+        self.started = time.time()
+        self.stopping = False
+        self._lock_fd = -1
+        self._listener: socket.socket | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._anonymous = 0
+        self._handlers: dict[type, Callable[[Connection, object], bytes | Waiter]] = {
+            Handshake: self._handshake,  # type: ignore[dict-item]
+            ScheduleRequest: self._schedule,  # type: ignore[dict-item]
+            RegisterRequest: self._register,  # type: ignore[dict-item]
+            RunMetrics: self._run_metrics,  # type: ignore[dict-item]
+            Acquire: self._acquire,  # type: ignore[dict-item]
+            RegisterSchedule: self._register_schedule,  # type: ignore[dict-item]
+            Metrics: self._metrics,  # type: ignore[dict-item]
+            Query: self._query,  # type: ignore[dict-item]
+            ResourceStateRequest: self._resource_state,  # type: ignore[dict-item]
+            Ping: self._ping,  # type: ignore[dict-item]
+            Status: self._status,  # type: ignore[dict-item]
+        }
+
+    # ---- start and stop ------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Everything that can fail before serving: directory, lock, stale socket, bind, store."""
+        paths.check_socket_length(self.socket_path)
+        try:
+            paths.prepare_socket_dir(os.path.dirname(self.socket_path), self.uid, self.group)
+        except paths.PathError as exc:
+            raise StartError(str(exc)) from None
+        except OSError as exc:
+            raise StartError(f"cannot create the socket directory: {exc}") from None
+        self._take_lock()
+        self._clear_stale_socket()
+        self._listener = self._bind()
+        _write_pid(self.pid_path)
+        if self.settings.metrics_enabled:
+            try:
+                self.store = MetricsStore(
+                    self.storage_path, self.settings.retention, self.settings.retention_count
+                )
+            except Exception as exc:
+                self._cleanup()
+                raise StartError(
+                    f"cannot open the metrics store {self.storage_path}: {exc}"
+                ) from None
+        _raise_fd_limit(self.settings.max_connections + 64)
+
+    def _take_lock(self) -> None:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = _read_pid(self.pid_path)
+            who = f"pid {holder}" if holder else "another process"
+            raise StartError(
+                f"another patience-daemon ({who}) already serves {self.socket_path}"
+                " (stop it with: patience-daemon stop)"
+            ) from None
+        self._lock_fd = fd
+
+    def _clear_stale_socket(self) -> None:
+        """We hold the lock, so a socket file left here belongs to a daemon that died."""
+        try:
+            st = os.lstat(self.socket_path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise StartError(
+                f"{self.socket_path} exists and is not a socket"
+                " (remove it or choose another --socket)"
+            )
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(self.socket_path)
+        except OSError:
+            os.unlink(self.socket_path)
+            log.info("replaced a stale socket left at %s", self.socket_path)
+            return
+        finally:
+            probe.close()
+        raise StartError(
+            f"{self.socket_path} is served by a process that does not hold {self.lock_path}"
+            " (stop it or choose another --socket)"
+        )
+
+    def _bind(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mode = 0o600 if self.group is None else 0o660
+        old = os.umask(0o777 & ~mode)  # the socket is born private: no window open to others
+        try:
+            sock.bind(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise StartError(f"cannot create socket {self.socket_path}: {exc.strerror}") from None
+        finally:
+            os.umask(old)
+        os.chmod(self.socket_path, mode)
+        if self.group is not None:
+            os.chown(self.socket_path, -1, self.group)
+        sock.listen(1024)
+        sock.setblocking(False)
+        return sock
+
+    def _cleanup(self) -> None:
+        for path in (self.socket_path, self.pid_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # the lock file stays: removing it would race a new daemon
+            self._lock_fd = -1
+
+    async def serve(self) -> None:
+        """Serve until SIGTERM/SIGINT, then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        assert self._listener is not None
+        server = await loop.create_unix_server(
+            lambda: Connection(self), sock=self._listener, backlog=1024
+        )
+        done = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, done.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        housekeeping = loop.create_task(self._housekeeping())
+        _notify("READY=1\nSTATUS=serving " + self.socket_path)
+        log.info("serving %s (pid %d, version %s)", self.socket_path, os.getpid(), __version__)
+        try:
+            await done.wait()
+        finally:
+            _notify("STOPPING=1")
+            log.info("stopping")
+            self.stopping = True
+            server.close()
+            housekeeping.cancel()
+            await self._close_connections()
+            self._flush_usage()
+            if self.store is not None:
+                self.store.close()
+            self._cleanup()
+            log.info("stopped")
+
+    async def _close_connections(self) -> None:
+        """Answer every waiting request, let replies drain, then close."""
+        stopping = protocol.encode(ErrorResponse(error="the daemon is stopping; retry later"))
+        for waiter, connection in list(self.waiters.items()):
+            connection.resolve(waiter, stopping)
+        self.waiters.clear()
+        for connection in list(self.connections):
+            connection.transport.close()
+        deadline = time.monotonic() + 2.0
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self.connections):
+            connection.transport.abort()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the configuration; a bad file keeps the old settings."""
+        if self.config_path is None:
+            log.info("SIGHUP: no configuration file to reload")
+            return
+        try:
+            fresh, warnings = settings.load(self.config_path)
+        except settings.ConfigError as exc:
+            log.error("reload failed, keeping the old configuration: %s", exc)
+            return
+        for warning in warnings:
+            log.warning("%s", warning)
+        try:
+            self.coordinator.reload(fresh.limits, fresh.default_algorithm, _now())
+        except RateLimitError as exc:
+            log.error("reload failed, keeping the old configuration: %s", exc)
+            return
+        self.coordinator.client_ttl = fresh.client_ttl
+        for key in ("socket_path", "storage_path", "metrics_enabled", "peer_group"):
+            if getattr(fresh, key) != getattr(self.settings, key):
+                log.warning("daemon.%s changed: it takes effect at the next start", key)
+                setattr(fresh, key, getattr(self.settings, key))
+        self.settings = fresh
+        logging.getLogger().setLevel(fresh.log_level.upper())
+        self._arm()
+        log.info("reloaded %s: %d resource limits", self.config_path, len(fresh.limits))
+
+    async def _housekeeping(self) -> None:
+        last_flush = last_prune = _now()
+        while True:
+            await asyncio.sleep(HOUSEKEEPING)
+            now = _now()
+            idle = self.settings.idle_timeout
+            for connection in [c for c in self.connections if c.idle_since(now) > idle]:
+                connection.transport.close()
+            self.coordinator.expire(now, time.time())
+            if now - last_flush >= FLUSH_EVERY:
+                last_flush = now
+                self._flush_usage()
+            if self.store is not None and now - last_prune >= PRUNE_EVERY:
+                last_prune = now
+                self.store.prune(time.time())
+
+    def _flush_usage(self) -> None:
+        usage = self.coordinator.take_usage()
+        if self.store is None or not usage:
+            return
+        minute = int(time.time() // 60)
+        rows = []
+        for (resource_id, tool), (granted, denied, waited, wait_total) in usage.items():
+            bucket = UsageBucket()
+            bucket.granted, bucket.denied = int(granted), int(denied)
+            bucket.waited, bucket.wait_total = int(waited), wait_total
+            rows.append((minute, resource_id, tool, bucket))
+        try:
+            self.store.add_usage(rows)
+        except Exception as exc:
+            log.error("could not store rate-limit usage: %s", exc)
+
+    # ---- connections ---------------------------------------------------------------------------
+
+    def admit(self, sock: socket.socket | None) -> str | None:
+        """Why this new connection is refused, or None to serve it."""
+        if self.stopping:
+            return "the daemon is stopping; retry later"
+        if sock is not None and hasattr(socket, "SO_PEERCRED"):
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _, uid, gid = struct.unpack("3i", creds)
+            if not self._peer_allowed(uid, gid):
+                log.warning("refused a connection from uid %d", uid)
+                return f"permission denied: uid {uid} may not use this daemon"
+        if len(self.connections) >= self.settings.max_connections:
+            return f"too many connections ({self.settings.max_connections}); retry later"
+        return None
+
+    def _peer_allowed(self, uid: int, gid: int) -> bool:
+        if uid in (self.uid, 0):
+            return True
+        if self.group is None:
+            return False
+        if gid == self.group:
+            return True
+        import grp
+        import pwd
+
+        try:
+            return pwd.getpwuid(uid).pw_name in grp.getgrgid(self.group).gr_mem
+        except KeyError:
+            return False
+
+    def client_for(self, connection: Connection) -> Client:
+        """The connection's client; one that skipped the handshake gets an anonymous id."""
+        if connection.client is None:
+            self._anonymous += 1
+            connection.client = self.coordinator.connect(f"anonymous-{self._anonymous}", "", _now())
+        return connection.client
+
+    def forget(self, connection: Connection) -> None:
+        now = _now()
+        for waiter in connection.waiting():
+            self.waiters.pop(waiter, None)
+            self.coordinator.cancel(waiter, now)
+        if connection.client is not None:
+            self.coordinator.disconnect(connection.client, now)
+        self.connections.discard(connection)
+        self._arm(now)
+
+    # ---- requests ----------------------------------------------------------------------------
+
+    def handle(self, connection: Connection, line: bytes) -> bytes | Waiter:
+        try:
+            message = protocol.decode(line)
+            return self._handlers[type(message)](connection, message)
+        except (ProtocolError, CoordinatorError, RateLimitError) as exc:
+            return protocol.encode(ErrorResponse(error=str(exc)))
+        except Exception:
+            log.exception("internal error on request %.200r", line)
+            return protocol.encode(ErrorResponse(error="internal error (see the daemon's log)"))
+
+    def _handshake(self, connection: Connection, message: Handshake) -> bytes:
+        offered = message.versions or [message.version or "1.0"]
+        version = next((v for v in protocol.PROTOCOL_VERSIONS if v in offered), None)
+        if version is None:
+            raise ProtocolError(f"unsupported protocol version: {', '.join(offered)}")
+        now = _now()
+        if connection.client is not None:
+            self.coordinator.disconnect(connection.client, now)
+        if version == "1.0":
+            self._anonymous += 1
+            client_id = message.client_id or f"{message.client or 'v1'}-{self._anonymous}"
+            connection.client = self.coordinator.connect(client_id, message.tool or "patience", now)
+            return protocol.encode(HandshakeResponse(status="ok", message="handshake successful"))
+        if message.client_id is None or message.tool is None:
+            missing = "client_id" if message.client_id is None else "tool"
+            raise ProtocolError(f"invalid handshake format: protocol 2.0 needs {missing}")
+        connection.client = self.coordinator.connect(message.client_id, message.tool, now)
+        return protocol.encode(
+            HandshakeResponse(
+                status="ok",
+                message="handshake successful",
+                version=version,
+                server_version=__version__,
+                client_id=message.client_id,
+            )
+        )
+
+    def _schedule(self, connection: Connection, message: ScheduleRequest) -> bytes:
+        shift = self.coordinator.schedule_v1(message, _now(), time.time())
+        window = message.window_ms / 1000.0
+        if shift == 0.0:
+            return protocol.encode(
+                ScheduleResponse(
+                    can_schedule=True,
+                    reason="request scheduled",
+                    message="request scheduled",
+                    status="ok",
+                    scheduled_at=_rfc3339(message.request_time),
+                    expires_at=_rfc3339(message.request_time + window),
+                )
+            )
+        wait_until = _rfc3339(message.request_time + shift, round_up=True)
+        reason = (
+            f"rate limit of {message.rate_limit} per {message.window_ms}ms for"
+            f" {message.resource_id} reached; wait until {wait_until}"
+        )
+        return protocol.encode(
+            ScheduleResponse(
+                can_schedule=False,
+                reason=reason,
+                message=reason,
+                status="ok",
+                wait_until=wait_until,
+            )
+        )
+
+    def _register(self, connection: Connection, message: RegisterRequest) -> bytes:
+        self.coordinator.register_v1(message.requests, _now(), time.time())
+        return protocol.encode(
+            RegisterResponse(success=True, status="ok", message="requests registered successfully")
+        )
+
+    def _run_metrics(self, connection: Connection, message: RunMetrics) -> bytes:
+        """The Go tool's metrics: one record per attempt, under its derived resource id."""
+        command = message.command.split()
+        resource_id = f"cmd-{os.path.basename(command[0])}" if command else "cmd-unknown"
+        attempts = message.attempts or []
+        records = [
+            ExecutionMetrics(
+                tool="patience",
+                resource_id=resource_id,
+                start_time=max(0.0, message.timestamp),
+                duration=max(0.0, attempt.duration_seconds),
+                success=attempt.success,
+                exit_code=attempt.exit_code,
+                command=command,
+                attempt_number=number,
+                labels={"protocol": "1.0", "final_status": message.final_status[:64]},
+            )
+            for number, attempt in enumerate(attempts[:1000], 1)
+        ]
+        accepted = self._store(connection, records) if records else 0
+        return protocol.encode(MetricsResponse(accepted=accepted))
+
+    def _acquire(self, connection: Connection, message: Acquire) -> bytes | Waiter:
+        client = connection.client or self.client_for(connection)
+        now = _now()
+        result = self.coordinator.acquire(client, message, now)
+        if isinstance(result, Waiter):
+            self.waiters[result] = connection
+            self._arm(now)
+            return result
+        return protocol.encode(result)
+
+    def _register_schedule(self, connection: Connection, message: RegisterSchedule) -> bytes:
+        self.coordinator.register_schedule(self.client_for(connection), message, _now())
+        return protocol.encode(RegisterScheduleResponse(status="ok"))
+
+    def _metrics(self, connection: Connection, message: Metrics) -> bytes:
+        return protocol.encode(MetricsResponse(accepted=self._store(connection, message.records)))
+
+    def _store(self, connection: Connection, records: list[ExecutionMetrics]) -> int:
+        if self.store is None:
+            raise CoordinatorError(
+                "metrics are disabled in this daemon (set [daemon] metrics_enabled = true)"
+            )
+        client = self.client_for(connection)
+        try:
+            accepted = self.store.add(records, client.id)
+        except Exception as exc:
+            log.error("could not store metrics: %s", exc)
+            raise CoordinatorError(f"could not store the metrics: {exc}") from None
+        self.coordinator.record_executions(client, records, _now())
+        return accepted
+
+    def _query(self, connection: Connection, message: Query) -> bytes:
+        if self.store is None:
+            raise CoordinatorError(
+                "metrics are disabled in this daemon (set [daemon] metrics_enabled = true)"
+            )
+        span = message.time_range
+        start = span.start if span else None
+        end = span.end if span else None
+        if start is not None and end is not None and end < start:
+            raise ProtocolError("invalid query format: time_range.end is before time_range.start")
+        tools = list(message.tools or [])
+        if message.query == "resource_summary":
+            results = self.store.resource_summary(message.resource_id, start, end, tools)
+            for row in results:
+                row["active_clients"] = self.coordinator.active_clients(str(row["resource_id"]))
+        elif message.query == "tool_comparison":
+            results = self.store.tool_comparison(message.resource_id, start, end, tools)
+        else:
+            self._flush_usage()
+            results = self.store.rate_limit_usage(message.resource_id, start, end, tools)
+            for row in results:
+                resource = self.coordinator.resources.get(str(row["resource_id"]))
+                spec = resource.spec if resource is not None else None
+                row["limit"] = spec.limit if spec else None
+                row["window"] = spec.window if spec else None
+                row["limit_source"] = spec.source if spec else None
+        return protocol.encode(QueryResponse(query=message.query, results=results))
+
+    def _resource_state(self, connection: Connection, message: ResourceStateRequest) -> bytes:
+        now = _now()
+        resources = self.coordinator.resource_state(message.resource_id, now, time.time() - now)
+        return protocol.encode(ResourceStateResponse(resources=resources))
+
+    def _ping(self, connection: Connection, message: Ping) -> bytes:
+        return protocol.encode(Pong(time=time.time()))
+
+    def _status(self, connection: Connection, message: Status) -> bytes:
+        return protocol.encode(
+            StatusResponse(
+                pid=os.getpid(),
+                version=__version__,
+                uptime=time.time() - self.started,
+                socket=self.socket_path,
+                protocol_versions=list(protocol.PROTOCOL_VERSIONS),
+                resources=len(self.coordinator.resources),
+                clients=len(self.coordinator.clients),
+                connections=len(self.connections),
+                waiting=len(self.waiters),
+                metrics_enabled=self.store is not None,
+            )
+        )
+
+    # ---- waiting requests --------------------------------------------------------------------
+
+    def _arm(self, now: float | None = None) -> None:
+        """Make sure the timer fires by the coordinator's next wake-up."""
+        wake = self.coordinator.next_wakeup()
+        if wake >= self._timer_at or wake == float("inf"):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = wake
+        self._timer = asyncio.get_running_loop().call_at(wake, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        for waiter, response in self.coordinator.poll(_now()):
+            connection = self.waiters.pop(waiter, None)
+            if connection is not None:
+                connection.resolve(waiter, protocol.encode(response))
+        self._arm()
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: splits lines, keeps replies in request order."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.client: Client | None = None
+        self.buffer = b""
+        self.outbox: deque[bytes | Waiter] = deque()  # replies not yet sent, in request order
+        self.last_active = 0.0
+        self.paused_by_outbox = False
+        self.paused_by_writer = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        refusal = self.daemon.admit(transport.get_extra_info("socket"))
+        if refusal is not None:
+            transport.write(protocol.encode(ErrorResponse(error=refusal)))  # type: ignore[attr-defined]
+            transport.close()
+            self.transport = None  # type: ignore[assignment]
+            return
+        self.daemon.connections.add(self)
+        self.last_active = _now()
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.last_active = _now()
+        if self.buffer:
+            self.daemon.buffered -= len(self.buffer)
+            data = self.buffer + data
+            self.buffer = b""
+        if data.endswith(b"\n") and data.count(b"\n") == 1:  # the usual case: one request
+            lines = [data[:-1]]
+        else:
+            lines = data.split(b"\n")
+            rest = lines.pop()
+            if rest:
+                if len(rest) > protocol.MAX_LINE:
+                    self._refuse(f"line longer than {protocol.MAX_LINE} bytes; closing")
+                    return
+                if self.daemon.buffered + len(rest) > MAX_BUFFERED:
+                    self._refuse("the daemon is busy (too much unfinished input); retry later")
+                    return
+                self.buffer = rest
+                self.daemon.buffered += len(rest)
+        for line in lines:
+            if len(line) > protocol.MAX_LINE:
+                self._refuse(f"line longer than {protocol.MAX_LINE} bytes; closing")
+                return
+            if line.strip():
+                self._answer(self.daemon.handle(self, line))
+
+    def _answer(self, reply: bytes | Waiter) -> None:
+        if not self.outbox and isinstance(reply, bytes):
+            self.transport.write(reply)
+            return
+        self.outbox.append(reply)
+        if len(self.outbox) >= MAX_PENDING and not self.paused_by_outbox:
+            self.paused_by_outbox = True
+            self._update_reading()
+
+    def resolve(self, waiter: Waiter, reply: bytes) -> None:
+        """A waiting request got its answer: send it and whatever queued up behind it."""
+        outbox = self.outbox
+        for index, item in enumerate(outbox):
+            if item is waiter:
+                outbox[index] = reply
+                break
+        if self.transport is None or self.transport.is_closing():
+            return
+        while outbox and isinstance(outbox[0], bytes):
+            self.transport.write(outbox.popleft())  # type: ignore[arg-type]
+        self.last_active = _now()
+        if self.paused_by_outbox and len(outbox) < MAX_PENDING // 2:
+            self.paused_by_outbox = False
+            self._update_reading()
+
+    def waiting(self) -> list[Waiter]:
+        return [item for item in self.outbox if isinstance(item, Waiter)]
+
+    def idle_since(self, now: float) -> float:
+        return 0.0 if self.outbox else now - self.last_active
+
+    def pause_writing(self) -> None:
+        self.paused_by_writer = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.paused_by_writer = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.paused_by_outbox or self.paused_by_writer:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        """The client finished sending. A last line without newline is still a request (the
+        Go tool's metrics ingestion ends that way); waiting requests are abandoned."""
+        if self.buffer:
+            rest, self.buffer = self.buffer, b""
+            self.daemon.buffered -= len(rest)
+            if rest.strip():
+                self._answer(self.daemon.handle(self, rest))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.buffer:
+            self.daemon.buffered -= len(self.buffer)
+            self.buffer = b""
+        if self in self.daemon.connections:
+            self.daemon.forget(self)
+        self.outbox.clear()
+
+    def _refuse(self, message: str) -> None:
+        if self.buffer:
+            self.daemon.buffered -= len(self.buffer)
+            self.buffer = b""
+        self.transport.write(protocol.encode(ErrorResponse(error=message)))
+        self.transport.close()
+
+
+def _now() -> float:
+    return time.monotonic()  # asyncio's loop.time() is this clock too
+
+
+def _rfc3339(unix: float, round_up: bool = False) -> str:
+    """RFC 3339 UTC with milliseconds, valid for any year Go can print (0001 onwards)."""
+    from datetime import UTC, datetime, timedelta
+
+    millis = -(-unix * 1000 // 1) if round_up else unix * 1000 // 1
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    try:
+        moment = epoch + timedelta(milliseconds=millis)
+    except OverflowError:
+        moment = datetime.min.replace(tzinfo=UTC) if unix < 0 else datetime.max.replace(tzinfo=UTC)
+    text = (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
+    if moment.microsecond:
+        text += f".{moment.microsecond // 1000:03d}"
+    return text + "Z"
+
+
+def _notify(state: str) -> None:
+    """systemd's sd_notify, when NOTIFY_SOCKET is set (Type=notify)."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(f"{state}\nMAINPID={os.getpid()}".encode(), address)
+    except OSError as exc:
+        log.warning("could not notify %s: %s", address, exc)
+
+
+def _group_id(name: str | None) -> int | None:
+    if name is None:
+        return None
+    import grp
+
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise StartError(f"daemon.peer_group: no group named {name!r}", exit_code=2) from None
+
+
+def _write_pid(path: str) -> None:
+    temporary = f"{path}.{os.getpid()}"
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(temporary, path)
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
