@@ -612,3 +612,58 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], message: str) -> Non
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rpr: "), r.stderr
     assert message in lines[0]
+
+
+# --- rate limit ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["rate-limit", "rate", "rl", "r"])
+def test_rate_limit_never_exceeds_the_rate_in_any_window(name: str) -> None:
+    r = rpr(name, "--rate", "5/1s", "--times", "12", "--json", "--", "true")
+    assert r.returncode == 0, r.stderr
+    runs, _ = runs_and_summary(r.stdout)
+    starts = sorted(run["actual_start"] for run in runs)
+    assert len(starts) == 12
+    # Tokens are granted exactly; the process starts a few ms after its grant, so a
+    # window measured on start times gets a small allowance for that spawn latency.
+    for i, t in enumerate(starts):
+        assert sum(1 for u in starts[i:] if u < t + 1.0 - 0.05) <= 5
+    # Exact, not slower than needed: 12 runs at 5 per second take a little over 2 s.
+    assert 2.0 <= starts[-1] - starts[0] < 2.6
+
+
+def test_rate_on_interval_mode_too() -> None:
+    r = rpr("interval", "--every", "10ms", "--rate", "3/500ms", "--times", "6", "--json", "--", "true")
+    runs, _ = runs_and_summary(r.stdout)
+    starts = sorted(run["actual_start"] for run in runs)
+    assert starts[3] - starts[0] >= 0.5 - 0.01
+
+
+def test_retry_pattern_retries_at_offsets_after_a_failure() -> None:
+    r = rpr(
+        "rate-limit", "--rate", "100/1s", "--retry-pattern", "0,300ms,600ms", "--every", "2s",
+        "--times", "4", "--json", "--", "false",
+    )
+    runs, _ = runs_and_summary(r.stdout)
+    t0 = runs[0]["actual_start"]
+    offsets = [run["actual_start"] - t0 for run in runs]
+    for got, want in zip(offsets, [0.0, 0.0, 0.3, 0.6], strict=True):
+        assert got == pytest.approx(want, abs=0.08)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["rate-limit", "--", "true"], "--rate is required"),
+        (["rate-limit", "--rate", "5", "--", "true"], '--rate: "5" is not a rate (try 100/1h or 10/s)'),
+        (["rate-limit", "--rate", "0/1s", "--", "true"], '"0/1s" is not a rate'),
+        (["rate-limit", "--rate", "5/0s", "--", "true"], "needs a window longer than zero"),
+        (["rate-limit", "--rate", "5/x", "--", "true"], "--rate:"),
+        (["rate-limit", "--rate", "5/1s", "--retry-pattern", "1s,0", "--", "true"], "increasing order"),
+        (["rate-limit", "--rate", "5/1s", "--retry-pattern", "1s,x", "--", "true"], "--retry-pattern:"),
+    ],
+)
+def test_rate_usage_errors(args: list[str], message: str) -> None:
+    r = rpr(*args)
+    assert r.returncode == 2 and r.stdout == ""
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1

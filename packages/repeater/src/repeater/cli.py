@@ -22,7 +22,13 @@ from patience.cliparse import (
 )
 from patience.durations import parse_duration
 from repeater import __version__
-from repeater.schedules import OVERRUN_POLICIES, BackToBack, FixedRate, Schedule
+from repeater.schedules import (
+    OVERRUN_POLICIES,
+    BackToBack,
+    FixedRate,
+    RetryPattern,
+    Schedule,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,6 +58,22 @@ def jitter_spec(text: str) -> str:
     else:
         parse_duration(text)
     return text
+
+
+def rate_spec(text: str) -> tuple[int, float]:
+    from patience.ratelimit.gate import parse_rate
+
+    return parse_rate(text)
+
+
+def offsets_spec(text: str) -> list[float]:
+    """ "0,10m,30m" -> [0, 600, 1800]: increasing offsets."""
+    from itertools import pairwise
+
+    offsets = [parse_duration(part) for part in text.split(",")]
+    if any(b < a for a, b in pairwise(offsets)):
+        raise ValueError(f'"{text}" must list offsets in increasing order (e.g. 0,10m,30m)')
+    return offsets
 
 
 STOP_OPTIONS = [
@@ -130,6 +152,24 @@ TIMING_OPTIONS = [
         help="a run outlasts its interval: skip missed ticks, burst them, or delay the phase",
     ),
 ]
+RATE_OPTIONS = [
+    Option(
+        "rate",
+        "--rate",
+        "-r",
+        convert=rate_spec,
+        metavar="N/DUR",
+        help="start at most N runs in any window of DUR (e.g. 100/1h, 10/s); exact",
+    ),
+    Option(
+        "retry_pattern",
+        "--retry-pattern",
+        "-p",
+        convert=offsets_spec,
+        metavar="OFFSETS",
+        help="after a failure, retry at these offsets from it (e.g. 0,10m,30m)",
+    ),
+]
 PATTERN_OPTIONS = [
     Option(
         "success_pattern",
@@ -166,6 +206,7 @@ OUTPUT_OPTIONS = [
 COMMON_GROUPS = [
     ("Stop conditions", STOP_OPTIONS),
     ("Timing", TIMING_OPTIONS),
+    ("Rate limit", RATE_OPTIONS),
     ("Patterns", PATTERN_OPTIONS),
     ("Output", OUTPUT_OPTIONS),
 ]
@@ -205,6 +246,13 @@ def fixed_rate_or_back_to_back(v: dict[str, object]) -> Schedule:
     )
 
 
+def rate_limited(v: dict[str, object]) -> Schedule:
+    """As often as --rate allows (on --every ticks when given); --retry-pattern on failure."""
+    inner = fixed_rate_or_back_to_back(v)
+    offsets = v["retry_pattern"]
+    return RetryPattern(inner, offsets) if isinstance(offsets, list) else inner
+
+
 def _jitter(spec: object, every: float) -> Callable[[], float] | None:
     if not isinstance(spec, str):
         return None
@@ -241,6 +289,14 @@ MODES: list[Mode] = [
         "for_",
         fixed_rate_or_back_to_back,
         example="rpr duration --for 1m --every 5s -- date",
+    ),
+    Mode(
+        "rate-limit",
+        ("rate", "rl", "r"),
+        "run the command as often as --rate allows, never more",
+        "rate",
+        rate_limited,
+        example="rpr rate-limit --rate 100/1h --times 500 -- curl -fsS URL",
     ),
 ]
 
@@ -384,6 +440,12 @@ def build_runner(mode: Mode, parsed: Parsed) -> Runner:
         else (v["max_failures"] if isinstance(v["max_failures"], int) else None),
     )
     timeout = v["timeout"]
+    gate = None
+    if isinstance(v["rate"], tuple):
+        from patience.ratelimit.algorithms import make_limiter
+        from patience.ratelimit.gate import LocalGate
+
+        gate = LocalGate(make_limiter("diophantine", *v["rate"]))
     return Runner(
         parsed.command,
         schedule,
@@ -394,6 +456,7 @@ def build_runner(mode: Mode, parsed: Parsed) -> Runner:
         timeout=timeout if isinstance(timeout, float) else None,
         kill_after=float(str(v["kill_after"])),
         parallel=int(str(v["parallel"])),
+        gate=gate,
     )
 
 

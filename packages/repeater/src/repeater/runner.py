@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from patience.process import Sink
+    from patience.ratelimit.gate import LocalGate as Gate
     from repeater.schedules import Schedule
     from repeater.stop import StopConditions
 
@@ -39,6 +40,7 @@ class Runner:
         timeout: float | None = None,
         kill_after: float = 5.0,
         parallel: int = 1,
+        gate: Gate | None = None,
     ) -> None:
         self.argv = list(argv)
         self.schedule = schedule
@@ -52,6 +54,7 @@ class Runner:
         self.timeout = timeout
         self.kill_after = kill_after
         self.parallel = parallel
+        self.gate = gate
         self.summary = Summary()
         # Read os.environ once: decoding it costs ~80 µs, more than a tenth of a run of `true`.
         self.environ = dict(os.environ)
@@ -82,7 +85,7 @@ class Runner:
     def _loop(self) -> None:
         due = self.schedule.first(time.monotonic())
         while self.stop.may_start(self.started, due):
-            if not process.sleep_until(due):
+            if not process.sleep_until(due) or not self._admitted():
                 return
             self.started += 1
             record = self._execute(self.started, due, watch_signals=True)
@@ -120,6 +123,9 @@ class Runner:
                 if process.interrupted() is not None:
                     break
             else:
+                if not self._admitted():
+                    slots.release()
+                    break
                 self.started += 1
                 t = threading.Thread(target=work, args=(self.started, due), daemon=True)
                 t.start()
@@ -134,6 +140,10 @@ class Runner:
         for t in workers:
             while t.is_alive():
                 t.join(0.05)
+
+    def _admitted(self) -> bool:
+        """Pass the rate-limit gate, if any; False when interrupted while waiting."""
+        return self.gate is None or self.gate.wait_turn()
 
     def _execute(self, iteration: int, due: float, watch_signals: bool) -> RunRecord | None:
         env = self.environ.copy()

@@ -108,3 +108,36 @@ class Wrapped(Schedule):
         due = self.inner.next(now, outcome)
         self.skipped = self.inner.skipped
         return due
+
+
+class RetryPattern(Schedule):
+    """After a failed run, retry at fixed offsets from the first failure of the streak
+    (`--retry-pattern 0,10m,30m`: at once, 10 minutes later, 30 minutes later); a success,
+    or the end of the pattern, returns to the inner schedule."""
+
+    sequential = True
+
+    def __init__(self, inner: Schedule, offsets: list[float]) -> None:
+        self.inner = inner
+        self.offsets = offsets
+        self.streak_start: float | None = None
+        self.used = 0
+
+    @property  # type: ignore[override]
+    def skipped(self) -> int:
+        return self.inner.skipped
+
+    def first(self, now: float) -> float:
+        return self.inner.first(now)
+
+    def next(self, now: float, outcome: Outcome | None) -> float | None:
+        due = self.inner.next(now, outcome)
+        if outcome is None or outcome.success:
+            self.streak_start, self.used = None, 0
+            return due
+        if self.streak_start is None:
+            self.streak_start = now
+        if self.used < len(self.offsets):
+            self.used += 1
+            return self.streak_start + self.offsets[self.used - 1]
+        return due

@@ -1,0 +1,63 @@
+"""The gate a run or attempt passes before it starts: wait for a token, then go.
+
+`LocalGate` enforces a limit inside this process with one of the shared limiter
+algorithms. The daemon-backed gate (coordination across processes) takes the same place
+in both tools. Waiting is interruptible: a Ctrl-C while waiting for a token stops at once.
+"""
+
+from __future__ import annotations
+
+import time
+
+from patience import process
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from patience.ratelimit.algorithms import Limiter
+
+
+class LocalGate:
+    """Admit one start at a time under `limiter`, sleeping until a token is free."""
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        clock: Callable[[], float] = time.monotonic,
+        sleep_until: Callable[[float], bool] = process.sleep_until,
+    ) -> None:
+        self.limiter = limiter
+        self.clock = clock
+        self.sleep_until = sleep_until
+
+    def next_free(self) -> float:
+        """When the next start would be admitted (for --show-next)."""
+        return self.limiter.available_at(self.clock())
+
+    def wait_turn(self) -> bool:
+        """Block until a token is granted (True) or the tool is interrupted (False)."""
+        while True:
+            now = self.clock()
+            decision = self.limiter.acquire(now)
+            if decision.granted:
+                return True
+            if not self.sleep_until(now + decision.retry_after):
+                return False
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """ "100/1h" -> (100, 3600.0); "10/s" means 10 per second. For --rate."""
+    from patience.durations import parse_duration
+
+    count, slash, per = text.partition("/")
+    try:
+        n = int(count)
+    except ValueError:
+        n = 0
+    if not slash or n < 1 or not per:
+        raise ValueError(f'"{text}" is not a rate (try 100/1h or 10/s)')
+    window = parse_duration(per if per[0].isdigit() else "1" + per)
+    if window <= 0:
+        raise ValueError(f'"{text}" needs a window longer than zero (try {n}/1m)')
+    return n, window
