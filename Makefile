@@ -14,9 +14,15 @@ $(STAMP): packages/patience/pyproject.toml packages/repeater/pyproject.toml requ
 
 venv: $(STAMP)
 
+# A real demo: rpr on time, then rpr + patience where each run succeeds on its third attempt.
 demo: $(STAMP)
-	$(BIN)/rpr interval --every 200ms --times 5 --verbose -- sh -c 'echo "tick $$RPR_ITERATION at $$(date +%T.%N | cut -c1-12)"'
-	$(BIN)/rpr count --times 3 -- $(BIN)/patience fixed --delay 100ms --attempts 3 -- sh -c 'test $$RPR_ITERATION -ne 2'
+	$(BIN)/rpr interval --every 200ms --times 5 --verbose -- \
+	  sh -c 'echo "tick $$RPR_ITERATION at $$(date +%T.%N | cut -c1-12)"'
+	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	$(BIN)/rpr count --times 3 --every 1s -- \
+	  $(BIN)/patience exponential --base-delay 100ms --attempts 5 -- \
+	  sh -c 'f="$$0.$$RPR_ITERATION"; n=$$(($$(cat "$$f" 2>/dev/null || echo 0) + 1)); \
+	         echo $$n > "$$f"; echo "run $$RPR_ITERATION, attempt $$n"; test $$n -ge 3' "$$d/n"
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n auto -q
