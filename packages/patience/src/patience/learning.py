@@ -5,12 +5,17 @@ Each retry is one outcome (the delay waited, whether the next attempt succeeded)
 directory ($XDG_STATE_HOME/patience, default ~/.local/state/patience), so every run of the
 same command starts from what the earlier runs learned.
 
-Suggesting a delay: outcomes are grouped in buckets of delays within a factor of two. Each
-bucket's score starts at 0.5 and moves towards 1 (success) or 0 (failure) by
-`learning_rate` per outcome, oldest first. Until there are 3 outcomes the fallback decides;
-then the best bucket's mean delay is blended with the fallback's delay, weighted by that
-bucket's score, so a proven delay dominates and a doubtful one leans on the fallback.
-Equal scores go to the shorter delay: deterministic, and the cheaper choice.
+Suggesting the first retry's delay: outcomes are grouped in buckets of delays within a
+factor of two. A bucket's score (its recent success rate) starts at its first outcome and
+moves towards each later one by `learning_rate`, oldest first. The chosen bucket is the one
+with the least expected wait until a success, mean delay / score; ties go to the shorter
+delay (deterministic, and the cheaper choice). Its mean delay is the suggestion, except
+when it is well proven (score >= 0.9) and the bucket below is untried or doing well: then
+half of it, a probe, so the memory learns when a shorter wait has become enough. With
+fewer than 3 outcomes, or no bucket that ever succeeded, there is no opinion.
+Later retries of the same run double the delay (pacing.Adaptive). Scoring the expected
+wait rather than the success rate alone matters: a flaky command that fails at random
+must not drift towards long delays just because long delays also succeed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 MIN_OUTCOMES = 3
-_PRIOR = 0.5
+_PROVEN = 0.9
+_PROMISING = 0.5
 _FORMAT = 1
 
 
@@ -71,17 +77,31 @@ class Memory:
         del self.outcomes[: -self.window]
         self.new.append((delay, success))
 
-    def suggest(self, fallback: float) -> float:
+    def suggest(self, fallback: float) -> float | None:
+        """The delay before a run's first retry; None: no opinion yet (use the fallback)."""
         if len(self.outcomes) < MIN_OUTCOMES:
-            return fallback
+            return None
         buckets: dict[int, list[float]] = {}  # bucket -> [score, total delay, count]
         for delay, success in self.outcomes:
-            stats = buckets.setdefault(_bucket(delay), [_PRIOR, 0.0, 0.0])
+            stats = buckets.setdefault(_bucket(delay), [float(success), 0.0, 0.0])
             stats[0] += self.learning_rate * (float(success) - stats[0])
             stats[1] += delay
             stats[2] += 1
-        _, (score, total, count) = max(buckets.items(), key=lambda kv: (kv[1][0], -kv[0]))
-        return score * (total / count) + (1.0 - score) * fallback
+        # Expected wait until a success when each try succeeds with probability `score`:
+        # delay / score. Ties go to the shorter delay.
+        costs = {
+            key: (total / count / score if score > 0 else float("inf"), key)
+            for key, (score, total, count) in buckets.items()
+        }
+        key = min(costs, key=costs.__getitem__)
+        if costs[key][0] == float("inf"):
+            return None
+        score, total, count = buckets[key]
+        learned = total / count
+        below = buckets.get(key - 1)
+        if score >= _PROVEN and (below is None or below[0] > _PROMISING):
+            return learned / 2
+        return learned
 
     # Persistence ---------------------------------------------------------------------------
 

@@ -72,17 +72,27 @@ class HttpAware(Pacing):
 
 
 class Adaptive(Pacing):
-    """The fallback's delay blended with the best delay learned for this command."""
+    """The first retry waits what the memory of this command suggests (learning.py); each
+    later retry doubles the previous wait. Without an opinion the fallback decides."""
 
     def __init__(self, fallback: Strategy, memory: Memory, path: str) -> None:
         self.fallback = fallback
         self.memory = memory
         self.path = path
+        self.learned = False
         self.waited: float | None = None
+        self.previous = 0.0
 
     def next(self, attempt: int, now: float, hint: float | None) -> float:
-        delay = self.memory.suggest(self.fallback.next_delay(attempt))
-        self.waited = delay = min(delay, self.fallback.max_delay)
+        delay = self.fallback.next_delay(attempt)
+        if attempt == 1:
+            suggestion = self.memory.suggest(delay)
+            self.learned = suggestion is not None
+            delay = delay if suggestion is None else suggestion
+        elif self.learned:
+            delay = 2.0 * self.previous
+        self.previous = self.waited = delay = min(delay, self.fallback.max_delay)
+        self.note = "learned" if self.learned else ""
         return now + delay
 
     def observe(self, success: bool) -> None:
