@@ -25,13 +25,14 @@ from patience.ratelimit.algorithms import (
 
 WINDOWS = st.sampled_from([1.0, 0.1, 0.3, 3.0, 60.0, 3600.0]) | st.floats(1e-3, 1e4)
 LIMITS = st.integers(1, 12)
+Steps = list[tuple[float, int, float | None]]
+Workload = tuple[int, float, float, Steps]
 
 
 @st.composite
-def workloads(draw: st.DrawFn) -> tuple[int, float, float, list[tuple[float, int]]]:
-    """A limit, a window, a start time and a list of (gap before the request, tokens).
-
-    Gaps favour the boundaries where off-by-one mistakes live: 0, the window, the
+def workloads(draw: st.DrawFn) -> Workload:
+    """A limit, a window, a start time and a list of (gap before the request, tokens, a look
+    ahead). Gaps favour the boundaries where off-by-one mistakes live: 0, the window, the
     emission interval and their neighbours.
     """
     limit = draw(LIMITS)
@@ -41,20 +42,25 @@ def workloads(draw: st.DrawFn) -> tuple[int, float, float, list[tuple[float, int
         [0.0, window, window / limit, window / 2, window * 0.999999, window * 1.000001]
     ) | st.floats(0, 2 * window)
     tokens = st.integers(1, limit)
-    steps = draw(st.lists(st.tuples(gap, tokens), min_size=1, max_size=60))
+    ahead = st.none() | gap
+    steps = draw(st.lists(st.tuples(gap, tokens, ahead), min_size=1, max_size=60))
     return limit, window, start, steps
 
 
-def drive(limiter: Limiter, start: float, steps: list[tuple[float, int]]) -> list[float]:
+def drive(limiter: Limiter, start: float, steps: Steps) -> list[float]:
     """Run the workload; on a refusal, check the answer and come back when told to.
 
     Returns the time of every granted token. Checks on the way: retry_after agrees with
-    available_at, the request is admitted at that time, and not just before it.
+    available_at, the request is admitted at that time, and not just before it. Questions
+    about a later time (as a planner asks them) must change nothing.
     """
     granted: list[float] = []
     now = start
-    for gap, tokens in steps:
+    for gap, tokens, ahead in steps:
         now += gap
+        if ahead is not None:
+            assert limiter.available_at(now + ahead, tokens) >= now + ahead
+            assert 0 <= limiter.remaining(now + ahead) <= limiter.limit
         before = limiter.remaining(now)
         decision = limiter.acquire(now, tokens)
         assert decision.limit == limiter.limit
@@ -87,7 +93,7 @@ def in_window(times: list[float], anchor: float, window: float) -> int:
 @settings(max_examples=300)
 @given(workloads())
 def test_sliding_log_never_exceeds_the_limit_in_any_window(
-    workload: tuple[int, float, float, list[tuple[float, int]]],
+    workload: Workload,
 ) -> None:
     limit, window, start, steps = workload
     times = drive(SlidingWindowLog(limit, window), start, steps)
@@ -99,7 +105,7 @@ def test_sliding_log_never_exceeds_the_limit_in_any_window(
 @settings(max_examples=300)
 @given(workloads())
 def test_fixed_window_never_exceeds_the_limit_in_an_aligned_window(
-    workload: tuple[int, float, float, list[tuple[float, int]]],
+    workload: Workload,
 ) -> None:
     limit, window, start, steps = workload
     times = drive(FixedWindow(limit, window), start, steps)
@@ -111,16 +117,14 @@ def test_fixed_window_never_exceeds_the_limit_in_an_aligned_window(
 
 @settings(max_examples=300)
 @given(workloads(), st.integers(1, 12))
-def test_gcra_keeps_its_documented_bound(
-    workload: tuple[int, float, float, list[tuple[float, int]]], burst: int
-) -> None:
+def test_gcra_keeps_its_documented_bound(workload: Workload, burst: int) -> None:
     """Tokens admitted between times a and b number at most burst + (b - a)/T.
 
     Times count in whole nanoseconds; T = window / limit.
     """
     limit, window, start, steps = workload
     burst = min(burst, limit)
-    steps = [(gap, min(tokens, burst)) for gap, tokens in steps]
+    steps = [(gap, min(tokens, burst), ahead) for gap, tokens, ahead in steps]
     times = drive(GCRA(limit, window, burst=burst), start, steps)
     ns = sorted(int(t * 1e9) for t in times)
     interval_ns = round(window * 1e9) / limit

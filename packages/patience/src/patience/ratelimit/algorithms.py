@@ -154,17 +154,27 @@ class SlidingWindowLog(Limiter):
         return Decision(False, self.limit - used, self.limit, admit_at - now, reset_at - now)
 
     def _available_at(self, now: float, tokens: int) -> float:
-        self._expire(now)
         log = self._log
-        used = len(log)
+        gone = self._expired(now)
+        used = len(log) - gone
         if used + tokens <= self.limit:
             return now
-        # The oldest (used + tokens - limit) entries must leave first.
-        return log[used + tokens - self.limit - 1] + self.window
+        # The oldest (used + tokens - limit) entries still counting must leave first.
+        return log[gone + used + tokens - self.limit - 1] + self.window
 
     def _remaining(self, now: float) -> int:
-        self._expire(now)
-        return self.limit - len(self._log)
+        return self.limit - len(self._log) + self._expired(now)
+
+    def _expired(self, now: float) -> int:
+        """How many entries no longer count at `now`, without removing them: `now` may be a
+        future time a caller asks about, and those entries still count before it."""
+        window = self.window
+        gone = 0
+        for t in self._log:
+            if t + window > now:
+                break
+            gone += 1
+        return gone
 
 
 class FixedWindow(Limiter):
