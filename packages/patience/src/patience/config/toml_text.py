@@ -27,9 +27,13 @@ def value(v: object) -> str:
 
 
 def string(s: str) -> str:
-    """A literal string ('...', no escapes: kind to regular expressions) when it can be one."""
-    if "'" not in s and all(c >= " " and c != "\x7f" for c in s):
-        return f"'{s}'" if "\\" in s else f'"{s}"'
+    """Plain "..." when nothing needs escaping; a literal '...' (no escapes: kind to regular
+    expressions) when only backslashes or double quotes would; else an escaped "..."."""
+    printable = all(c >= " " and c != "\x7f" for c in s)
+    if printable and '"' not in s and "\\" not in s:
+        return f'"{s}"'
+    if printable and "'" not in s:
+        return f"'{s}'"
     return '"' + "".join(_ESCAPES.get(c) or _control(c) for c in s) + '"'
 
 
