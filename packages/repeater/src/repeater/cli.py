@@ -22,6 +22,28 @@ from patience.cliparse import (
 )
 from patience.durations import parse_duration
 from repeater import __version__
+from repeater.adaptive import RULE as ADAPTIVE_RULE
+from repeater.advanced_modes import (
+    ADAPTIVE_OPTIONS,
+    CRON_NOTES,
+    CRON_OPTIONS,
+    HTTP_OPTIONS,
+    LOAD_OPTIONS,
+    SHOW_NEXT_OPTION,
+    STRATEGY_OPTIONS,
+    STRATEGY_SUMMARIES,
+    UNTIL_OPTIONS,
+    backoff_builder,
+    build_adaptive,
+    build_cron,
+    build_load_adaptive,
+    cron_preview,
+    until_conditions,
+    until_deadline,
+    wrap_schedule,
+)
+from repeater.backoff_schedules import RULE as BACKOFF_RULE
+from repeater.load_adaptive import RULE as LOAD_RULE
 from repeater.schedules import (
     OVERRUN_POLICIES,
     BackToBack,
@@ -97,6 +119,7 @@ STOP_OPTIONS = [
     Option("until_success", "--until-success", help="stop after the first successful run (exit 0)"),
     Option("until_failure", "--until-failure", help="stop after the first failed run"),
     Option("stop_on_failure", "--stop-on-failure", help="same as --until-failure"),
+    *UNTIL_OPTIONS,
     Option(
         "max_failures",
         "--max-failures",
@@ -202,11 +225,13 @@ OUTPUT_OPTIONS = [
         help="prefix each line of the command's output with STR",
     ),
     Option("progress", "--progress", help="a live status line on stderr (when a terminal)"),
+    SHOW_NEXT_OPTION,
 ]
 COMMON_GROUPS = [
     ("Stop conditions", STOP_OPTIONS),
     ("Timing", TIMING_OPTIONS),
     ("Rate limit", RATE_OPTIONS),
+    ("HTTP-aware timing", HTTP_OPTIONS),
     ("Patterns", PATTERN_OPTIONS),
     ("Output", OUTPUT_OPTIONS),
 ]
@@ -224,6 +249,8 @@ class Mode:
         build: Callable[[dict[str, object]], Schedule],
         options: Sequence[Option] = (),
         example: str = "",
+        notes: str = "",
+        preview: Callable[[Parsed], int] | None = None,
     ) -> None:
         self.name = name
         self.aliases = aliases
@@ -232,6 +259,8 @@ class Mode:
         self.build = build
         self.options = list(options)
         self.example = example
+        self.notes = notes  # how the mode decides, for its --help
+        self.preview = preview  # what --show-next does without a command
 
 
 def fixed_rate_or_back_to_back(v: dict[str, object]) -> Schedule:
@@ -298,6 +327,56 @@ MODES: list[Mode] = [
         rate_limited,
         example="rpr rate-limit --rate 100/1h --times 500 -- curl -fsS URL",
     ),
+    Mode(
+        "cron",
+        ("cr",),
+        "run the command at the times a cron expression matches",
+        "cron",
+        build_cron,
+        CRON_OPTIONS,
+        example="rpr cron --cron '*/5 * * * *' --tz Europe/London -- ./report.sh",
+        notes=CRON_NOTES,
+        preview=cron_preview,
+    ),
+    Mode(
+        "adaptive",
+        ("adapt", "a"),
+        "run the command at an interval that backs off when runs fail or slow down",
+        "base_interval",
+        build_adaptive,
+        ADAPTIVE_OPTIONS,
+        example="rpr adaptive --base-interval 1s --show-metrics -- curl -fsS URL",
+        notes=ADAPTIVE_RULE + "\n",
+    ),
+    Mode(
+        "load-adaptive",
+        ("load", "la"),
+        "run the command less often while the host is busy, more often when idle",
+        "base_interval",
+        build_load_adaptive,
+        LOAD_OPTIONS,
+        example="rpr load-adaptive --base-interval 10s --target-cpu 50 -- ./batch.sh",
+        notes=LOAD_RULE + "\n",
+    ),
+    *(
+        Mode(
+            name,
+            aliases,
+            STRATEGY_SUMMARIES[name],
+            first.lstrip("-").replace("-", "_"),
+            backoff_builder(name),
+            STRATEGY_OPTIONS[name],
+            example=f"rpr {name} {first} 1s --attempts 5 -- curl -fsS URL",
+            notes=BACKOFF_RULE + "\n",
+        )
+        for name, aliases, first in (
+            ("exponential", ("exp",), "--base-delay"),
+            ("linear", ("lin",), "--increment"),
+            ("fibonacci", ("fib",), "--base-delay"),
+            ("polynomial", ("poly",), "--base-delay"),
+            ("decorrelated-jitter", ("dj",), "--base-delay"),
+        )
+    ),
 ]
 
 
@@ -344,6 +423,7 @@ def mode_help(mode: Mode) -> str:
         f"usage: rpr {mode.name} [OPTIONS] -- COMMAND [ARGS...]{aliases}\n\n"
         f"{mode.summary[0].upper()}{mode.summary[1:]}. Required: {_required_name(mode)}.\n"
         + (f"Example: {mode.example}\n" if mode.example else "")
+        + (f"\n{mode.notes}" if mode.notes else "")
     ]
     if mode.options:
         parts.append(f"{mode.name.capitalize()} options:\n{render_options(mode.options)}\n")
@@ -425,7 +505,7 @@ def build_runner(mode: Mode, parsed: Parsed) -> Runner:
         }
     except PatternError as exc:
         raise UsageError(f"{ctx}: {exc}") from None
-    schedule = mode.build(v)
+    schedule, hints = wrap_schedule(mode.build(v), parsed, ctx)
     if schedule.sequential and int(str(v["parallel"])) > 1:
         raise UsageError(f"{ctx}: --parallel needs a fixed schedule; {mode.name} waits for runs")
     import time
@@ -433,11 +513,12 @@ def build_runner(mode: Mode, parsed: Parsed) -> Runner:
     for_ = v["for_"]
     stop = StopConditions(
         times=v["times"] if isinstance(v["times"], int) else None,
-        deadline=time.monotonic() + for_ if isinstance(for_, float) else None,
+        deadline=until_deadline(v, time.monotonic() + for_ if isinstance(for_, float) else None),
         until_success=bool(v["until_success"]),
         max_failures=1
         if v["until_failure"] or v["stop_on_failure"]
         else (v["max_failures"] if isinstance(v["max_failures"], int) else None),
+        until=until_conditions(v, ctx),
     )
     timeout = v["timeout"]
     gate = None
@@ -457,7 +538,30 @@ def build_runner(mode: Mode, parsed: Parsed) -> Runner:
         kill_after=float(str(v["kill_after"])),
         parallel=int(str(v["parallel"])),
         gate=gate,
+        hints=hints,
     )
+
+
+def apply_config(parsed: Parsed, mode: Mode, config_file: str | None) -> None:
+    """Fill the options the user did not give from the configuration files and environment
+    (flags always win). A bad value is a usage error naming the file and key."""
+    from patience.config import ConfigError, load
+
+    try:
+        config = load("rpr", config_file=config_file)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    for warning in config.warnings:
+        sys.stderr.write(f"rpr: warning: {warning}\n")
+    mapping = {"timeout": "repeater.default_timeout"}
+    if mode.name == "interval":
+        mapping["every"] = "repeater.default_interval"
+    config.fill(parsed.values, parsed.explicit, mapping)
+    if not config.documents:  # nothing configured: keep start-up free of the schema
+        return
+    stop_flags = {"until_failure", "stop_on_failure", "max_failures"}
+    if not parsed.explicit & stop_flags and not config.flag("repeater.continue_on_error"):
+        parsed.values["stop_on_failure"] = True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -500,4 +604,7 @@ def _main(args: list[str]) -> int:
         sys.stdout.write(mode_help(mode))
         return 0
     parsed = parse(all_options(mode), args, mode.name)
+    if mode.preview is not None and parsed.values["show_next"] and not parsed.saw_separator:
+        return mode.preview(parsed)
+    apply_config(parsed, mode, config_file)
     return build_runner(mode, parsed).run()
