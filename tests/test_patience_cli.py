@@ -240,3 +240,25 @@ def test_flags_after_the_separator_belong_to_the_command() -> None:
     r = patience("fixed", "--", "echo", "-a", "0", "--bogus")
     assert r.returncode == 0
     assert r.stdout == "-a 0 --bogus\n"
+
+
+def test_config_subcommand_is_routed_to_the_config_tool() -> None:
+    r = patience("config", "--help")
+    assert r.returncode == 0
+    assert r.stdout.startswith("usage: patience config")
+
+
+def test_the_plain_path_imports_nothing_slow() -> None:
+    """`patience fixed -- true` is what rpr spawns: no re, json, random, enum, typing..."""
+    import sys
+
+    code = (
+        "import sys\n"
+        "from patience.cli import main\n"
+        "rc = main(['fixed', '-q', '--', 'true'])\n"
+        "slow = ('re', 'json', 'random', 'enum', 'typing', 'dataclasses', 'subprocess',\n"
+        "        'asyncio', 'datetime', 'signal', 'msgspec', 'hashlib', 'tomllib')\n"
+        "print(rc, sorted(m for m in slow if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.stdout == "0 []\n", r.stderr

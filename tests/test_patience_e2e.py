@@ -394,3 +394,31 @@ def test_statistics_block() -> None:
     assert "Successful:      1" in block
     assert "Failed:          1" in block
     assert "Time waiting:" in block and "Total time:" in block
+
+
+def test_interrupted_is_reported_even_when_the_attempt_exits_0(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [
+            PATIENCE,
+            "fixed",
+            "-a",
+            "3",
+            "--",
+            "sh",
+            "-c",
+            f'trap "exit 0" INT; touch {ready}; sleep 30 & wait',
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    deadline = time.monotonic() + 10
+    while not ready.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert "interrupted (SIGINT). Not retrying." in err

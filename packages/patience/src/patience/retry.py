@@ -138,15 +138,17 @@ class Retry:
             success, reason = judge(result, "failure" in matched, "success" in matched)
             self._count(result, success)
             self.pacing.observe(success)
-            if success:
-                self.reporter.line(f"✅ [retry] Command succeeded after {_plural(attempt)}.")
-                return self._finish(0)
             if result.interrupted:
+                # patience itself was told to stop: say so in the exit status, whatever
+                # the attempt made of the signal.
                 name = _SIGNAL_NAMES.get(process.interrupted() or 0, "a signal")
                 self.reporter.line(
                     f"{self.reporter.attempt(attempt)} interrupted ({name}). Not retrying."
                 )
                 return self._finish(self._interrupted_status())
+            if success:
+                self.reporter.line(f"✅ [retry] Command succeeded after {_plural(attempt)}.")
+                return self._finish(0)
             if result.timed_out and by_budget:
                 reason = "timed out: --max-time reached"
             stop = self._stop_reason(attempt, result, matched)
