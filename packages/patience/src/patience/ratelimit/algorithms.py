@@ -98,6 +98,8 @@ class Limiter:
             return self._remaining(max(now, self._now))
 
     def _check_tokens(self, tokens: int) -> None:
+        if isinstance(tokens, bool) or not isinstance(tokens, int):
+            raise RateLimitError(f"cannot ask for {tokens!r} tokens (ask for a whole number)")
         if tokens < 1:
             raise RateLimitError(f"cannot ask for {tokens} tokens (ask for 1 or more)")
         if tokens > self.limit:
