@@ -52,10 +52,10 @@ def gather(
         environ = os.environ
     if system_dir is None:
         system_dir = environ.get("PATIENCE_SYSTEM_CONFIG_DIR") or sources.SYSTEM_DIR
-    found = [
-        sources.read_first("system file", sources.system_files(system_dir)),
-        sources.read_first("user file", sources.user_files(environ)),
-        sources.read_first("project file", sources.project_files(cwd)),
+    located = [
+        ("system file", sources.existing(sources.system_files(system_dir))),
+        ("user file", sources.existing(sources.user_files(environ))),
+        ("project file", sources.existing(sources.project_files(cwd))),
     ]
     named = sources.config_file_variable(tool, environ)
     if config_file:
@@ -64,9 +64,27 @@ def gather(
         path = os.path.expanduser(named[1])
         if not sources.exists(path):
             raise ConfigError(f"{named[0]}: {path}: no such file")
-        found.append(sources.read("explicit file", path))
-    found.append(sources.read_environment(environ))
-    return [doc for doc in found if doc is not None]
+        located.append(("explicit file", [path]))
+    documents = _read_files([(label, paths) for label, paths in located if paths], environ)
+    env = sources.read_environment(environ)
+    return documents if env is None else [*documents, env]
+
+
+def _read_files(located: list[tuple[str, list[str]]], environ: Mapping[str, str]) -> list[Document]:
+    """Read the first of each source's files through the parse cache; warn about the rest."""
+    if not located:
+        return []
+    from patience.config.cache import ParseCache, cache_file
+
+    cache = ParseCache(cache_file(environ))
+    documents = []
+    for label, (path, *ignored) in located:
+        doc = sources.read(label, path, cache)
+        for other in ignored:
+            doc.warnings.append(f"{other}: ignored, {path} is read instead (keep one)")
+        documents.append(doc)
+    cache.save()
+    return documents
 
 
 def load(

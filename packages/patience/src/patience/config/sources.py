@@ -21,6 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from patience.config.cache import ParseCache
     from patience.config.layout import Document
 
 SYSTEM_DIR = "/etc/patience"
@@ -52,19 +53,14 @@ def project_files(cwd: str | None) -> list[str]:
     return [os.path.join(cwd, n) if cwd else n for n in PROJECT_NAMES]
 
 
-def read_first(label: str, candidates: list[str]) -> Document | None:
-    """Read the first candidate that exists; warn that any later one is ignored."""
-    found = [path for path in candidates if exists(path)]
-    if not found:
-        return None
-    doc = read(label, found[0])
-    for ignored in found[1:]:
-        doc.warnings.append(f"{ignored}: ignored, {found[0]} is read instead (keep one)")
-    return doc
+def existing(candidates: list[str]) -> list[str]:
+    """The candidates that exist: the first is read, any other is ignored with a warning."""
+    return [path for path in candidates if exists(path)]
 
 
-def read(label: str, path: str) -> Document:
+def read(label: str, path: str, cache: ParseCache | None = None) -> Document:
     """Parse a file (YAML if it is named .yaml/.yml, else TOML) into a checked Document."""
+    from patience.config.cache import MISSING
     from patience.config.layout import Document, read_document
 
     doc = Document(label, path)
@@ -74,18 +70,25 @@ def read(label: str, path: str) -> Document:
     except OSError as exc:
         doc.errors.append(f"{path}: cannot read ({exc.strerror})")
         return doc
+    data = MISSING if cache is None else cache.get(path, raw)
+    if data is MISSING:
+        try:
+            data = _parse(path, raw)
+        except ValueError as exc:
+            doc.errors.append(f"{path}: {exc}")
+            return doc
+        if cache is not None:
+            cache.put(path, raw, data)
+    read_document(doc, data)
+    return doc
+
+
+def _parse(path: str, raw: bytes) -> object:
     try:
         text = raw.decode()
     except UnicodeDecodeError as exc:
-        doc.errors.append(f"{path}: not valid UTF-8 (byte {exc.start})")
-        return doc
-    try:
-        data = _yaml(text) if path.endswith((".yaml", ".yml")) else _toml(text)
-    except ValueError as exc:
-        doc.errors.append(f"{path}: {exc}")
-        return doc
-    read_document(doc, data)
-    return doc
+        raise ValueError(f"not valid UTF-8 (byte {exc.start})") from None
+    return _yaml(text) if path.endswith((".yaml", ".yml")) else _toml(text)
 
 
 def _toml(text: str) -> object:
