@@ -223,7 +223,7 @@ def test_validate_without_a_file_checks_every_source_in_effect(machine: Machine)
     system = machine.write(machine.etc / "config.toml", "[daemon]\nlog_level = 'info'\n")
     r = machine.run("validate", PATIENCE_ATTEMPTS="5")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == f"{system}: ok\n{user}: ok\nenvironment (patience.attempts): ok\n"
+    assert r.stdout == f"{system}: ok\n{user}: ok\nenvironment (PATIENCE_ATTEMPTS): ok\n"
 
 
 def test_validate_without_a_file_finds_a_bad_project_file(machine: Machine) -> None:

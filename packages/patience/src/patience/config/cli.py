@@ -92,7 +92,7 @@ def _validate(files: list[str]) -> int:
     if not documents:
         sys.stdout.write("no configuration files or variables found: the defaults apply\n")
     for doc in documents:
-        what = doc.path or "environment (" + ", ".join(doc.entries) + ")"
+        what = doc.path or "environment (" + ", ".join(e.name for e in doc.entries.values()) + ")"
         sys.stdout.write(f"{what}: ok\n")
     return 0
 
