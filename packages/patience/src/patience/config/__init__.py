@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["Config", "ConfigError", "gather", "load"]
-
 from patience.config import sources
+
+__all__ = ["Config", "ConfigError", "gather", "load"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

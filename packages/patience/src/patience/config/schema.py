@@ -134,9 +134,8 @@ class Choice(Kind):
 
 
 class Strategy(Kind):
-    """A `patience` strategy name or alias; the list lives with the strategies."""
-
-    expected = "a patience strategy such as exponential, fixed or linear"
+    """A `patience` strategy name or alias; the list lives with the strategies (imported
+    only when a strategy is configured)."""
 
     def check(self, raw: object) -> object:
         from patience.backoff import STRATEGY_NAMES
@@ -170,7 +169,7 @@ class Pattern(Text):
 
         text = str(super().check(raw))
         try:
-            compile_pattern(text, "")
+            compile_pattern(text, "")  # the option name it prefixes is empty: the caller's
         except PatternError as exc:
             raise ValueError(str(exc).removeprefix(": ")) from None
         return text
