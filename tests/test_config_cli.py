@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from patience.config import load
+from patience.config import load, schema
 from patience.config.cli import main
 from tools import PATIENCE
 
@@ -103,36 +103,26 @@ def test_show_prints_each_value_with_its_source(machine: Machine) -> None:
     assert f"project file: {project}" in out or "project file: .patience.toml" in out
 
 
-def test_show_output_is_a_configuration_file_with_the_same_values(inproc: Machine) -> None:
+def test_show_output_is_a_configuration_file_with_the_same_values(
+    inproc: Machine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     inproc.user(
         "[patience]\nattempts = 6\nsuccess_pattern = 'ok \\d+ \"x\"'\n"
         "[rate_limiting.resources]\n'db' = { limit = 3, window = '90s' }\n"
     )
-    os.environ["RPR_DEFAULT_INTERVAL"] = "1h30m"
-    shown = subprocess_free_show()
-    snapshot = inproc.write(inproc.cwd.parent / "snapshot.toml", shown)
+    monkeypatch.setenv("RPR_DEFAULT_INTERVAL", "1h30m")
+    assert main(["show"]) == 0
+    snapshot = inproc.write(inproc.cwd.parent / "snapshot.toml", capsys.readouterr().out)
     before = load("rpr")
-    for name in list(os.environ):
-        if name.startswith("RPR_"):
-            del os.environ[name]
+    monkeypatch.delenv("RPR_DEFAULT_INTERVAL")
     (inproc.home / ".config" / "patience" / "config.toml").unlink()
     after = load("rpr", config_file=str(snapshot))
     assert after.warnings == []
-    from patience.config import schema
-
+    assert after.get("repeater.default_interval") == 5400.0
+    assert after.get("patience.success_pattern") == 'ok \\d+ "x"'
     for name in schema.KEYS:
         assert after.get(name) == before.get(name), name
     assert after.limits() == before.limits()
-
-
-def subprocess_free_show() -> str:
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["show"]) == 0
-    return out.getvalue()
 
 
 def test_show_prints_warnings_on_stderr(machine: Machine) -> None:
