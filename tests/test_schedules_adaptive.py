@@ -69,6 +69,12 @@ def test_a_slow_run_doubles_the_interval() -> None:
     assert feed(make(slow_threshold=3.0), [ok(0.1), ok(0.29)]) == pytest.approx(1.0)
 
 
+def test_jitter_of_a_quick_command_is_neither_slow_nor_fast() -> None:
+    # 1 ms then 8 ms is eight times slower, but a few milliseconds is start-up noise.
+    assert feed(make(), [ok(0.001), ok(0.008), ok(0.001), ok(0.0001)]) == pytest.approx(1.0)
+    assert feed(make(), [ok(0.001), ok(0.02)]) == pytest.approx(2.0)
+
+
 def test_healthy_runs_walk_the_interval_back_to_base_additively() -> None:
     s = make()
     feed(s, [ok(), failed(), failed()])

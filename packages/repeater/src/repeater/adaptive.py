@@ -21,7 +21,8 @@ The interval between run starts begins at --base-interval. After each run:
     it by a tenth of --base-interval (additive decrease, down to --min-interval);
   - any other successful run shortens it by a tenth of --base-interval, down to
     --base-interval.
-The usual duration is a moving average (weight 0.2) of successful runs' durations.
+The usual duration is a moving average (weight 0.2) of successful runs' durations;
+differences from it under 10ms are noise, neither slow nor fast.
 When more than --failure-threshold x 10 of the last 10 runs failed, the circuit
 opens: the next run waits --max-interval and is a probe (half-open). A probe that
 succeeds closes the circuit and the interval restarts at --base-interval; one that
@@ -29,6 +30,7 @@ fails keeps it open for another --max-interval."""
 
 WINDOW = 10  # runs over which the failure rate is measured
 WEIGHT = 0.2  # weight of the newest duration in the usual duration
+NOISE = 0.01  # seconds: run time jitter of a quick command (process start-up, scheduling)
 
 
 class Adaptive(Schedule):
@@ -92,9 +94,11 @@ class Adaptive(Schedule):
             return "circuit opened"
         if not outcome.success:
             return self._increase("failed")
-        if usual is not None and outcome.duration > self.slow_threshold * usual:
+        if usual is None or abs(outcome.duration - usual) < NOISE:
+            return self._decrease("ok", self.base)
+        if outcome.duration > self.slow_threshold * usual:
             return self._increase("slow")
-        if usual is not None and outcome.duration < self.fast_threshold * usual:
+        if outcome.duration < self.fast_threshold * usual:
             return self._decrease("fast", self.min_interval)
         return self._decrease("ok", self.base)
 

@@ -160,7 +160,7 @@ ADAPTIVE_OPTIONS = [
         convert=_between(0.0, 1.0, inclusive_high=True),
         default="0.3",
         metavar="X",
-        help="open the circuit when more than X of the last 10 runs failed (0 < X <= 1)",
+        help="open the circuit when the failed share of the last 10 runs exceeds X",
     ),
     _SHOW_METRICS,
 ]

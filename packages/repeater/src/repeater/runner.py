@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from patience.process import Sink
     from patience.ratelimit.gate import LocalGate as Gate
+    from repeater.http_timing import HintReader
     from repeater.schedules import Schedule
     from repeater.stop import StopConditions
 
@@ -41,6 +42,7 @@ class Runner:
         kill_after: float = 5.0,
         parallel: int = 1,
         gate: Gate | None = None,
+        hints: HintReader | None = None,
     ) -> None:
         self.argv = list(argv)
         self.schedule = schedule
@@ -55,6 +57,7 @@ class Runner:
         self.kill_after = kill_after
         self.parallel = parallel
         self.gate = gate
+        self.hints = hints  # --http-aware: reads each run's output for a retry hint
         self.summary = Summary()
         # Read os.environ once: decoding it costs ~80 µs, more than a tenth of a run of `true`.
         self.environ = dict(os.environ)
@@ -169,6 +172,8 @@ class Runner:
 
     def _output(self, watch: PatternWatch | None) -> str | Sink:
         extra: list[Sink] = [c for c in (u.sink() for u in self.stop.until) if c is not None]
+        if self.hints is not None:
+            extra.append(self.hints.sink())
         if watch is None and not extra:
             return self.reporter.output()
         sinks: list[Sink] = []
@@ -186,4 +191,5 @@ class Runner:
 
     def _outcome(self, record: RunRecord) -> Outcome:
         r = record.result
-        return Outcome(record.success, r.duration, r.status)
+        hint = self.hints.hint() if self.hints is not None else None
+        return Outcome(record.success, r.duration, r.status, hint)
