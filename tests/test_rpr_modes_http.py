@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from modes_support import close_to, json_runs, pauses, spacings, usage_error
 
+from modes_support import close_to, json_runs, pauses, spacings, usage_error
 from tools import rpr
 
 RETRY_AFTER_1 = [
