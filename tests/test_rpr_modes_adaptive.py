@@ -185,3 +185,79 @@ def test_load_adaptive_help_documents_the_rule() -> None:
 )
 def test_load_adaptive_bad_input(args: list[str], fragments: list[str]) -> None:
     assert usage_error(rpr("load-adaptive", *args, "--", "true"), *fragments)
+
+
+SLOW_THIRD = ["sh", "-c", 'if [ "$RPR_ITERATION" -eq 3 ]; then sleep 0.3; else sleep 0.05; fi']
+
+
+def test_a_slow_run_doubles_the_interval() -> None:
+    runs, _, proc = json_runs(
+        "adaptive", "-b", "500ms", "--times", "4", "--json", "--", *SLOW_THIRD
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert close_to(spacings(runs), [0.5, 0.5, 1.0], slack=0.2)
+
+
+def test_slow_threshold_sets_what_is_slow() -> None:
+    runs, _, proc = json_runs(
+        "adaptive",
+        "-b",
+        "500ms",
+        "--slow-threshold",
+        "10",
+        "--times",
+        "4",
+        "--json",
+        "--",
+        *SLOW_THIRD,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert close_to(spacings(runs), [0.5, 0.5, 0.5], slack=0.2)
+
+
+FAST_AFTER_FIRST = ["sh", "-c", 'if [ "$RPR_ITERATION" -eq 1 ]; then sleep 0.4; fi']
+
+
+def test_fast_runs_shorten_the_interval() -> None:
+    runs, _, proc = json_runs(
+        "adaptive", "-b", "1s", "--times", "4", "--json", "--", *FAST_AFTER_FIRST
+    )
+    assert proc.returncode == 0, proc.stderr
+    gaps = spacings(runs)
+    assert gaps[0] >= 0.985
+    assert 0.885 <= gaps[1] < 0.96
+    assert 0.785 <= gaps[2] < 0.86
+
+
+def test_fast_threshold_sets_what_is_fast() -> None:
+    runs, _, proc = json_runs(
+        "adaptive",
+        "-b",
+        "1s",
+        "--fast-threshold",
+        "0.001",
+        "--times",
+        "3",
+        "--json",
+        "--",
+        *FAST_AFTER_FIRST,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert all(g >= 0.985 for g in spacings(runs))
+
+
+def test_show_metrics_short_flag() -> None:
+    proc = rpr("adapt", "-b", "100ms", "-m", "--times", "2", "--", "true")
+    assert proc.stderr.count("rpr: adaptive: ") == 2
+
+
+def test_target_load_scales_the_interval_by_load_per_core() -> None:
+    proc = rpr("la", "-b", "50ms", "--target-load", "0.01", "-m", "--times", "2", "--", "true")
+    assert proc.returncode == 0, proc.stderr
+    for line in proc.stderr.splitlines():
+        m = re.search(r"load/core (\d+\.\d\d); factor (\d+\.\d\d), interval (\S+)", line)
+        if m:
+            load, factor = float(m.group(1)), float(m.group(2))
+            assert factor >= (load - 0.005) / 0.01 - 0.01
+            if factor >= 10:
+                assert m.group(3) == "500ms"
