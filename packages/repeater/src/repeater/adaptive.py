@@ -1,6 +1,9 @@
 """The adaptive mode: an interval that backs off when the command struggles (AIMD).
 
-The rule, in the words the help text uses, is RULE below.
+Slow or failed runs double the interval, healthy ones shorten it by a tenth of the base;
+sustained failure opens a circuit that waits the longest interval and probes. The rule in
+full, as `rpr adaptive --help` states it, is ADAPTIVE_RULE in repeater.advanced_modes
+(kept there, with the options it names, so that rpr's start-up does not import this module).
 """
 
 from __future__ import annotations
@@ -13,20 +16,6 @@ if TYPE_CHECKING:
 
     from repeater.schedules import Outcome
 
-RULE = """\
-The interval between run starts begins at --base-interval. After each run:
-  - a failed run, or one slower than --slow-threshold x the usual duration,
-    doubles the interval (multiplicative increase, up to --max-interval);
-  - a successful run faster than --fast-threshold x the usual duration shortens
-    it by a tenth of --base-interval (additive decrease, down to --min-interval);
-  - any other successful run shortens it by a tenth of --base-interval, down to
-    --base-interval.
-The usual duration is a moving average (weight 0.2) of successful runs' durations;
-differences from it under 10ms are noise, neither slow nor fast.
-When more than --failure-threshold x 10 of the last 10 runs failed, the circuit
-opens: the next run waits --max-interval and is a probe (half-open). A probe that
-succeeds closes the circuit and the interval restarts at --base-interval; one that
-fails keeps it open for another --max-interval."""
 
 WINDOW = 10  # runs over which the failure rate is measured
 WEIGHT = 0.2  # weight of the newest duration in the usual duration
@@ -34,7 +23,7 @@ NOISE = 0.01  # seconds: run time jitter of a quick command (process start-up, s
 
 
 class Adaptive(Schedule):
-    """RULE, with the clock injected: `now` is the runner's monotonic clock."""
+    """ADAPTIVE_RULE, with the clock injected: `now` is the runner's monotonic clock."""
 
     sequential = True
 

@@ -74,6 +74,37 @@ def _until_time(text: str) -> float:
     return parse_until_time(text, time.time())
 
 
+# --- how the modes decide, for their --help -------------------------------------------
+
+ADAPTIVE_RULE = """\
+The interval between run starts begins at --base-interval. After each run:
+  - a failed run, or one slower than --slow-threshold x the usual duration,
+    doubles the interval (multiplicative increase, up to --max-interval);
+  - a successful run faster than --fast-threshold x the usual duration shortens
+    it by a tenth of --base-interval (additive decrease, down to --min-interval);
+  - any other successful run shortens it by a tenth of --base-interval, down to
+    --base-interval.
+The usual duration is a moving average (weight 0.2) of successful runs' durations;
+differences from it under 10ms are noise, neither slow nor fast.
+When more than --failure-threshold x 10 of the last 10 runs failed, the circuit
+opens: the next run waits --max-interval and is a probe (half-open). A probe that
+succeeds closes the circuit and the interval restarts at --base-interval; one that
+fails keeps it open for another --max-interval."""
+
+LOAD_RULE = """\
+After each run the interval to the next run's start is --base-interval times
+the highest of three ratios (1.0 means exactly on target):
+  whole-host CPU use / --target-cpu (CPU use since the previous run started),
+  whole-host memory use / --target-memory,
+  1-minute load average per core / --target-load,
+kept within --min-interval and --max-interval (by default a tenth of and ten
+times --base-interval). A busy host stretches the interval; an idle one shrinks it."""
+
+BACKOFF_RULE = """\
+After each run rpr waits before starting the next: after the n-th failed run in a
+row it waits the strategy's n-th delay; after a successful run the sequence starts
+again (it waits the first delay). rpr stops cleanly after --attempts runs."""
+
 # --- options of one mode ----------------------------------------------------------------
 
 CRON_OPTIONS = [
@@ -519,7 +550,7 @@ def wrap_schedule(
     import time
 
     v = parsed.values
-    describe = _describe(schedule)
+    describe = _describe(schedule) if v["show_next"] else None
     hints = None
     if v["http_aware"]:
         from repeater.http_timing import HintReader, HttpAware
@@ -544,7 +575,7 @@ def wrap_schedule(
         given = [o.long for o in HTTP_OPTIONS if o.dest in parsed.explicit]
         if given:
             raise UsageError(f"{mode}: {given[0]} needs --http-aware")
-    if v["show_next"]:
+    if describe is not None:
         from repeater.output import err
         from repeater.show_next import ShowNext
 

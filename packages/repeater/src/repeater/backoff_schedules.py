@@ -1,6 +1,7 @@
 """The backoff modes (exponential, linear, fibonacci, polynomial, decorrelated-jitter) as
 rpr schedules. The delays come from `patience.backoff`; this module only decides which
-step of the sequence applies and when the schedule ends.
+step of the sequence applies and when the schedule ends (BACKOFF_RULE in
+repeater.advanced_modes is the rule as the help text states it).
 """
 
 from __future__ import annotations
@@ -11,11 +12,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from patience.backoff import Strategy
     from repeater.schedules import Outcome
-
-RULE = """\
-After each run rpr waits before starting the next: after the n-th failed run in a
-row it waits the strategy's n-th delay; after a successful run the sequence starts
-again (it waits the first delay). rpr stops cleanly after --attempts runs."""
 
 
 class Backoff(Schedule):

@@ -22,13 +22,15 @@ from patience.cliparse import (
 )
 from patience.durations import parse_duration
 from repeater import __version__
-from repeater.adaptive import RULE as ADAPTIVE_RULE
 from repeater.advanced_modes import (
     ADAPTIVE_OPTIONS,
+    ADAPTIVE_RULE,
+    BACKOFF_RULE,
     CRON_NOTES,
     CRON_OPTIONS,
     HTTP_OPTIONS,
     LOAD_OPTIONS,
+    LOAD_RULE,
     SHOW_NEXT_OPTION,
     STRATEGY_OPTIONS,
     STRATEGY_SUMMARIES,
@@ -42,8 +44,6 @@ from repeater.advanced_modes import (
     until_deadline,
     wrap_schedule,
 )
-from repeater.backoff_schedules import RULE as BACKOFF_RULE
-from repeater.load_adaptive import RULE as LOAD_RULE
 from repeater.schedules import (
     OVERRUN_POLICIES,
     BackToBack,

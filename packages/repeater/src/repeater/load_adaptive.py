@@ -1,4 +1,9 @@
-"""The load-adaptive mode: run less often while the host is busy, more often when idle."""
+"""The load-adaptive mode: run less often while the host is busy, more often when idle.
+
+The interval is the base interval scaled by the most loaded of CPU, memory and load average
+against their targets. The rule in full, as `rpr load-adaptive --help` states it, is
+LOAD_RULE in repeater.advanced_modes.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +16,9 @@ if TYPE_CHECKING:
     from repeater.hostload import HostLoad
     from repeater.schedules import Outcome
 
-RULE = """\
-After each run the interval to the next run's start is --base-interval times
-the highest of three ratios (1.0 means exactly on target):
-  whole-host CPU use / --target-cpu (CPU use since the previous run started),
-  whole-host memory use / --target-memory,
-  1-minute load average per core / --target-load,
-kept within --min-interval and --max-interval (by default a tenth of and ten
-times --base-interval). A busy host stretches the interval; an idle one shrinks it."""
-
 
 class LoadAdaptive(Schedule):
-    """RULE, with the host's readings injected through `host`."""
+    """LOAD_RULE, with the host's readings injected through `host`."""
 
     def __init__(
         self,
