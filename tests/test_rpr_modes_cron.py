@@ -6,8 +6,8 @@ import re
 from datetime import datetime
 
 import pytest
-from modes_support import json_runs, usage_error
 
+from modes_support import json_runs, usage_error
 from tools import rpr
 
 
@@ -134,3 +134,23 @@ def test_bad_show_next_counts(args: list[str], fragment: str) -> None:
 
 def test_show_next_without_cron() -> None:
     assert usage_error(rpr("cron", "--show-next", "3"), "--cron is required")
+
+
+def test_parallel_lets_a_slow_run_overlap_the_next_matching_time() -> None:
+    runs, summary, proc = json_runs(
+        "cron",
+        "--cron",
+        "* * * * * *",
+        "--parallel",
+        "2",
+        "--times",
+        "2",
+        "--json",
+        "--",
+        "sleep",
+        "1.5",
+    )
+    assert proc.returncode == 0, proc.stderr
+    first, second = sorted(r["actual_start"] for r in runs)
+    assert 0.9 <= second - first <= 1.3  # the next second, while the first run still goes
+    assert summary["skipped_ticks"] == 0

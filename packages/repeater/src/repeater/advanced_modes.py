@@ -131,8 +131,8 @@ With --show-next and no command, print the next N times (default 5) and exit:
   rpr cron --cron '0 9 * * MON-FRI' --tz Europe/London --show-next 5
 Daylight saving, as Vixie cron and cronie: a job with * at the start of its minute
 or hour field follows the clock (times skipped by a jump forward do not run; times
-shown twice run twice). Any other job runs once per day-time: a time skipped by a
-jump forward runs once at the jump; a time shown twice runs the first time.
+shown twice run twice). Any other job runs at fixed times: a time skipped by a
+jump forward runs once, at the jump; a time shown twice runs only the first time.
 A matching time that passes while a run is still going is skipped and counted.
 """
 
