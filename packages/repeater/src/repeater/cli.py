@@ -20,6 +20,7 @@ from patience.cliparse import (
     parse_int,
     render_options,
 )
+from patience.daemon_options import DAEMON_OPTIONS
 from patience.durations import parse_duration
 from repeater import __version__
 from repeater.advanced_modes import (
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     import re
     from collections.abc import Callable, Sequence
 
+    from patience.config import Config
     from repeater.output import Reporter
     from repeater.runner import Runner
 
@@ -234,6 +236,7 @@ COMMON_GROUPS = [
     ("HTTP-aware timing", HTTP_OPTIONS),
     ("Patterns", PATTERN_OPTIONS),
     ("Output", OUTPUT_OPTIONS),
+    ("Daemon", DAEMON_OPTIONS),
 ]
 
 
@@ -542,9 +545,10 @@ def build_runner(mode: Mode, parsed: Parsed) -> Runner:
     )
 
 
-def apply_config(parsed: Parsed, mode: Mode, config_file: str | None) -> None:
+def apply_config(parsed: Parsed, mode: Mode, config_file: str | None) -> Config:
     """Fill the options the user did not give from the configuration files and environment
-    (flags always win). A bad value is a usage error naming the file and key."""
+    (flags always win), and return the configuration. A bad value is a usage error naming
+    the file and key."""
     from patience.config import ConfigError, load
 
     try:
@@ -553,15 +557,59 @@ def apply_config(parsed: Parsed, mode: Mode, config_file: str | None) -> None:
         raise UsageError(str(exc)) from None
     for warning in config.warnings:
         sys.stderr.write(f"rpr: warning: {warning}\n")
-    mapping = {"timeout": "repeater.default_timeout"}
+    mapping = {"timeout": "repeater.default_timeout", "daemon": "repeater.daemon_enabled"}
     if mode.name == "interval":
         mapping["every"] = "repeater.default_interval"
     config.fill(parsed.values, parsed.explicit, mapping)
     if not config.documents:  # nothing configured: keep start-up free of the schema
-        return
+        return config
     stop_flags = {"until_failure", "stop_on_failure", "max_failures"}
     if not parsed.explicit & stop_flags and not config.flag("repeater.continue_on_error"):
         parsed.values["stop_on_failure"] = True
+    return config
+
+
+def run_coordinated(runner: Runner, mode: Mode, parsed: Parsed, config: Config) -> int:
+    """--daemon: each run takes its token from patience-daemon (a --rate is declared to it,
+    so the limit holds across every instance) and is reported to its metrics store."""
+    from patience.coordination import CoordinationError, coordinate
+    from patience.ratelimit.gate import LocalGate
+
+    v = parsed.values
+    rate = v["rate"]
+    try:
+        coordination = coordinate(
+            "rpr",
+            parsed,
+            config,
+            declared=(*rate, "diophantine") if isinstance(rate, tuple) else None,
+            local=runner.gate.limiter if isinstance(runner.gate, LocalGate) else None,
+            labels={"mode": mode.name},
+            schedule=_daemon_schedule(mode, v),
+        )
+    except CoordinationError as exc:
+        raise UsageError(str(exc)) from None
+    runner.gate = coordination.gate
+    runner.metrics = coordination.metrics
+    try:
+        return runner.run()
+    finally:
+        coordination.close()
+
+
+def _daemon_schedule(mode: Mode, v: dict[str, object]) -> dict[str, object] | None:
+    """The seed's ScheduleConfig for the modes it describes (shown in the daemon's state)."""
+    if mode.name not in ("interval", "count", "duration"):
+        return None
+    every, times, for_ = v["every"], v["times"], v["for_"]
+    schedule: dict[str, object] = {"type": mode.name, "coordination": True}
+    if isinstance(every, float):
+        schedule["interval"] = every
+    if isinstance(times, int):
+        schedule["count"] = times
+    if isinstance(for_, float):
+        schedule["duration"] = for_
+    return schedule
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -606,5 +654,8 @@ def _main(args: list[str]) -> int:
     parsed = parse(all_options(mode), args, mode.name)
     if mode.preview is not None and parsed.values["show_next"] and not parsed.saw_separator:
         return mode.preview(parsed)
-    apply_config(parsed, mode, config_file)
-    return build_runner(mode, parsed).run()
+    config = apply_config(parsed, mode, config_file)
+    runner = build_runner(mode, parsed)
+    if parsed.values["daemon"]:
+        return run_coordinated(runner, mode, parsed, config)
+    return runner.run()

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     import re
     from collections.abc import Sequence
 
+    from patience.coordination import MetricsReporter
     from patience.process import Sink
-    from patience.ratelimit.gate import LocalGate as Gate
+    from patience.ratelimit.gate import Gate
     from repeater.http_timing import HintReader
     from repeater.schedules import Schedule
     from repeater.stop import StopConditions
@@ -58,6 +59,7 @@ class Runner:
         self.parallel = parallel
         self.gate = gate
         self.hints = hints  # --http-aware: reads each run's output for a retry hint
+        self.metrics: MetricsReporter | None = None  # --daemon: each run is reported
         self.summary = Summary()
         # Read os.environ once: decoding it costs ~80 µs, more than a tenth of a run of `true`.
         self.environ = dict(os.environ)
@@ -78,6 +80,9 @@ class Runner:
             process.write_all(2, f"rpr: {e.command}: {e.reason}\n".encode())
             return e.exit_code
         self.reporter.finish(self.summary)
+        if self.gate is not None and self.gate.failure is not None:
+            process.write_all(2, f"rpr: {self.gate.failure}\n".encode())
+            return 1
         sig = process.interrupted()
         if sig is not None:
             return 128 + sig
@@ -186,6 +191,8 @@ class Runner:
 
     def _record(self, record: RunRecord) -> None:
         self.summary.add(record)
+        if self.metrics is not None:
+            self.metrics.add(record.result, record.success, execution=record.iteration)
         self.stop.after(record)
         self.reporter.run_finished(record, self.summary)
 

@@ -1,8 +1,9 @@
 """The gate a run or attempt passes before it starts: wait for a token, then go.
 
 `LocalGate` enforces a limit inside this process with one of the shared limiter
-algorithms. The daemon-backed gate (coordination across processes) takes the same place
-in both tools. Waiting is interruptible: a Ctrl-C while waiting for a token stops at once.
+algorithms. The daemon-backed gate (patience.coordination.DaemonGate, across processes)
+takes the same place in both tools: both are a `Gate`. Waiting is interruptible: a Ctrl-C
+while waiting for a token stops at once.
 """
 
 from __future__ import annotations
@@ -14,12 +15,23 @@ from patience import process
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Protocol
 
     from patience.ratelimit.algorithms import Limiter
+
+    class Gate(Protocol):
+        """What a run loop asks before each start. `wait_turn()` is False when the tool
+        was interrupted or the gate closed for good; `failure` then says why it closed."""
+
+        failure: str | None
+
+        def wait_turn(self) -> bool: ...
 
 
 class LocalGate:
     """Admit one start at a time under `limiter`, sleeping until a token is free."""
+
+    failure: str | None = None  # a local gate never closes
 
     def __init__(
         self,

@@ -138,7 +138,12 @@ def detect_resource(argv: Sequence[str]) -> str:
     elif program in _NETWORK:
         address = _network_address(program, args)
         found = address and f"network:tcp:{address}"
-    return _clean(found or f"command:local:{program}")
+    return _clean(found) if found else command_resource(program)
+
+
+def command_resource(program: str) -> str:
+    """The generic id of a command, from its program name alone: `command:local:NAME`."""
+    return _clean(f"command:local:{program.rsplit('/', 1)[-1]}")
 
 
 def validate_resource_id(text: str) -> str:

@@ -1,0 +1,491 @@
+"""Coordination through patience-daemon, the same for an `rpr` run and a `patience` attempt.
+
+`coordinate()` builds it from the tool's options and configuration: a `DaemonGate`, which
+takes the place of `LocalGate` (each start first acquires a token for its resource from the
+daemon, which does the waiting), and a `MetricsReporter`, which sends one execution record
+per start in batches from a background thread, so the run loop never waits for it.
+
+When the daemon is unreachable or dies (the seed's FallbackRateLimiter): one warning line,
+and the same limit goes on being enforced locally, since every token the daemon granted is
+also recorded in a local limiter; a background thread reconnects with backoff (starting the
+daemon again when auto-start is on) and says once when coordination is back. With the fail
+mode "closed" the tool stops with an error instead. A start is never lost or doubled: a
+token is taken from exactly one of the daemon or the local limiter, and records that could
+not be sent wait (bounded) until the daemon is back or the tool exits.
+
+The tools import this module only when the daemon is enabled: it loads threading and the
+client, which a plain start must not pay for.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from itertools import islice
+
+from patience import process
+from patience.daemon.client import METRICS_BATCH, DaemonClient, DaemonError, DaemonUnavailable
+from patience.daemon.manager import DaemonManager, DaemonNotRunning
+from patience.ratelimit.gate import LocalGate
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from patience.cliparse import Parsed
+    from patience.config import Config
+    from patience.daemon.client import Grant
+    from patience.process import RunResult
+    from patience.ratelimit.algorithms import Limiter
+
+CHUNK = 0.5  # seconds the daemon may queue one acquire: the longest a Ctrl-C waits
+RECONNECT_FIRST = 0.25  # seconds before the first reconnection attempt, doubling ...
+RECONNECT_MAX = 5.0  # ... up to this
+GATHER = 0.2  # seconds a metrics batch may gather records before it is sent
+MAX_PENDING = 10_000  # records kept while the daemon is away; beyond, the oldest go
+MAX_ARGS, MAX_ARG = 4096, 65_536  # what the daemon accepts of a command line
+
+
+class CoordinationError(Exception):
+    """The daemon options cannot work (no place for the socket); a usage error."""
+
+
+class Link:
+    """Whether the daemon answers, as this tool last saw it; each change said once on stderr.
+
+    `up` is None before the first contact, which starts the daemon when allowed. A loss
+    starts a background thread that reconnects with backoff."""
+
+    def __init__(
+        self,
+        prog: str,
+        manager: DaemonManager,
+        resource_id: str,
+        *,
+        reconnect: bool,
+        warn: bool,
+        schedule: dict[str, object] | None = None,
+    ) -> None:
+        self.prog = prog
+        self.manager = manager
+        self.resource_id = resource_id
+        self.reconnect = reconnect  # False when a loss stops the tool (fail mode closed)
+        self.warn = warn
+        self.schedule = schedule
+        self.fallback = f"running {resource_id} without a shared limit"  # what a loss means
+        self.up: bool | None = None
+        self.reason = ""
+        self._first = threading.Lock()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def first_contact(self, client: DaemonClient) -> bool:
+        """Find (or start) the daemon once; True when it answers."""
+        with self._first:
+            if self.up is None:
+                try:
+                    self.manager.ensure(client)
+                except DaemonNotRunning as exc:
+                    self.lost(str(exc))
+                else:
+                    self._introduce(client)
+                    with self._cond:
+                        self.up = True
+            return bool(self.up)
+
+    def lost(self, reason: str) -> None:
+        """The daemon stopped answering: say so once and reconnect in the background."""
+        with self._cond:
+            if self.up is False or self._closed:
+                return
+            self.up = False
+            self.reason = reason
+            if self.reconnect:
+                self._thread = threading.Thread(
+                    target=self._reconnect, name="patience-reconnect", daemon=True
+                )
+                self._thread.start()
+        if self.warn and process.interrupted() is None:
+            say(
+                self.prog,
+                f"warning: patience-daemon unavailable: {reason}; {self.fallback}"
+                " until it is back",
+            )
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _reconnect(self) -> None:
+        delay = RECONNECT_FIRST
+        while True:
+            with self._cond:
+                if self._cond.wait_for(lambda: self._closed, timeout=delay):
+                    return
+            client = DaemonClient(self.manager.socket_path, self.manager.tool)
+            try:
+                self.manager.ensure(client)
+                self._introduce(client)
+            except DaemonNotRunning:
+                delay = min(2 * delay, RECONNECT_MAX)
+                continue
+            finally:
+                client.close()
+            with self._cond:
+                if self._closed:
+                    return
+                self.up = True
+            say(
+                self.prog,
+                f"patience-daemon is back on {self.manager.socket_path};"
+                f" coordinating {self.resource_id} through it again",
+            )
+            return
+
+    def _introduce(self, client: DaemonClient) -> None:
+        """Tell the daemon our schedule (shown in its resource state); best effort."""
+        if self.schedule is not None:
+            try:
+                client.register_schedule(self.resource_id, self.schedule)
+            except (DaemonError, DaemonUnavailable):
+                pass
+
+
+class DaemonGate:
+    """`wait_turn()` as LocalGate's, with the token taken from the daemon.
+
+    `declared` (limit, window seconds, algorithm) is sent with each request: the daemon
+    applies it when its configuration has no limit for the resource. `local` is the same
+    limit kept in this process, fed with every grant so that a fallback is exact from its
+    first start; with `learn`, a gate without one adopts the limit the daemon reports.
+    `failure` says why the gate closed (fail mode closed, or the daemon refused us)."""
+
+    def __init__(
+        self,
+        link: Link,
+        client: DaemonClient,
+        *,
+        declared: tuple[int, float, str] | None,
+        local: Limiter | None,
+        learn: bool,
+        fail_closed: bool,
+        runs: str,
+    ) -> None:
+        self.link = link
+        self.client = client
+        self.declared = declared
+        self.local = local
+        self.learn = learn and local is None
+        self.fail_closed = fail_closed
+        self.runs = runs  # "runs" or "attempts", for the fail-closed message
+        self.failure: str | None = None
+        if local is not None:
+            self._limit_known(local)
+
+    def wait_turn(self) -> bool:
+        """Block until this start may go (True), or the tool is interrupted or the gate has
+        closed (False; `failure` says which)."""
+        if self.failure is not None:
+            return False
+        if self.local is not None and not process.sleep_until(
+            self.local.available_at(time.monotonic())
+        ):
+            return False
+        while process.interrupted() is None:
+            if self.link.up is None:
+                self.link.first_contact(self.client)
+            if not self.link.up and not self.fail_closed:
+                return self.local is None or LocalGate(self.local).wait_turn()
+            granted = self._ask()
+            if granted is not None:
+                return granted
+            if self.fail_closed:
+                self.failure = (
+                    f"patience-daemon unavailable: {self.link.reason}; the fail mode is"
+                    f" closed, so no more {self.runs} start (start it with: patience-daemon"
+                    f" --socket {self.link.manager.socket_path}, or use --daemon-fail-mode open)"
+                )
+                return False
+        return False
+
+    def _ask(self) -> bool | None:
+        """A token from the daemon: True granted, False interrupted or refused, None when
+        the daemon is gone. The daemon queues each request up to CHUNK; a longer wait is
+        slept here and asked again, so that a Ctrl-C is never kept waiting long."""
+        limit, window, algorithm = self.declared or (None, None, None)
+        try:
+            while True:
+                grant = self.client.acquire(
+                    self.link.resource_id,
+                    max_wait=CHUNK,
+                    limit=limit,
+                    window=window,
+                    algorithm=algorithm,
+                )
+                if grant.granted:
+                    self._granted(grant)
+                    return True
+                pause = grant.retry_after - CHUNK / 2
+                if not process.sleep_until(time.monotonic() + max(pause, 0.0)):
+                    return False
+        except DaemonUnavailable as exc:
+            self.link.lost(str(exc))
+            return None
+        except DaemonError as exc:
+            self.failure = f"patience-daemon refused {self.link.resource_id}: {exc}"
+            return False
+
+    def _granted(self, grant: Grant) -> None:
+        now = time.monotonic()
+        if self.learn and grant.limit is not None and grant.window is not None:
+            local = self.local
+            known = (grant.limit, grant.window, grant.algorithm)
+            if local is None or (local.limit, local.window, local.algorithm) != known:
+                from patience.ratelimit.algorithms import make_limiter
+
+                self.local = make_limiter(grant.algorithm or "diophantine", *known[:2])
+                self._limit_known(self.local)
+        if self.local is not None:
+            self.local.acquire(now)
+
+    def _limit_known(self, local: Limiter) -> None:
+        self.link.fallback = f"limiting {self.link.resource_id} to {local.describe()} locally"
+
+
+class MetricsReporter:
+    """One execution record per start (the ExecutionMetrics schema), sent in batches by a
+    background thread; `close()` flushes what is left."""
+
+    def __init__(
+        self,
+        link: Link,
+        client: DaemonClient,
+        tool: str,
+        command: Sequence[str],
+        labels: dict[str, str],
+    ) -> None:
+        self.link = link
+        self.client = client
+        self.base: dict[str, object] = {
+            "tool": tool,
+            "resource_id": link.resource_id,
+            "command": [arg[:MAX_ARG] for arg in command[:MAX_ARGS]],
+            "labels": labels,
+        }
+        self.wall_offset = time.time() - time.monotonic()
+        self.pending: list[dict[str, object]] = []
+        self.dropped = 0
+        self.refused = False
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def add(
+        self, result: RunResult, success: bool, *, attempt: int = 0, execution: int = 0
+    ) -> None:
+        """Queue the record of one finished start; never blocks on the daemon."""
+        record = dict(
+            self.base,
+            start_time=max(0.0, result.start + self.wall_offset),
+            duration=max(0.0, result.duration),
+            success=success,
+            exit_code=result.status,
+            attempt_number=attempt,
+            execution_number=execution,
+        )
+        with self._cond:
+            if self.refused:
+                return
+            if len(self.pending) >= MAX_PENDING:
+                del self.pending[0]
+                self.dropped += 1
+            self.pending.append(record)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._send_loop, name="patience-metrics", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def close(self, timeout: float) -> None:
+        """Send what is left (one last try even if the daemon seemed away), waiting at most
+        `timeout`; say how many records were lost unless the user was told of the outage."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        with self._cond:
+            lost = len(self.pending) + self.dropped
+        if lost and self.link.up and not self.refused:
+            say(
+                self.link.prog,
+                f"warning: {lost} execution records were not delivered to patience-daemon",
+            )
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self.pending or self._closing)
+                if not self._closing:  # let a batch gather
+                    self._cond.wait_for(lambda: self._closing, timeout=GATHER)
+                if not self.pending:
+                    return
+                batch = list(islice(self.pending, METRICS_BATCH))
+                closing = self._closing
+            if self._deliver(batch, closing):
+                with self._cond:
+                    del self.pending[: len(batch)]
+                continue
+            if closing or self.refused:
+                return
+            with self._cond:  # the daemon is away: look again later
+                self._cond.wait_for(lambda: self._closing, timeout=RECONNECT_FIRST)
+
+    def _deliver(self, batch: list[dict[str, object]], closing: bool) -> bool:
+        link = self.link
+        if link.up is None:
+            link.first_contact(self.client)
+        if not link.up and not closing:
+            return False
+        try:
+            self.client.send_metrics(batch)
+        except DaemonUnavailable as exc:
+            link.lost(str(exc))
+            return False
+        except DaemonError as exc:
+            with self._cond:
+                self.refused = True
+                self.pending.clear()
+            say(link.prog, f"warning: patience-daemon did not store the execution records: {exc}")
+            return False
+        return True
+
+
+class Coordination:
+    """What a tool runs with: `gate` (None when coordination is off and there is no local
+    limit) and `metrics` (None when disabled). `close()` when the runs are over."""
+
+    def __init__(
+        self,
+        link: Link,
+        gate: DaemonGate | LocalGate | None,
+        metrics: MetricsReporter | None,
+        clients: list[DaemonClient],
+        timeout: float,
+    ) -> None:
+        self.link = link
+        self.gate = gate
+        self.metrics = metrics
+        self.clients = clients
+        self.timeout = timeout
+
+    def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close(self.timeout)
+        self.link.close()
+        for client in self.clients:
+            client.close()
+
+
+def coordinate(
+    prog: str,
+    parsed: Parsed,
+    config: Config,
+    *,
+    declared: tuple[int, float, str] | None = None,
+    local: Limiter | None = None,
+    learn: bool = True,
+    labels: dict[str, str] | None = None,
+    schedule: dict[str, object] | None = None,
+) -> Coordination:
+    """The coordination of `prog` ("rpr" or "patience") for `parsed.command`.
+
+    The daemon options not given on the command line come from `config`. `declared` is a
+    limit the tool itself sets (`rpr rate-limit --rate`, `patience diophantine`), `local`
+    the limiter that enforces it here; `learn=False` when the tool limits itself another
+    way (the diophantine pacing)."""
+    from patience.daemon import paths
+    from patience.daemon_options import config_keys
+
+    section = "repeater" if prog == "rpr" else "patience"
+    values = parsed.values
+    config.fill(values, parsed.explicit, config_keys(section))
+    try:
+        socket_path = paths.resolve_socket(_text(values["daemon_socket"]))
+    except (paths.PathError, OSError) as exc:
+        raise CoordinationError(f"--daemon-socket: {exc}") from None
+    timeout = float(str(values["daemon_timeout"]))
+    resource_id = _text(values["resource_id"]) or _resource(
+        parsed.command, config.flag(f"{section}.resource_detection")
+    )
+    if declared is None and local is None:
+        configured = config.limit_for(resource_id)
+        if configured is not None:
+            from patience.ratelimit.algorithms import make_limiter
+
+            algorithm = configured.algorithm or "diophantine"
+            declared = (configured.limit, configured.window, algorithm)
+            local = make_limiter(algorithm, configured.limit, configured.window)
+    fail_closed = values["daemon_fail_mode"] == "closed"
+    coordinated = config.flag("rate_limiting.coordination_enabled")
+    manager = DaemonManager(
+        socket_path,
+        section,
+        auto_start=bool(values["daemon_auto_start"]),
+        start_timeout=timeout,
+    )
+    link = Link(
+        prog,
+        manager,
+        resource_id,
+        reconnect=not (fail_closed and coordinated),
+        warn=not (fail_closed and coordinated),
+        schedule=schedule,
+    )
+    clients = []
+    gate: DaemonGate | LocalGate | None = None
+    if coordinated:
+        client = DaemonClient(socket_path, section, timeout=timeout)
+        clients.append(client)
+        gate = DaemonGate(
+            link,
+            client,
+            declared=declared,
+            local=local,
+            learn=learn,
+            fail_closed=fail_closed,
+            runs="runs" if prog == "rpr" else "attempts",
+        )
+    elif local is not None:
+        gate = LocalGate(local)
+    metrics = None
+    if section == "patience" or config.flag("repeater.metrics_enabled"):
+        client = DaemonClient(socket_path, section, timeout=timeout)
+        clients.append(client)
+        metrics = MetricsReporter(link, client, section, parsed.command, labels or {})
+        if gate is None:
+            link.fallback = "keeping the execution records"
+    return Coordination(link, gate, metrics, clients, timeout)
+
+
+def _resource(command: Sequence[str], detect: bool) -> str:
+    """The detected resource id, or without detection the program's generic one."""
+    from patience.ratelimit.resources import command_resource, detect_resource
+
+    return detect_resource(command) if detect else command_resource(command[0])
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def say(prog: str, text: str) -> None:
+    """One line of ours on stderr."""
+    try:
+        process.write_all(2, f"{prog}: {text}\n".encode("utf-8", "replace"))
+    except OSError:
+        pass

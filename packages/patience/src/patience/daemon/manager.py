@@ -1,0 +1,142 @@
+"""Find the daemon, check that it answers, and start it when it does not (the seed's
+DaemonManager).
+
+Auto-start runs `patience-daemon --socket PATH` detached: its own session (a Ctrl-C meant
+for the tool does not reach it), stdin from /dev/null, its output appended to
+`daemon.log` in the user's state directory. Two tools auto-starting at the same moment both
+spawn one; the daemon's lock file lets exactly one serve and the other exits at once, and
+both tools then wait for, and connect to, the winner.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from patience import process
+from patience.daemon.client import DaemonClient, DaemonError, DaemonUnavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+POLL = 0.02  # seconds between readiness checks while a daemon starts
+
+
+class DaemonNotRunning(Exception):
+    """No daemon answers and none could be started; the message says why and what to do."""
+
+
+class DaemonManager:
+    def __init__(
+        self,
+        socket_path: str,
+        tool: str,
+        *,
+        auto_start: bool,
+        start_timeout: float,
+    ) -> None:
+        self.socket_path = socket_path
+        self.tool = tool
+        self.auto_start = auto_start
+        self.start_timeout = start_timeout
+
+    def ensure(self, client: DaemonClient | None = None) -> None:
+        """Return once a daemon answers on the socket (through `client` when given, whose
+        connection then stays open), starting one if allowed; else DaemonNotRunning."""
+        reason = self.check(client)
+        if reason is None:
+            return
+        if not self.auto_start:
+            raise DaemonNotRunning(reason)
+        self.start()
+        self.wait_ready(client)
+
+    def check(self, client: DaemonClient | None = None) -> str | None:
+        """None when a daemon answers a ping, else why not."""
+        if client is None:
+            client = DaemonClient(self.socket_path, self.tool, timeout=self.start_timeout)
+            try:
+                return self.check(client)
+            finally:
+                client.close()
+        try:
+            client.ping()
+        except (DaemonUnavailable, DaemonError) as exc:
+            client.close()
+            return str(exc)
+        return None
+
+    def start(self) -> None:
+        """Spawn a detached daemon on our socket. A loser of a start race exits by itself."""
+        import subprocess
+
+        command = [*_daemon_command(), "--socket", self.socket_path]
+        log = log_path(os.environ)
+        os.makedirs(os.path.dirname(log), mode=0o700, exist_ok=True)
+        with open(log, "ab") as out:
+            try:
+                subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise DaemonNotRunning(
+                    f"cannot start {command[0]}: {exc.strerror or exc} (is patience-cli"
+                    " installed? or use --no-daemon-auto-start)"
+                ) from None
+
+    def wait_ready(self, client: DaemonClient | None = None) -> None:
+        """Wait until the daemon answers, up to the start timeout. Plain sleeps: this may run
+        in a background thread, which must not drain the main thread's signal wakeups."""
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            reason = self.check(client)
+            if reason is None:
+                return
+            if time.monotonic() >= deadline:
+                raise DaemonNotRunning(
+                    f"patience-daemon did not start on {self.socket_path} within"
+                    f" {self.start_timeout:g}s ({_last_line(log_path(os.environ))})"
+                )
+            if process.interrupted() is not None:
+                raise DaemonNotRunning("interrupted while waiting for patience-daemon to start")
+            time.sleep(POLL)
+
+
+def log_path(env: Mapping[str, str]) -> str:
+    """Where auto-started daemons write: $XDG_STATE_HOME/patience/daemon.log."""
+    state = env.get("XDG_STATE_HOME") or os.path.join(
+        env.get("HOME") or os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(state, "patience", "daemon.log")
+
+
+def _daemon_command() -> list[str]:
+    """`patience-daemon` from PATH, else the one installed beside this Python (a venv that
+    is not on PATH), else the module run by this Python."""
+    import shutil
+
+    found = shutil.which("patience-daemon")
+    if found:
+        return [found]
+    beside = os.path.join(os.path.dirname(sys.executable), "patience-daemon")
+    if os.access(beside, os.X_OK):
+        return [beside]
+    code = "import sys; from patience.daemon.cli import main; sys.exit(main())"
+    return [sys.executable, "-c", code]
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return f"last log line: {lines[-1]}; log: {path}" if lines else f"see {path}"
