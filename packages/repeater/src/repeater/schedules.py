@@ -123,8 +123,9 @@ class RetryPattern(Schedule):
         self.streak_start: float | None = None
         self.used = 0
 
-    @property  # type: ignore[override]
-    def skipped(self) -> int:
+    @property
+    def skipped(self) -> int:  # type: ignore[override]  # the inner schedule counts them
+
         return self.inner.skipped
 
     def first(self, now: float) -> float:
