@@ -211,7 +211,7 @@ USAGE_ERRORS = [
     ),
     (["--config"], "--config needs a file"),
     (["fixed", "--daemon-timeout", "0s", "--", "true"], "--daemon-timeout:"),
-    (["fixed", "--resource-id", "", "--", "true"], "--resource-id: must not be empty"),
+    (["fixed", "--resource-id", "", "--", "true"], "--resource-id: resource id is empty"),
     (["fixed", "--daemon-socket", " ", "--", "true"], "--daemon-socket: must not be empty"),
     (["fixed", "--daemon-auto-start=maybe", "--", "true"], "expected true or false"),
     (["fixed", "--quiet=perhaps", "--", "true"], "expected true or false"),

@@ -13,6 +13,7 @@ import sys
 from patience import __version__
 from patience.backoff import STRATEGY_NAMES
 from patience.cliparse import Option, UsageError, parse, parse_float, parse_int, render_options
+from patience.daemon_options import DAEMON_OPTIONS
 from patience.durations import format_duration, parse_duration
 
 TYPE_CHECKING = False
@@ -78,12 +79,6 @@ def readable_file(text: str) -> str:
             pass
     except OSError as exc:
         raise ValueError(f'cannot read "{text}": {exc.strerror or exc}') from None
-    return text
-
-
-def non_empty(text: str) -> str:
-    if not text.strip():
-        raise ValueError("must not be empty")
     return text
 
 
@@ -213,38 +208,6 @@ COMMON_OPTIONS = [
     ),
     Option(
         "debug_config", "--debug-config", help="show each setting and where it came from, on stderr"
-    ),
-]
-DAEMON_OPTIONS = [
-    Option("daemon", "--daemon", help="coordinate rate limits through patience-daemon"),
-    Option(
-        "resource_id",
-        "--resource-id",
-        convert=non_empty,
-        metavar="ID",
-        help="the shared resource this command uses (default: detected from the command)",
-    ),
-    Option(
-        "daemon_socket",
-        "--daemon-socket",
-        convert=non_empty,
-        metavar="PATH",
-        help="the daemon's Unix socket",
-    ),
-    Option(
-        "daemon_timeout",
-        "--daemon-timeout",
-        convert=positive_duration,
-        default=5.0,
-        metavar="DUR",
-        help="give up on the daemon after DUR",
-    ),
-    Option(
-        "daemon_auto_start",
-        "--daemon-auto-start",
-        default=True,
-        negatable=True,
-        help="start the daemon when it is not running",
     ),
 ]
 
@@ -590,9 +553,58 @@ def _main(args: list[str]) -> int:
     if config_file is not None and "config" not in parsed.explicit:
         parsed.values["config"] = config_file
     _check_command(parsed, spec.name)
+    config = _apply_config(parsed)
     if parsed.values["debug_config"]:
         _debug_config(spec, parsed)
-    return _build(spec, parsed).run()
+    retry = _build(spec, parsed)
+    if parsed.values["daemon"]:
+        return _run_coordinated(retry, spec, parsed, config)
+    return retry.run()
+
+
+def _apply_config(parsed: Parsed) -> Config:
+    """The configuration files and environment, under the command line: so far they decide
+    whether the daemon is used (patience.daemon_enabled, PATIENCE_DAEMON_ENABLED)."""
+    from patience.config import ConfigError, load
+
+    config_file = parsed.values["config"]
+    try:
+        config = load("patience", config_file=config_file if isinstance(config_file, str) else None)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    for warning in config.warnings:
+        sys.stderr.write(f"patience: warning: {warning}\n")
+    config.fill(parsed.values, parsed.explicit, {"daemon": "patience.daemon_enabled"})
+    return config
+
+
+def _run_coordinated(retry: Retry, spec: StrategySpec, parsed: Parsed, config: Config) -> int:
+    """--daemon: each attempt takes its token from patience-daemon and is reported to it.
+    diophantine declares its --rate-limit per --window, so the limit holds across every
+    instance; its pacing keeps enforcing it locally should the daemon go away."""
+    import os
+
+    from patience.coordination import CoordinationError, coordinate
+
+    v = parsed.values
+    declared = None
+    if spec.name == "diophantine":
+        declared = (int(str(v["rate_limit"])), _float(v["window"]), "diophantine")
+    labels = {"strategy": spec.name}
+    if os.environ.get("RPR_ITERATION"):  # an attempt of one rpr run
+        labels["rpr_execution"] = os.environ["RPR_ITERATION"]
+    try:
+        coordination = coordinate(
+            "patience", parsed, config, declared=declared, learn=declared is None, labels=labels
+        )
+    except CoordinationError as exc:
+        raise UsageError(str(exc)) from None
+    retry.gate = coordination.gate
+    retry.metrics = coordination.metrics
+    try:
+        return retry.run()
+    finally:
+        coordination.close()
 
 
 def _check_command(parsed: Parsed, name: str) -> None:
@@ -690,4 +702,5 @@ def _patterns(v: dict[str, object], name: str) -> dict[str, re.Pattern[str]]:
 if TYPE_CHECKING:
     import re
 
+    from patience.config import Config
     from patience.retry import Retry

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
     from patience.capture import Head
     from patience.conditions import PatternWatch
+    from patience.coordination import MetricsReporter
     from patience.pacing import Pacing
     from patience.process import RunResult, Sink
+    from patience.ratelimit.gate import Gate
 
 _SIGNAL_NAMES = {2: "SIGINT", 15: "SIGTERM"}
 
@@ -104,6 +106,8 @@ class Retry:
         }
         self.stats = Stats()
         self.started = 0.0
+        self.gate: Gate | None = None  # --daemon: each attempt first takes a token
+        self.metrics: MetricsReporter | None = None  # --daemon: each attempt is reported
 
     def run(self) -> int:
         """Retry until done; return patience's exit code."""
@@ -117,6 +121,9 @@ class Retry:
         while True:
             attempt += 1
             if not self._wait(due):
+                if self.gate is not None and self.gate.failure is not None:
+                    self.reporter.error(self.gate.failure)
+                    return self._finish(1)
                 self.reporter.line("[retry] Interrupted while waiting. Not retrying.")
                 return self._finish(self._interrupted_status())
             timeout, by_budget = self.timeout, False
@@ -137,6 +144,8 @@ class Retry:
             matched = watch.matched if watch is not None else set()
             success, reason = judge(result, "failure" in matched, "success" in matched)
             self._count(result, success)
+            if self.metrics is not None:
+                self.metrics.add(result, success, attempt=attempt)
             self.pacing.observe(success)
             if result.interrupted:
                 # patience itself was told to stop: say so in the exit status, whatever
@@ -220,7 +229,7 @@ class Retry:
                     return False
                 later = self.pacing.admit(time.monotonic())
                 if later is None:
-                    return True
+                    return self.gate is None or self.gate.wait_turn()
                 due = later
         finally:
             self.stats.waited += time.monotonic() - started
