@@ -109,8 +109,7 @@ class Link:
         if self.warn and process.interrupted() is None:
             say(
                 self.prog,
-                f"warning: patience-daemon unavailable: {reason}; {self.fallback}"
-                " until it is back",
+                f"warning: patience-daemon unavailable: {reason}; {self.fallback} until it is back",
             )
 
     def close(self) -> None:
@@ -416,8 +415,9 @@ def coordinate(
     config.fill(values, parsed.explicit, config_keys(section))
     try:
         socket_path = paths.resolve_socket(_text(values["daemon_socket"]))
+        paths.check_socket_length(socket_path)
     except (paths.PathError, OSError) as exc:
-        raise CoordinationError(f"--daemon-socket: {exc}") from None
+        raise CoordinationError(f"daemon socket: {exc}") from None
     timeout = float(str(values["daemon_timeout"]))
     resource_id = _text(values["resource_id"]) or _resource(
         parsed.command, config.flag(f"{section}.resource_detection")

@@ -19,9 +19,11 @@ from patience.daemon.client import DaemonClient, DaemonError, DaemonUnavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Mapping
 
 POLL = 0.02  # seconds between readiness checks while a daemon starts
+RACE_GRACE = 1.0  # seconds a start-race winner has to answer once our daemon has exited
 
 
 class DaemonNotRunning(Exception):
@@ -50,8 +52,7 @@ class DaemonManager:
             return
         if not self.auto_start:
             raise DaemonNotRunning(reason)
-        self.start()
-        self.wait_ready(client)
+        self.wait_ready(self.start(), client)
 
     def check(self, client: DaemonClient | None = None) -> str | None:
         """None when a daemon answers a ping, else why not."""
@@ -68,7 +69,7 @@ class DaemonManager:
             return str(exc)
         return None
 
-    def start(self) -> None:
+    def start(self) -> subprocess.Popen[bytes]:
         """Spawn a detached daemon on our socket. A loser of a start race exits by itself."""
         import subprocess
 
@@ -77,7 +78,7 @@ class DaemonManager:
         os.makedirs(os.path.dirname(log), mode=0o700, exist_ok=True)
         with open(log, "ab") as out:
             try:
-                subprocess.Popen(
+                return subprocess.Popen(
                     command,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
@@ -90,18 +91,24 @@ class DaemonManager:
                     " installed? or use --no-daemon-auto-start)"
                 ) from None
 
-    def wait_ready(self, client: DaemonClient | None = None) -> None:
-        """Wait until the daemon answers, up to the start timeout. Plain sleeps: this may run
-        in a background thread, which must not drain the main thread's signal wakeups."""
+    def wait_ready(self, daemon: subprocess.Popen[bytes], client: DaemonClient | None) -> None:
+        """Wait until a daemon answers, up to the start timeout. Ours may exit at once, having
+        lost a start race: then the winner answers within RACE_GRACE, or none will. Plain
+        sleeps: this may run in a background thread, which must not drain the main thread's
+        signal wakeups."""
         deadline = time.monotonic() + self.start_timeout
+        exited = float("inf")
         while True:
             reason = self.check(client)
             if reason is None:
                 return
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if exited == float("inf") and daemon.poll() is not None:
+                exited = now
+            if now >= min(deadline, exited + RACE_GRACE):
                 raise DaemonNotRunning(
-                    f"patience-daemon did not start on {self.socket_path} within"
-                    f" {self.start_timeout:g}s ({_last_line(log_path(os.environ))})"
+                    f"patience-daemon did not start on {self.socket_path}"
+                    f" ({_last_line(log_path(os.environ))})"
                 )
             if process.interrupted() is not None:
                 raise DaemonNotRunning("interrupted while waiting for patience-daemon to start")
