@@ -4,6 +4,7 @@ tools store, and configuration that turns the daemon on."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -410,3 +411,37 @@ def test_bad_fail_mode_in_config_exits_2_naming_file_and_key(tmp_path: Path) -> 
             r = w.run(*argv, "--", "true")
             assert r.returncode == 2, r.stderr
             assert f"{config}: rate_limiting.fail_mode: expected one of open, closed" in r.stderr
+
+
+def test_without_daemon_nothing_of_the_coordination_is_loaded(tmp_path: Path) -> None:
+    """Start-up budget: the plain path of both tools leaves coordination, client, threads and
+    sockets alone; --daemon (here with no daemon to find) is what loads them."""
+    code = (
+        "import sys\n"
+        "from TOOL import main\n"
+        "rc = main(ARGS)\n"
+        "heavy = ('patience.coordination', 'patience.daemon.client', 'patience.daemon.manager',\n"
+        "         'threading', 'socket', 'json', 'subprocess')\n"
+        "print(rc, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    with world(tmp_path) as w:
+        for tool, args in (
+            ("repeater.cli", ["count", "--times", "1"]),
+            ("patience.cli", ["fixed"]),
+        ):
+            plain = code.replace("TOOL", tool).replace("ARGS", repr([*args, "-q", "--", "true"]))
+            r = w.run(sys.executable, "-c", plain)
+            assert r.stdout == "0 []\n", (tool, r.stderr)
+            flags = ["--daemon", "--no-daemon-auto-start", "--daemon-socket", w.socket]
+            coordinated = code.replace("TOOL", tool).replace(
+                "ARGS", repr([*args, *flags, "-q", "--", "true"])
+            )
+            r = w.run(sys.executable, "-c", coordinated)
+            assert r.stdout.startswith("0 ['json', 'patience.coordination',"), (tool, r.stderr)
+
+
+def test_undetectable_resource_is_a_usage_error(tmp_path: Path) -> None:
+    with world(tmp_path) as w:
+        r = w.rpr("count", "--times", "1", *w.daemon_flags(), "--", "patience", "fixed", "--")
+        assert r.returncode == 2
+        assert r.stderr == "rpr: no command to detect a resource from (give --resource-id)\n"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import threading
 import time
-from itertools import islice
 
 from patience import process
 from patience.daemon.client import METRICS_BATCH, DaemonClient, DaemonError, DaemonUnavailable
@@ -42,7 +41,7 @@ CHUNK = 0.5  # seconds the daemon may queue one acquire: the longest a Ctrl-C wa
 RECONNECT_FIRST = 0.25  # seconds before the first reconnection attempt, doubling ...
 RECONNECT_MAX = 5.0  # ... up to this
 GATHER = 0.2  # seconds a metrics batch may gather records before it is sent
-MAX_PENDING = 10_000  # records kept while the daemon is away; beyond, the oldest go
+MAX_PENDING = 10_000  # records kept while the daemon is away; beyond, new ones are dropped
 MAX_ARGS, MAX_ARG = 4096, 65_536  # what the daemon accepts of a command line
 
 
@@ -78,7 +77,6 @@ class Link:
         self._first = threading.Lock()
         self._cond = threading.Condition()
         self._closed = False
-        self._thread: threading.Thread | None = None
 
     def first_contact(self, client: DaemonClient) -> bool:
         """Find (or start) the daemon once; True when it answers."""
@@ -102,10 +100,7 @@ class Link:
             self.up = False
             self.reason = reason
             if self.reconnect:
-                self._thread = threading.Thread(
-                    target=self._reconnect, name="patience-reconnect", daemon=True
-                )
-                self._thread.start()
+                threading.Thread(target=self._reconnect, name="reconnect", daemon=True).start()
         if self.warn and process.interrupted() is None:
             say(
                 self.prog,
@@ -298,8 +293,8 @@ class MetricsReporter:
             if self.refused:
                 return
             if len(self.pending) >= MAX_PENDING:
-                del self.pending[0]
                 self.dropped += 1
+                return
             self.pending.append(record)
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -333,7 +328,7 @@ class MetricsReporter:
                     self._cond.wait_for(lambda: self._closing, timeout=GATHER)
                 if not self.pending:
                     return
-                batch = list(islice(self.pending, METRICS_BATCH))
+                batch = self.pending[:METRICS_BATCH]
                 closing = self._closing
             if self._deliver(batch, closing):
                 with self._cond:
@@ -418,10 +413,14 @@ def coordinate(
         paths.check_socket_length(socket_path)
     except (paths.PathError, OSError) as exc:
         raise CoordinationError(f"daemon socket: {exc}") from None
-    timeout = float(str(values["daemon_timeout"]))
-    resource_id = _text(values["resource_id"]) or _resource(
-        parsed.command, config.flag(f"{section}.resource_detection")
-    )
+    timeout = values["daemon_timeout"]
+    assert isinstance(timeout, float)
+    try:
+        resource_id = _text(values["resource_id"]) or _resource(
+            parsed.command, config.flag(f"{section}.resource_detection")
+        )
+    except ValueError as exc:
+        raise CoordinationError(str(exc)) from None
     if declared is None and local is None:
         configured = config.limit_for(resource_id)
         if configured is not None:
