@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 
-from patience.capture import Forward, PrefixLines
 from patience.durations import format_duration
 from patience.process import DISCARD, INHERIT, Sink, write_all
 from patience.stats import Distribution
@@ -128,6 +127,8 @@ class Reporter:
     def output(self) -> str | Sink:
         """How the command's own output is handled."""
         if self.prefix is not None:
+            from patience.capture import PrefixLines
+
             return PrefixLines(self.prefix.encode())
         return INHERIT
 
@@ -136,6 +137,8 @@ class Reporter:
         out = self.output()
         if isinstance(out, Sink):
             return out
+        from patience.capture import Forward
+
         return Forward() if out == INHERIT else None
 
     def run_finished(self, record: RunRecord, summary: Summary) -> None:

@@ -11,7 +11,6 @@ import os
 import time
 
 from patience import process
-from patience.capture import LineScanner, Tee
 from patience.conditions import PatternWatch, judge
 from repeater.output import Reporter, RunRecord, Summary
 from repeater.schedules import Outcome
@@ -181,6 +180,8 @@ class Runner:
             extra.append(self.hints.sink())
         if watch is None and not extra:
             return self.reporter.output()
+        from patience.capture import LineScanner, Tee
+
         sinks: list[Sink] = []
         forward = self.reporter.forwarder()
         if forward is not None:
