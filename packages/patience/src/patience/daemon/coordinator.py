@@ -3,9 +3,16 @@
 Per resource: the limit in force (configured by exact id or glob, else the strictest one its
 clients declared, else none), a limiter from patience.ratelimit, and a queue of waiting
 requests. Waiting requests are served first come, first served within a client and round-robin
-across clients, so when demand exceeds the limit every client's share converges to an equal
-(max-min fair) share. A request that would wait longer than it allows is refused at once with
-the time to retry. A waiter that goes away loses its place.
+across clients. A request that would wait longer than it allows is refused at once with the
+time to retry. A waiter that goes away loses its place.
+
+Fair shares. Round-robin alone would reward speed: when tokens free up, a client that comes
+back quickly from its last grant finds the queue empty and takes them all. So each resource
+counts the tokens each client holds in the current window; a client that already holds its
+equal share (limit / clients competing) while others compete waits a short grace period
+before it may take more, and the others, served first in that time, catch up. Grants thus
+converge to max-min fair shares (a client asking for less than its share gets all it asks,
+the others split the rest), and no capacity is held back longer than the grace.
 
 Times are seconds on the server's monotonic clock, except protocol 1.0 bookkeeping, which is in
 the Unix seconds the Go client sends. The server calls `poll(now)` at `next_wakeup()` to hand
@@ -38,7 +45,8 @@ from patience.ratelimit.schedule_check import check_schedule
 
 MAX_RESOURCES = 100_000
 MAX_REGISTERED = 100_000  # protocol 1.0 registrations kept per resource
-_HISTORY = 65_536  # recent grants kept per resource, replayed into a new limiter
+_HISTORY = 65_536  # recent grants kept per resource: fair-share counts, replay into a new limiter
+GRACE = 0.02  # seconds a client over its fair share waits for others (at most one token's time)
 
 
 class CoordinatorError(Exception):
@@ -67,16 +75,17 @@ class LimitSpec:
 class Waiter:
     """One acquire request waiting in a resource's queue."""
 
-    __slots__ = ("client", "deadline", "enqueued", "live", "resource", "tokens")
+    __slots__ = ("client", "deadline", "eligible_at", "enqueued", "live", "resource", "tokens")
 
     def __init__(
         self, client: Client, resource: Resource, tokens: int, now: float, deadline: float
-    ):
+    ) -> None:
         self.client = client
         self.resource = resource
         self.tokens = tokens
         self.enqueued = now
         self.deadline = deadline
+        self.eligible_at = min(deadline, now + resource.grace)  # may exceed its share from then
         self.live = True
 
 
@@ -109,6 +118,8 @@ class Resource:
         "configured",
         "declared",
         "executions",
+        "grace",
+        "held",
         "history",
         "id",
         "last_activity",
@@ -126,7 +137,9 @@ class Resource:
         self.declared: dict[str, LimitSpec] = {}
         self.spec: LimitSpec | None = None
         self.limiter: Limiter | None = None
-        self.history: deque[tuple[float, int]] = deque(maxlen=_HISTORY)
+        self.history: deque[tuple[float, int, str]] = deque()  # (time, tokens, client id)
+        self.held: dict[str, int] = {}  # tokens each client holds in the current window
+        self.grace = 0.0
         # Waiting requests: client id -> its waiters, in round-robin order.
         self.queue: OrderedDict[str, deque[Waiter]] = OrderedDict()
         self.ready_at = math.inf  # when the head of the queue may be served
@@ -175,10 +188,11 @@ class Coordinator:
             resource.spec = resource.limiter = None
         elif not spec.same_as(resource.spec):
             limiter = make_limiter(spec.algorithm, spec.limit, spec.window)
-            for at, tokens in resource.history:  # recent grants still count against the new limit
+            for at, tokens, _ in resource.history:  # recent grants count against the new limit
                 if tokens <= spec.limit:
                     limiter.acquire(at, tokens)
             resource.spec, resource.limiter = spec, limiter
+            resource.grace = min(GRACE, spec.window / spec.limit)
         else:
             resource.spec = spec  # same numbers, maybe another source
         if resource.queue:
@@ -216,12 +230,15 @@ class Coordinator:
         if limiter is None:
             self._grant(client, resource, tokens, now)
             return AcquireResponse(granted=True, tokens=tokens, retry_after=0.0, reset_after=0.0)
+        self._trim(resource, now, limiter.window)
         if tokens > limiter.limit:
             raise CoordinatorError(
                 f"tokens: {tokens} at once can never fit the limit of {resource.id},"
                 f" {limiter.describe()} (ask for at most {limiter.limit})"
             )
-        if not resource.queue:
+        if not resource.queue and (
+            request.max_wait == 0 or self._within_share(resource, client.id, tokens)
+        ):
             decision = limiter.acquire(now, tokens)
             if decision.granted:
                 self._grant(client, resource, tokens, now)
@@ -237,6 +254,8 @@ class Coordinator:
                     limit_source=resource.spec.source if resource.spec else None,
                 )
             retry_after = decision.retry_after
+        elif not resource.queue:  # over its share while others compete: let them go first
+            retry_after = max(limiter.available_at(now, tokens) - now, resource.grace)
         else:  # others wait first: at best after the head, and after our own tokens fit
             retry_after = max(limiter.available_at(now, tokens), resource.ready_at) - now
         if retry_after > request.max_wait:
@@ -249,6 +268,8 @@ class Coordinator:
         queue.append(waiter)
         if len(resource.queue) == 1 and len(queue) == 1:
             resource.ready_at = now + retry_after
+        else:  # the newcomer may be within its share where those ahead are not
+            resource.ready_at = min(resource.ready_at, now)
         self._waiting.add(resource)
         self._sequence += 1
         heapq.heappush(self._deadlines, (waiter.deadline, self._sequence, waiter))
@@ -308,9 +329,13 @@ class Coordinator:
     ) -> None:
         queue = resource.queue
         limiter = resource.limiter
+        if limiter is not None:
+            self._trim(resource, now, limiter.window)
         while queue:
-            client_id, waiters = next(iter(queue.items()))
-            waiter = waiters[0]
+            waiter = self._next_in_turn(resource, now)
+            if waiter is None:
+                return
+            client_id, waiters = waiter.client.id, queue[waiter.client.id]
             if limiter is not None:
                 if waiter.tokens > limiter.limit:  # the limit shrank under it
                     self.cancel(waiter, now)
@@ -350,6 +375,37 @@ class Coordinator:
         resource.ready_at = math.inf
         self._waiting.discard(resource)
 
+    def _next_in_turn(self, resource: Resource, now: float) -> Waiter | None:
+        """The first client in round-robin order that is within its share; else, of those past
+        their grace, the one holding least; else None (and ready_at set to the next grace end)."""
+        eligible_at = math.inf
+        chosen: Waiter | None = None
+        held = resource.held
+        for waiters in resource.queue.values():
+            waiter = waiters[0]
+            if self._within_share(resource, waiter.client.id, waiter.tokens):
+                return waiter
+            if waiter.eligible_at > now:
+                eligible_at = min(eligible_at, waiter.eligible_at)
+            elif chosen is None or held.get(waiter.client.id, 0) < held.get(chosen.client.id, 0):
+                chosen = waiter
+        if chosen is None:
+            resource.ready_at = eligible_at
+        return chosen
+
+    def _within_share(self, resource: Resource, client_id: str, tokens: int) -> bool:
+        """Whether taking `tokens` keeps the client within an equal share of the window among
+        the clients competing (holding tokens or waiting). A client holding none always is."""
+        held = resource.held.get(client_id, 0)
+        if held == 0 or resource.limiter is None:
+            return True
+        competing = len(resource.held) + len(resource.queue)  # an upper bound, cheap
+        limit = resource.limiter.limit
+        if (held + tokens) * competing <= limit:
+            return True
+        competing = len(resource.held.keys() | resource.queue.keys())
+        return competing == 1 or (held + tokens) * competing <= limit
+
     def waiting(self) -> int:
         return sum(len(q) for r in self._waiting for q in r.queue.values())
 
@@ -376,11 +432,26 @@ class Coordinator:
         use.tokens += tokens
         if resource.limiter is not None:
             history = resource.history
-            history.append((now, tokens))
-            window = resource.limiter.window
-            while history[0][0] + window <= now:
-                history.popleft()
+            held = resource.held
+            if len(history) >= _HISTORY:
+                self._drop_oldest(resource)
+            history.append((now, tokens, client.id))
+            held[client.id] = held.get(client.id, 0) + tokens
         self._count(resource, client, granted=tokens)
+
+    def _trim(self, resource: Resource, now: float, window: float) -> None:
+        """Grants older than the window no longer count towards anyone's share."""
+        history = resource.history
+        while history and history[0][0] + window <= now:
+            self._drop_oldest(resource)
+
+    def _drop_oldest(self, resource: Resource) -> None:
+        _, tokens, client_id = resource.history.popleft()
+        left = resource.held[client_id] - tokens
+        if left:
+            resource.held[client_id] = left
+        else:
+            del resource.held[client_id]
 
     def _count(
         self,
