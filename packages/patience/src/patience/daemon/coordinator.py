@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from patience.daemon.protocol import (
     Acquire,
@@ -224,6 +224,8 @@ class Coordinator:
         resource = self._resource(request.resource_id, now)
         if request.limit is not None or request.window is not None:
             self._declare(client, resource, request, now)
+        if resource.id not in client.uses:
+            client.uses[resource.id] = Use()
         resource.last_activity = now
         limiter = resource.limiter
         tokens = request.tokens
@@ -426,10 +428,7 @@ class Coordinator:
 
     def _grant(self, client: Client, resource: Resource, tokens: int, now: float) -> None:
         resource.tokens += tokens
-        use = client.uses.get(resource.id)
-        if use is None:
-            use = client.uses[resource.id] = Use()
-        use.tokens += tokens
+        client.uses[resource.id].tokens += tokens
         if resource.limiter is not None:
             history = resource.history
             held = resource.held
@@ -538,21 +537,20 @@ class Coordinator:
             use.schedule_ends = math.inf
 
     def record_executions(
-        self, client: Client, records: Iterable[ExecutionMetrics], now: float
+        self, client: Client, records: Sequence[ExecutionMetrics], now: float
     ) -> None:
+        """Count reported executions per resource and client; a bad id refuses the batch."""
+        resources = [self._resource(r.resource_id, now) for r in records]
         client.last_seen = now
-        for record in records:
-            resource = self.resources.get(record.resource_id)
-            if resource is not None:
-                resource.executions += 1
-                resource.last_activity = now
-            use = client.uses.get(record.resource_id)
-            if use is None and resource is not None:
-                use = client.uses[record.resource_id] = Use()
-            if use is not None:
-                use.executions += 1
-                end = record.start_time + record.duration
-                use.last_execution = max(use.last_execution or end, end)
+        for resource, record in zip(resources, records, strict=True):
+            resource.executions += 1
+            resource.last_activity = now
+            use = client.uses.get(resource.id)
+            if use is None:
+                use = client.uses[resource.id] = Use()
+            use.executions += 1
+            end = record.start_time + record.duration
+            use.last_execution = max(use.last_execution or end, end)
 
     def resource_state(
         self, resource_id: str | None, now: float, wall_offset: float

@@ -476,13 +476,12 @@ class Daemon:
                 "metrics are disabled in this daemon (set [daemon] metrics_enabled = true)"
             )
         client = self.client_for(connection)
+        self.coordinator.record_executions(client, records, _now())
         try:
-            accepted = self.store.add(records, client.id)
+            return self.store.add(records, client.id)
         except Exception as exc:
             log.error("could not store metrics: %s", exc)
             raise CoordinatorError(f"could not store the metrics: {exc}") from None
-        self.coordinator.record_executions(client, records, _now())
-        return accepted
 
     def _query(self, connection: Connection, message: Query) -> bytes:
         if self.store is None:
