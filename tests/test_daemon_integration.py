@@ -4,6 +4,7 @@ frees its place, and metrics come back as they were sent."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -100,7 +101,7 @@ def test_waiters_are_served_first_come_first_served() -> None:
     assert all(granted == "True" for granted, _ in results)
     times = [float(at) for _, at in results]
     assert times == sorted(times)
-    assert all(b - a >= 0.3 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.3 for a, b in itertools.pairwise(times))
 
 
 def test_three_equal_clients_get_equal_shares() -> None:
