@@ -151,7 +151,10 @@ class Raw:
     def line(self) -> bytes:
         """The next reply line (without newline); b"" at EOF."""
         while b"\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:  # closed by the daemon with our input unread
+                chunk = b""
             if not chunk:
                 rest, self.buffer = self.buffer, b""
                 return rest

@@ -354,10 +354,13 @@ def decode(line: bytes) -> Request | RunMetrics:
         return _decoder.decode(line)  # type: ignore[no-any-return]
     except msgspec.ValidationError as exc:
         error = exc
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise ProtocolError("invalid JSON") from None
     # The slow path: work out which message was meant, to say what is wrong with it.
-    raw = msgspec.json.decode(line)
+    try:
+        raw = msgspec.json.decode(line)
+    except (msgspec.DecodeError, UnicodeDecodeError):  # found broken past the typed error
+        raise ProtocolError("invalid JSON") from None
     if not isinstance(raw, dict):
         raise ProtocolError("invalid message: expected a JSON object")
     kind = raw.get("type")
