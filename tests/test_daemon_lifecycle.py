@@ -29,9 +29,11 @@ def record(n: int) -> dict[str, object]:
     }
 
 
-def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [DAEMON, *args], capture_output=True, text=True, timeout=timeout, check=False
+        [DAEMON, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
 
 
@@ -46,7 +48,7 @@ def test_socket_and_files_are_private() -> None:
 
 def test_a_second_daemon_on_the_same_socket_says_who_holds_it() -> None:
     with running() as daemon:
-        second = subprocess.run(daemon.command(), capture_output=True, text=True, timeout=30)
+        second = run_cli(*daemon.command()[1:])
         assert second.returncode == 1
         pid = daemon.proc.pid  # type: ignore[union-attr]
         assert second.stderr.strip() == (
@@ -78,7 +80,7 @@ def test_a_regular_file_at_the_socket_path_is_not_deleted() -> None:
         daemon = Daemon(directory)
         Path(daemon.socket).parent.mkdir(mode=0o700)
         Path(daemon.socket).write_text("precious")
-        result = subprocess.run(daemon.command(), capture_output=True, text=True, timeout=30)
+        result = run_cli(*daemon.command()[1:])
         assert result.returncode == 1
         assert "exists and is not a socket" in result.stderr
         assert Path(daemon.socket).read_text() == "precious"
@@ -91,7 +93,7 @@ def test_a_socket_served_by_something_else_is_left_alone() -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
             other.bind(daemon.socket)
             other.listen()
-            result = subprocess.run(daemon.command(), capture_output=True, text=True, timeout=30)
+            result = run_cli(*daemon.command()[1:])
             assert result.returncode == 1
             assert "is served by a process that does not hold" in result.stderr
             assert os.path.exists(daemon.socket)
@@ -231,9 +233,7 @@ def test_environment_chooses_the_socket() -> None:
             while not os.path.exists(path):
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.02)
-            status = subprocess.run(
-                [DAEMON, "status"], env=env, capture_output=True, text=True, timeout=30
-            )
+            status = run_cli("status", env=env)
             assert status.returncode == 0 and path in status.stdout
             # With no storage configured, metrics live beside the chosen socket.
             with DaemonClient(path, "repeater") as client:
