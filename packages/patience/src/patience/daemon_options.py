@@ -36,7 +36,7 @@ DAEMON_OPTIONS = [
         "daemon",
         "--daemon",
         negatable=True,
-        help="coordinate rate limits and report each run through patience-daemon",
+        help="take a token from patience-daemon before each start, and report each start",
     ),
     Option(
         "resource_id",
