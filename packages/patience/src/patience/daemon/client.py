@@ -116,15 +116,17 @@ class DaemonClient:
             reason = exc.strerror or type(exc).__name__
             raise DaemonUnavailable(f"cannot connect to {self.socket_path}: {reason}") from None
         self._sock = sock
-        reply = self._exchange(
-            {
-                "type": "handshake",
-                "versions": ["2.0"],
-                "client_id": self.client_id,
-                "tool": self.tool,
-            },
-            self.timeout,
-        )
+        hello: dict[str, object] = {
+            "type": "handshake",
+            "versions": ["2.0"],
+            "client_id": self.client_id,
+            "tool": self.tool,
+        }
+        try:
+            reply = self._exchange(hello, self.timeout)
+        except DaemonError as exc:  # too many connections, not allowed, stopping
+            self.close()
+            raise DaemonUnavailable(f"the daemon on {self.socket_path} refused us: {exc}") from None
         if reply.get("version") != "2.0":
             self.close()
             raise DaemonUnavailable(f"the daemon on {self.socket_path} does not speak protocol 2.0")

@@ -60,6 +60,7 @@ log = logging.getLogger("patience.daemon")
 MAX_PENDING = 64  # unanswered requests per connection before we stop reading from it
 MAX_BUFFERED = 64 << 20  # unfinished input held across all connections
 HOUSEKEEPING = 1.0  # seconds between idle checks
+REFUSED_LINGER = 5.0  # seconds a refused connection may stay open to read its refusal
 FLUSH_EVERY = 5.0  # seconds between rate-limit usage flushes
 PRUNE_EVERY = 600.0  # seconds between retention passes
 
@@ -569,20 +570,24 @@ class Connection(asyncio.Protocol):
         self.last_active = 0.0
         self.paused_by_outbox = False
         self.paused_by_writer = False
+        self.refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         refusal = self.daemon.admit(transport.get_extra_info("socket"))
         if refusal is not None:
-            transport.write(protocol.encode(ErrorResponse(error=refusal)))  # type: ignore[attr-defined]
-            transport.close()
-            self.transport = None  # type: ignore[assignment]
+            # Say why, then only wait for the client to hang up: closing on it while its first
+            # request is unread would reset the connection and lose our reply.
+            self.refused = True
+            self.transport.write(protocol.encode(ErrorResponse(error=refusal)))
+            self.transport.write_eof()
+            asyncio.get_running_loop().call_later(REFUSED_LINGER, self.transport.close)
             return
         self.daemon.connections.add(self)
         self.last_active = _now()
 
     def data_received(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.refused or self.transport.is_closing():
             return
         self.last_active = _now()
         if self.buffer:
@@ -626,7 +631,7 @@ class Connection(asyncio.Protocol):
             if item is waiter:
                 outbox[index] = reply
                 break
-        if self.transport is None or self.transport.is_closing():
+        if self.transport.is_closing():
             return
         while outbox and isinstance(outbox[0], bytes):
             self.transport.write(outbox.popleft())  # type: ignore[arg-type]
@@ -650,7 +655,7 @@ class Connection(asyncio.Protocol):
         self._update_reading()
 
     def _update_reading(self) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.transport.is_closing():
             return
         if self.paused_by_outbox or self.paused_by_writer:
             self.transport.pause_reading()
@@ -660,7 +665,7 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         """The client finished sending. A last line without newline is still a request (the
         Go tool's metrics ingestion ends that way); waiting requests are abandoned."""
-        if self.buffer:
+        if self.buffer and not self.refused:
             rest, self.buffer = self.buffer, b""
             self.daemon.buffered -= len(rest)
             if rest.strip():
