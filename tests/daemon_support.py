@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from patience.daemon.client import DaemonClient
@@ -171,6 +171,29 @@ class Raw:
         result = json.loads(reply)
         assert isinstance(result, dict)
         return result
+
+
+def as_user(uid: int, gid: int, action: Callable[[], str]) -> str:
+    """Run `action` in a forked child that has become uid/gid; return what it reports. (A new
+    Python process could not run as another user here: the interpreter lives in root's home.)"""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop privileges, act, report, leave without cleanup
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            result = action()
+        except BaseException as exc:
+            result = f"{type(exc).__name__}: {exc}"
+        os.write(write, result.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        out = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return out
 
 
 def worker(code: str, *args: str) -> subprocess.Popen[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_support import Daemon, running, short_dir
+from daemon_support import Daemon, as_user, running, short_dir
 from patience.daemon.client import DaemonClient, DaemonUnavailable
 
 NOBODY = pwd.getpwnam("nobody")
@@ -24,25 +24,7 @@ NOGROUP = grp.getgrgid(NOBODY.pw_gid)
 
 
 def as_nobody(action: Callable[[], str]) -> str:
-    """Run `action` in a forked child that has become nobody; return what it reports."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop to nobody, act, report, leave without cleanup
-        try:
-            os.close(read)
-            os.setgroups([])
-            os.setgid(NOBODY.pw_gid)
-            os.setuid(NOBODY.pw_uid)
-            result = action()
-        except BaseException as exc:
-            result = f"{type(exc).__name__}: {exc}"
-        os.write(write, result.encode())
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        out = pipe.read().decode()
-    os.waitpid(pid, 0)
-    return out
+    return as_user(NOBODY.pw_uid, NOBODY.pw_gid, action)
 
 
 def talk(path: str) -> Callable[[], str]:

@@ -46,8 +46,11 @@ def is_explicit(explicit: str | None, configured: str | None, env: Mapping[str, 
 
 
 def default_socket(env: Mapping[str, str], uid: int) -> str:
-    if uid == 0:
-        return ROOT_SOCKET
+    return ROOT_SOCKET if uid == 0 else user_socket(env, uid)
+
+
+def user_socket(env: Mapping[str, str], uid: int) -> str:
+    """A user's own socket: in XDG_RUNTIME_DIR when it is private, else in /tmp."""
     runtime = env.get("XDG_RUNTIME_DIR", "")
     if runtime and os.path.isabs(runtime) and _is_private_dir(runtime, uid):
         return os.path.join(runtime, "patience", SOCKET_NAME)
