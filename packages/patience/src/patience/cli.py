@@ -510,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(args: list[str]) -> int:
     config_file: str | None = None
-    while args and args[0].startswith("-"):
+    while args and args[0].startswith("-") and args[0] != "--":
         head = args.pop(0)
         if head in ("-h", "--help"):
             sys.stdout.write(main_help())
@@ -532,10 +532,12 @@ def _main(args: list[str]) -> int:
         )
     if not args:
         raise UsageError("no strategy (try patience exponential -- CMD, or patience --help)")
-    name = args.pop(0)
+    name = _default_strategy(config_file) if args[0] == "--" else args.pop(0)
     if name == "config":
         from patience.config.cli import main as config_main
 
+        if config_file is not None and args:
+            args = [args[0], "--config", config_file, *args[1:]]
         return config_main(args)
     canonical = STRATEGY_NAMES.get(name)
     if canonical is None:
@@ -555,16 +557,37 @@ def _main(args: list[str]) -> int:
     _check_command(parsed, spec.name)
     config = _apply_config(parsed)
     if parsed.values["debug_config"]:
-        _debug_config(spec, parsed)
+        _debug_config(spec, parsed, config)
     retry = _build(spec, parsed)
     if parsed.values["daemon"]:
         return _run_coordinated(retry, spec, parsed, config)
     return retry.run()
 
 
+def _default_strategy(config_file: str | None) -> str:
+    """`patience -- CMD`: the configured patience.default_strategy (exponential by default)."""
+    from patience.config import ConfigError, load
+
+    try:
+        strategy = load("patience", config_file=config_file).text("patience.default_strategy")
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return strategy or "exponential"
+
+
+# Options whose default the configuration may set (the flag, when given, wins).
+CONFIGURED = {
+    "attempts": "patience.attempts",
+    "timeout": "patience.timeout",
+    "success_pattern": "patience.success_pattern",
+    "failure_pattern": "patience.failure_pattern",
+    "case_insensitive": "patience.case_insensitive",
+    "daemon": "patience.daemon_enabled",
+}
+
+
 def _apply_config(parsed: Parsed) -> Config:
-    """The configuration files and environment, under the command line: so far they decide
-    whether the daemon is used (patience.daemon_enabled, PATIENCE_DAEMON_ENABLED)."""
+    """The configuration files and environment, under the command line."""
     from patience.config import ConfigError, load
 
     config_file = parsed.values["config"]
@@ -574,7 +597,7 @@ def _apply_config(parsed: Parsed) -> Config:
         raise UsageError(str(exc)) from None
     for warning in config.warnings:
         sys.stderr.write(f"patience: warning: {warning}\n")
-    config.fill(parsed.values, parsed.explicit, {"daemon": "patience.daemon_enabled"})
+    config.fill(parsed.values, parsed.explicit, CONFIGURED)
     return config
 
 
@@ -618,11 +641,15 @@ def _check_command(parsed: Parsed, name: str) -> None:
         raise UsageError(f"{name}: no command after -- ({example})")
 
 
-def _debug_config(spec: StrategySpec, parsed: Parsed) -> None:
+def _debug_config(spec: StrategySpec, parsed: Parsed, config: Config) -> None:
     lines = [f"patience: settings for {spec.name}:"]
     for opt in spec.all_options():
         if opt.dest != "debug_config":
-            source = "command line" if opt.dest in parsed.explicit else "default"
+            source = "default"
+            if opt.dest in parsed.explicit:
+                source = "command line"
+            elif opt.dest in CONFIGURED and config.documents:
+                source = config.source(CONFIGURED[opt.dest])
             lines.append(f"  {opt.long} = {_shown(parsed.values[opt.dest], opt)} ({source})")
     sys.stderr.write("\n".join(lines) + "\n")
 
