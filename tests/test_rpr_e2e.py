@@ -633,7 +633,9 @@ def test_rate_limit_never_exceeds_the_rate_in_any_window(name: str) -> None:
 
 
 def test_rate_on_interval_mode_too() -> None:
-    r = rpr("interval", "--every", "10ms", "--rate", "3/500ms", "--times", "6", "--json", "--", "true")
+    r = rpr(
+        "interval", "--every", "10ms", "--rate", "3/500ms", "--times", "6", "--json", "--", "true"
+    )
     runs, _ = runs_and_summary(r.stdout)
     starts = sorted(run["actual_start"] for run in runs)
     assert starts[3] - starts[0] >= 0.5 - 0.01
@@ -641,8 +643,18 @@ def test_rate_on_interval_mode_too() -> None:
 
 def test_retry_pattern_retries_at_offsets_after_a_failure() -> None:
     r = rpr(
-        "rate-limit", "--rate", "100/1s", "--retry-pattern", "0,300ms,600ms", "--every", "2s",
-        "--times", "4", "--json", "--", "false",
+        "rate-limit",
+        "--rate",
+        "100/1s",
+        "--retry-pattern",
+        "0,300ms,600ms",
+        "--every",
+        "2s",
+        "--times",
+        "4",
+        "--json",
+        "--",
+        "false",
     )
     runs, _ = runs_and_summary(r.stdout)
     t0 = runs[0]["actual_start"]
@@ -655,15 +667,33 @@ def test_retry_pattern_retries_at_offsets_after_a_failure() -> None:
     ("args", "message"),
     [
         (["rate-limit", "--", "true"], "--rate is required"),
-        (["rate-limit", "--rate", "5", "--", "true"], '--rate: "5" is not a rate (try 100/1h or 10/s)'),
+        (
+            ["rate-limit", "--rate", "5", "--", "true"],
+            '--rate: "5" is not a rate (try 100/1h or 10/s)',
+        ),
         (["rate-limit", "--rate", "0/1s", "--", "true"], '"0/1s" is not a rate'),
         (["rate-limit", "--rate", "5/0s", "--", "true"], "needs a window longer than zero"),
         (["rate-limit", "--rate", "5/x", "--", "true"], "--rate:"),
-        (["rate-limit", "--rate", "5/1s", "--retry-pattern", "1s,0", "--", "true"], "increasing order"),
-        (["rate-limit", "--rate", "5/1s", "--retry-pattern", "1s,x", "--", "true"], "--retry-pattern:"),
+        (
+            ["rate-limit", "--rate", "5/1s", "--retry-pattern", "1s,0", "--", "true"],
+            "increasing order",
+        ),
+        (
+            ["rate-limit", "--rate", "5/1s", "--retry-pattern", "1s,x", "--", "true"],
+            "--retry-pattern:",
+        ),
     ],
 )
 def test_rate_usage_errors(args: list[str], message: str) -> None:
     r = rpr(*args)
     assert r.returncode == 2 and r.stdout == ""
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_no_run_starts_after_for_even_when_waiting_for_a_token() -> None:
+    # 2 tokens per 2 s: the third run would start at 2 s, after the 1 s deadline.
+    start = time.monotonic()
+    r = rpr("rate-limit", "--rate", "2/2s", "--for", "1s", "--json", "--", "true")
+    _, summary = runs_and_summary(r.stdout)
+    assert summary["runs"] == 2
+    assert time.monotonic() - start < 3

@@ -149,8 +149,11 @@ class Runner:
                 t.join(0.05)
 
     def _admitted(self) -> bool:
-        """Pass the rate-limit gate, if any; False when interrupted while waiting."""
-        return self.gate is None or self.gate.wait_turn()
+        """Pass the rate-limit gate, if any. False when interrupted while waiting, or when the
+        wait for a token ran past --for (no run starts after the deadline)."""
+        if self.gate is None:
+            return True
+        return self.gate.wait_turn() and self.stop.may_start(self.started, time.monotonic())
 
     def _execute(self, iteration: int, due: float, watch_signals: bool) -> RunRecord | None:
         env = self.environ.copy()
