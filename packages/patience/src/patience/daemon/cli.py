@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         config_path = _config_path(parsed)
         settings, warnings = load(config_path)
     except (UsageError, ConfigError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        message = str(exc)  # an unknown flag comes already prefixed with its context
+        print(message if message.startswith(PROG) else f"{PROG}: {message}", file=sys.stderr)
         return 2
     for warning in warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
