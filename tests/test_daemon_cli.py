@@ -4,12 +4,15 @@ or configuration value gets one line naming the problem and exits 2."""
 from __future__ import annotations
 
 import os
+import plistlib
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from daemon_support import DAEMON, running
+from patience.cliparse import parse
+from patience.daemon.cli import OPTIONS
 from patience.daemon.settings import ConfigError, load
 
 
@@ -191,3 +194,20 @@ def test_configuration_file_from_the_environment(tmp_path: Path) -> None:
     result = cli("--socket", str(tmp_path / "d.sock"), env={"PATIENCE_CONFIG_FILE": str(config)})
     assert result.returncode == 2
     assert f"{config}: daemon.log_level" in result.stderr
+
+
+def test_shipped_service_files_use_the_real_command_line() -> None:
+    root = Path(__file__).parent.parent / "contrib"
+    unit = (root / "systemd" / "patience-daemon.service").read_text()
+    fields = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#")
+    )
+    assert fields["Type"] == "notify"
+    assert fields["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    argv = fields["ExecStart"].split()
+    assert argv[0].endswith("/patience-daemon")
+    parsed = parse(OPTIONS["run"], argv[1:], "patience-daemon")
+    assert parsed["socket"] == "/run/patience/daemon.sock"
+    plist = plistlib.loads((root / "launchd" / "sh.patience.daemon.plist").read_bytes())
+    assert plist["ProgramArguments"][0].endswith("/patience-daemon")
+    parse(OPTIONS["run"], plist["ProgramArguments"][1:], "patience-daemon")

@@ -144,3 +144,7 @@ def test_default_storage_beside_a_chosen_socket_else_in_the_state_dir() -> None:
     env = {"XDG_STATE_HOME": "/state"}
     assert paths.default_storage("/s", False, env, 1000) == "/state/patience/metrics.db"
     assert paths.default_storage("/s", False, {}, 0) == "/var/lib/patience/metrics.db"
+    systemd = {"STATE_DIRECTORY": "/var/lib/patience:/var/lib/other"}
+    assert (
+        paths.default_storage("/run/p/d.sock", True, systemd, 0) == "/var/lib/patience/metrics.db"
+    )

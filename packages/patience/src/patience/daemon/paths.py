@@ -58,8 +58,12 @@ def user_socket(env: Mapping[str, str], uid: int) -> str:
 
 
 def default_storage(socket_path: str, explicit: bool, env: Mapping[str, str], uid: int) -> str:
-    """Where the metrics database lives unless configured: beside a socket the user chose (so
-    two daemons on two sockets never mix their metrics), else the user's state directory."""
+    """Where the metrics database lives unless configured: in systemd's StateDirectory= when
+    run by it, beside a socket the user chose (so two daemons on two sockets never mix their
+    metrics), else the user's state directory."""
+    service_state = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if service_state:
+        return os.path.join(service_state, "metrics.db")
     if explicit:
         return os.path.splitext(socket_path)[0] + ".db"
     if uid == 0:
