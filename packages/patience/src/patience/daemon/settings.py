@@ -52,7 +52,8 @@ _DAEMON_KEYS = {
     "log_level": str,
     "metrics_enabled": bool,
     "storage_path": str,
-    "retention": "duration",
+    "retention_age": "duration",
+    "retention": "duration",  # the first spelling, kept as an alias (as the shared schema does)
     "retention_count": int,
     "max_connections": int,
     "idle_timeout": "duration",
@@ -85,7 +86,9 @@ def _from_tables(path: str, data: dict[str, Any]) -> tuple[Settings, list[str]]:
         if kind is None:
             warnings.append(f"{path}: unknown key daemon.{key} (ignored)")
             continue
-        values[key] = _value(path, f"daemon.{key}", value, kind)
+        values["retention" if key == "retention_age" else key] = _value(
+            path, f"daemon.{key}", value, kind
+        )
     rate = _table(path, data, "rate_limiting")
     warnings += [
         f"{path}: unknown key rate_limiting.{key} (ignored)"
