@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from patience.daemon import coordinator as coordinator_module
 from patience.daemon.coordinator import Client, Coordinator, CoordinatorError, Waiter
 from patience.daemon.protocol import (
     Acquire,
@@ -497,3 +498,28 @@ def test_v1_schedule_and_register_bookkeeping_with_expiry() -> None:
     )
     assert coord.schedule_v1(request, 0.0, 50.0) == pytest.approx(10.0)
     assert coord.schedule_v1(request, 0.0, 110.0) == 0.0  # expired by the server's clock
+
+
+def test_tracked_clients_resources_and_registrations_are_capped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(coordinator_module, "MAX_CLIENTS", 2)
+    monkeypatch.setattr(coordinator_module, "MAX_RESOURCES", 2)
+    monkeypatch.setattr(coordinator_module, "MAX_REGISTERED", 3)
+    coord = coordinator()
+    client = coord.connect("a", "repeater", 0.0)
+    coord.connect("b", "repeater", 0.0)
+    with pytest.raises(CoordinatorError, match="too many clients"):
+        coord.connect("c", "repeater", 0.0)
+    coord.acquire(client, ask("r1"), 0.0)
+    coord.acquire(client, ask("r2"), 0.0)
+    with pytest.raises(CoordinatorError, match="too many resources"):
+        coord.acquire(client, ask("r3"), 0.0)
+    entries = [
+        RegisteredRequest(id=f"r1-{i}", resource_id="r1", scheduled_at=i, expires_at=100)
+        for i in range(4)
+    ]
+    coord.register_v1(entries[:3], 0.0, 0.0)
+    with pytest.raises(CoordinatorError, match="too many registered requests"):
+        coord.register_v1(entries[3:], 0.0, 0.0)
+    coord.register_v1(entries[3:], 0.0, 100.0)  # the first three have expired by then

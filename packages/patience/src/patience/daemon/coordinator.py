@@ -44,7 +44,8 @@ from patience.ratelimit.resources import matches, validate_resource_id
 from patience.ratelimit.schedule_check import check_schedule
 
 MAX_RESOURCES = 100_000
-MAX_REGISTERED = 100_000  # protocol 1.0 registrations kept per resource
+MAX_CLIENTS = 100_000
+MAX_REGISTERED = 1_000_000  # protocol 1.0 registrations kept, all resources together
 _HISTORY = 65_536  # recent grants kept per resource: fair-share counts, replay into a new limiter
 GRACE = 0.02  # seconds a client over its fair share waits for others (at most one token's time)
 
@@ -205,6 +206,10 @@ class Coordinator:
         """A connection speaks for `client_id`; several connections may share one id."""
         client = self.clients.get(client_id)
         if client is None:
+            if len(self.clients) >= MAX_CLIENTS:
+                raise CoordinatorError(
+                    f"too many clients ({MAX_CLIENTS}) are tracked; retry once idle ones expire"
+                )
             client = self.clients[client_id] = Client(client_id, tool, now)
         elif tool:
             client.tool = tool
@@ -627,14 +632,13 @@ class Coordinator:
                 by_resource.setdefault(entry.resource_id, []).append(
                     (entry.scheduled_at, entry.expires_at)
                 )
+        held = sum(len(r.registered) for r in self.resources.values())
+        if held + sum(len(e) for e in by_resource.values()) > MAX_REGISTERED:
+            raise CoordinatorError(
+                f"too many registered requests ({MAX_REGISTERED}); retry when some expire"
+            )
         for resource_id, entries in by_resource.items():
-            registered = self._registered(resource_id, now, wall_now)
-            if len(registered) + len(entries) > MAX_REGISTERED:
-                raise CoordinatorError(
-                    f"too many registered requests for {resource_id} ({MAX_REGISTERED});"
-                    " retry when some expire"
-                )
-            registered.extend(entries)
+            self._registered(resource_id, now, wall_now).extend(entries)
 
     def _registered(self, resource_id: str, now: float, wall_now: float) -> list[tuple[int, int]]:
         resource = self._resource(resource_id, now, checked=False)

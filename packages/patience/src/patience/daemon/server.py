@@ -375,17 +375,19 @@ class Daemon:
         version = next((v for v in protocol.PROTOCOL_VERSIONS if v in offered), None)
         if version is None:
             raise ProtocolError(f"unsupported protocol version: {', '.join(offered)}")
+        if version != "1.0" and (message.client_id is None or message.tool is None):
+            missing = "client_id" if message.client_id is None else "tool"
+            raise ProtocolError(f"invalid handshake format: protocol 2.0 needs {missing}")
         now = _now()
-        if connection.client is not None:
+        if connection.client is not None:  # a second handshake: the connection changes client
             self.coordinator.disconnect(connection.client, now)
+            connection.client = None
         if version == "1.0":
             self._anonymous += 1
             client_id = message.client_id or f"{message.client or 'v1'}-{self._anonymous}"
             connection.client = self.coordinator.connect(client_id, message.tool or "patience", now)
             return protocol.encode(HandshakeResponse(status="ok", message="handshake successful"))
-        if message.client_id is None or message.tool is None:
-            missing = "client_id" if message.client_id is None else "tool"
-            raise ProtocolError(f"invalid handshake format: protocol 2.0 needs {missing}")
+        assert message.client_id is not None and message.tool is not None
         connection.client = self.coordinator.connect(message.client_id, message.tool, now)
         return protocol.encode(
             HandshakeResponse(
