@@ -1,6 +1,6 @@
 """Loading the configuration is on every start of `rpr` and `patience`: with nothing
-configured it imports no parser, no schema and no `re`, and takes well under a millisecond
-(measured in a fresh interpreter; the bound here is generous for a noisy shared machine)."""
+configured it imports no parser, no schema and no `re` (its cost in time is measured by
+the start-up benchmarks, not here: timed assertions fail on a noisy shared machine)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ import sys
 from pathlib import Path
 
 PROBE = """
-import sys, time
+import sys
 import patience.cliparse, patience.durations  # every tool has these already
 before = set(sys.modules)
-t = time.perf_counter()
 import patience.config
 config = patience.config.load(environ=ENVIRON, cwd=CWD, system_dir=CWD)
 config.fill({}, set(), {"attempts": "patience.attempts"})
-elapsed = time.perf_counter() - t
 added = sorted(set(sys.modules) - before)
 import json
-print(json.dumps({"elapsed": elapsed, "modules": added}))
+print(json.dumps({"modules": added}))
 """
 
 
@@ -37,11 +35,6 @@ def test_nothing_configured_imports_only_the_front_door(tmp_path: Path) -> None:
     environ = {"HOME": str(tmp_path), "RPR_ITERATION": "3", "PATH": "/usr/bin"}
     result = probe(tmp_path, environ)
     assert result["modules"] == ["patience.config", "patience.config.sources"]
-
-
-def test_nothing_configured_loads_fast(tmp_path: Path) -> None:
-    runs = [probe(tmp_path, {"HOME": str(tmp_path)})["elapsed"] for _ in range(5)]
-    assert sorted(runs)[2] < 0.005, runs  # measured ~0.45 ms; budget "well under 1 ms"
 
 
 def test_a_toml_file_loads_tomllib_but_not_yaml(tmp_path: Path) -> None:
