@@ -676,7 +676,7 @@ def test_retry_pattern_retries_at_offsets_after_a_failure() -> None:
         (["rate-limit", "--rate", "5/x", "--", "true"], "--rate:"),
         (
             ["rate-limit", "--rate", "5/1s", "--retry-pattern", "1s,0", "--", "true"],
-            "increasing order",
+            "goes back in time (0s after 1s)",
         ),
         (
             ["rate-limit", "--rate", "5/1s", "--retry-pattern", "1s,x", "--", "true"],

@@ -14,7 +14,7 @@ from patience import __version__
 from patience.backoff import STRATEGY_NAMES
 from patience.cliparse import Option, UsageError, parse, parse_float, parse_int, render_options
 from patience.daemon_options import DAEMON_OPTIONS
-from patience.durations import format_duration, parse_duration
+from patience.durations import format_duration, offset_list, parse_duration, positive_duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,13 +26,6 @@ if TYPE_CHECKING:
 
 
 # Converters ------------------------------------------------------------------------------
-
-
-def positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f'"{text}" must be more than zero')
-    return value
 
 
 def exit_codes(text: str) -> frozenset[int]:
@@ -53,14 +46,7 @@ def exit_codes(text: str) -> frozenset[int]:
 
 def offsets(text: str) -> list[float]:
     """--retry-offsets: durations from the start, in order, e.g. "0,10m,30m"."""
-    values = [parse_duration(part) for part in text.split(",")]
-    for i in range(1, len(values)):
-        before, after = values[i - 1], values[i]
-        if after < before:
-            raise ValueError(
-                f'"{text}" goes back in time ({format_duration(after)} after'
-                f" {format_duration(before)}); list the offsets in order"
-            )
+    values = offset_list(text)
     if len(values) > 1000:
         raise ValueError(f"{len(values)} offsets are more than the 1000 attempts allowed")
     return values

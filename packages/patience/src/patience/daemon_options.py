@@ -7,7 +7,7 @@ itself (patience.coordination) are imported only when used.
 from __future__ import annotations
 
 from patience.cliparse import Option, parse_choice
-from patience.durations import parse_duration
+from patience.durations import positive_duration
 
 FAIL_MODES = ("open", "closed")
 
@@ -22,13 +22,6 @@ def socket_path(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
     return text
-
-
-def daemon_timeout(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f'"{text}" must be more than zero')
-    return value
 
 
 DAEMON_OPTIONS = [
@@ -55,7 +48,7 @@ DAEMON_OPTIONS = [
     Option(
         "daemon_timeout",
         "--daemon-timeout",
-        convert=daemon_timeout,
+        convert=positive_duration,
         default=5.0,
         metavar="DUR",
         help="give up on one daemon request, or on starting the daemon, after DUR",

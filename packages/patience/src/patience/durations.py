@@ -85,3 +85,25 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(rest, 60)
     parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
     return "".join(f"{n}{u}" for n, u in parts if n) or "0s"
+
+
+def positive_duration(text: str) -> float:
+    """A duration that must be more than zero (--every, --timeout, ...)."""
+    value = parse_duration(text)
+    if value <= 0:
+        raise DurationError(f'"{text}" must be more than zero')
+    return value
+
+
+def offset_list(text: str) -> list[float]:
+    """ "0,10m,30m" -> [0.0, 600.0, 1800.0]: offsets from a start, in order."""
+    from itertools import pairwise
+
+    values = [parse_duration(part) for part in text.split(",")]
+    for before, after in pairwise(values):
+        if after < before:
+            raise DurationError(
+                f'"{text}" goes back in time ({format_duration(after)} after'
+                f" {format_duration(before)}); list the offsets in order, e.g. 0,10m,30m"
+            )
+    return values

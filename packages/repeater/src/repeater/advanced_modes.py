@@ -9,7 +9,7 @@ schedule module is imported by the builder that needs it.
 from __future__ import annotations
 
 from patience.cliparse import Option, Parsed, UsageError, parse_float, parse_int
-from patience.durations import format_duration, parse_duration
+from patience.durations import format_duration, parse_duration, positive_duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,13 +21,6 @@ if TYPE_CHECKING:
     from repeater.stop import Until
 
 Values = dict[str, object]
-
-
-def _positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f'"{text}" must be more than zero')
-    return value
 
 
 def _between(
@@ -140,7 +133,7 @@ _BASE_INTERVAL = Option(
     "base_interval",
     "--base-interval",
     "-b",
-    convert=_positive_duration,
+    convert=positive_duration,
     metavar="DUR",
     help="the interval to start from",
 )
@@ -156,7 +149,7 @@ ADAPTIVE_OPTIONS = [
     Option(
         "min_interval",
         "--min-interval",
-        convert=_positive_duration,
+        convert=positive_duration,
         default=0.1,
         metavar="DUR",
         help="shortest interval",
@@ -164,7 +157,7 @@ ADAPTIVE_OPTIONS = [
     Option(
         "max_interval",
         "--max-interval",
-        convert=_positive_duration,
+        convert=positive_duration,
         default=30.0,
         metavar="DUR",
         help="longest interval, and the wait while the circuit is open",
@@ -225,14 +218,14 @@ LOAD_OPTIONS = [
     Option(
         "min_interval",
         "--min-interval",
-        convert=_positive_duration,
+        convert=positive_duration,
         metavar="DUR",
         help="shortest interval (default a tenth of --base-interval)",
     ),
     Option(
         "max_interval",
         "--max-interval",
-        convert=_positive_duration,
+        convert=positive_duration,
         metavar="DUR",
         help="longest interval (default ten times --base-interval)",
     ),
@@ -243,7 +236,7 @@ _BASE_DELAY = Option(
     "base_delay",
     "--base-delay",
     "-bd",
-    convert=_positive_duration,
+    convert=positive_duration,
     metavar="DUR",
     help="the first delay",
 )
@@ -251,7 +244,7 @@ _MAX_DELAY = Option(
     "max_delay",
     "--max-delay",
     "-md",
-    convert=_positive_duration,
+    convert=positive_duration,
     default=60.0,
     metavar="DUR",
     help="no delay is longer",
@@ -285,7 +278,7 @@ STRATEGY_OPTIONS = {
             "increment",
             "--increment",
             "-inc",
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DUR",
             help="the delay grows by DUR after each failed run",
         ),

@@ -21,7 +21,7 @@ from patience.cliparse import (
     render_options,
 )
 from patience.daemon_options import DAEMON_OPTIONS
-from patience.durations import parse_duration
+from patience.durations import offset_list, parse_duration, positive_duration
 from repeater import __version__
 from repeater.advanced_modes import (
     ADAPTIVE_OPTIONS,
@@ -63,13 +63,6 @@ if TYPE_CHECKING:
     from repeater.runner import Runner
 
 
-def positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f'"{text}" must be more than zero')
-    return value
-
-
 def jitter_spec(text: str) -> str:
     """Validated now, resolved against --every later: "10%" or a duration."""
     if text.endswith("%"):
@@ -88,16 +81,6 @@ def rate_spec(text: str) -> tuple[int, float]:
     from patience.ratelimit.gate import parse_rate
 
     return parse_rate(text)
-
-
-def offsets_spec(text: str) -> list[float]:
-    """ "0,10m,30m" -> [0, 600, 1800]: increasing offsets."""
-    from itertools import pairwise
-
-    offsets = [parse_duration(part) for part in text.split(",")]
-    if any(b < a for a, b in pairwise(offsets)):
-        raise ValueError(f'"{text}" must list offsets in increasing order (e.g. 0,10m,30m)')
-    return offsets
 
 
 STOP_OPTIONS = [
@@ -190,7 +173,7 @@ RATE_OPTIONS = [
         "retry_pattern",
         "--retry-pattern",
         "-p",
-        convert=offsets_spec,
+        convert=offset_list,
         metavar="OFFSETS",
         help="after a failure, retry at these offsets from it (e.g. 0,10m,30m)",
     ),
