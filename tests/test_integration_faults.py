@@ -279,3 +279,17 @@ def test_fail_closed_stops_when_the_daemon_dies(tmp_path: Path) -> None:
             assert "fail mode is closed" in err.splitlines()[-1]
         finally:
             daemon.ensure_stopped()
+
+
+def test_auto_started_daemon_takes_the_tools_log_level(tmp_path: Path) -> None:
+    with world(tmp_path) as w:
+        pid_file = Path(w.socket + ".pid")
+        w.env["RPR_LOG_LEVEL"] = "debug"
+        try:
+            r = w.rpr("count", "--times", "1", "-q", *w.daemon_flags("api:log"), "--", "true")
+            assert r.returncode == 0, r.stderr
+            [pid] = _daemons_serving(w.socket)
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert argv[argv.index(b"--log-level") + 1] == b"debug"
+        finally:
+            _stop_pid_file(pid_file)

@@ -436,6 +436,7 @@ def coordinate(
         section,
         auto_start=bool(values["daemon_auto_start"]),
         start_timeout=timeout,
+        log_level=config.text(f"{section}.log_level"),
     )
     link = Link(
         prog,

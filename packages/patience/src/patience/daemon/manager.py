@@ -38,11 +38,13 @@ class DaemonManager:
         *,
         auto_start: bool,
         start_timeout: float,
+        log_level: str | None = None,
     ) -> None:
         self.socket_path = socket_path
         self.tool = tool
         self.auto_start = auto_start
         self.start_timeout = start_timeout
+        self.log_level = log_level  # the tool's log_level setting, for a daemon it starts
 
     def ensure(self, client: DaemonClient | None = None) -> None:
         """Return once a daemon answers on the socket (through `client` when given, whose
@@ -74,6 +76,8 @@ class DaemonManager:
         import subprocess
 
         command = [*_daemon_command(), "--socket", self.socket_path]
+        if self.log_level:
+            command += ["--log-level", self.log_level]
         log = log_path(os.environ)
         os.makedirs(os.path.dirname(log), mode=0o700, exist_ok=True)
         with open(log, "ab") as out:
