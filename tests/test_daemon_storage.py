@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from patience.daemon.protocol import ExecutionMetrics
-from patience.daemon.storage import MetricsStore, UsageBucket
+from patience.daemon.storage import MetricsStore
 
 DAY = 86400.0
 
@@ -83,10 +83,8 @@ def test_tool_comparison(store: MetricsStore) -> None:
 
 
 def test_rate_limit_usage_accumulates_per_minute(store: MetricsStore) -> None:
-    bucket = UsageBucket()
-    bucket.granted, bucket.denied, bucket.waited, bucket.wait_total = 5, 2, 2, 1.0
-    store.add_usage([(10, "a", "repeater", bucket), (11, "a", "patience", bucket)])
-    store.add_usage([(10, "a", "repeater", bucket)])
+    store.add_usage([(10, "a", "repeater", 5, 2, 2, 1.0), (11, "a", "patience", 5, 2, 2, 1.0)])
+    store.add_usage([(10, "a", "repeater", 5, 2, 2, 1.0)])
     [row] = store.rate_limit_usage("a", None, None, [])
     assert (row["tokens_granted"], row["requests_denied"], row["requests_waited"]) == (15, 6, 6)
     assert row["average_wait"] == 0.5

@@ -413,9 +413,6 @@ class Coordinator:
         competing = len(resource.held.keys() | resource.queue.keys())
         return competing == 1 or (held + tokens) * competing <= limit
 
-    def waiting(self) -> int:
-        return sum(len(q) for r in self._waiting for q in r.queue.values())
-
     def _declare(self, client: Client, resource: Resource, request: Acquire, now: float) -> None:
         if request.limit is None or request.window is None:
             missing = "window" if request.window is None else "limit"

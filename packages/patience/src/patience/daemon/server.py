@@ -23,6 +23,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from patience import __version__
 from patience.daemon import paths, protocol, settings
@@ -52,7 +53,7 @@ from patience.daemon.protocol import (
     Status,
     StatusResponse,
 )
-from patience.daemon.storage import MetricsStore, UsageBucket
+from patience.daemon.storage import MetricsStore
 from patience.ratelimit.algorithms import RateLimitError
 
 log = logging.getLogger("patience.daemon")
@@ -101,18 +102,19 @@ class Daemon:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._anonymous = 0
-        self._handlers: dict[type, Callable[[Connection, object], bytes | Waiter]] = {
-            Handshake: self._handshake,  # type: ignore[dict-item]
-            ScheduleRequest: self._schedule,  # type: ignore[dict-item]
-            RegisterRequest: self._register,  # type: ignore[dict-item]
-            RunMetrics: self._run_metrics,  # type: ignore[dict-item]
-            Acquire: self._acquire,  # type: ignore[dict-item]
-            RegisterSchedule: self._register_schedule,  # type: ignore[dict-item]
-            Metrics: self._metrics,  # type: ignore[dict-item]
-            Query: self._query,  # type: ignore[dict-item]
-            ResourceStateRequest: self._resource_state,  # type: ignore[dict-item]
-            Ping: self._ping,  # type: ignore[dict-item]
-            Status: self._status,  # type: ignore[dict-item]
+        # Each handler takes the connection and its own message type.
+        self._handlers: dict[type, Callable[[Connection, Any], bytes | Waiter]] = {
+            Handshake: self._handshake,
+            ScheduleRequest: self._schedule,
+            RegisterRequest: self._register,
+            RunMetrics: self._run_metrics,
+            Acquire: self._acquire,
+            RegisterSchedule: self._register_schedule,
+            Metrics: self._metrics,
+            Query: self._query,
+            ResourceStateRequest: self._resource_state,
+            Ping: self._ping,
+            Status: self._status,
         }
 
     # ---- start and stop ------------------------------------------------------------------------
@@ -299,12 +301,10 @@ class Daemon:
         if self.store is None or not usage:
             return
         minute = int(time.time() // 60)
-        rows = []
-        for (resource_id, tool), (granted, denied, waited, wait_total) in usage.items():
-            bucket = UsageBucket()
-            bucket.granted, bucket.denied = int(granted), int(denied)
-            bucket.waited, bucket.wait_total = int(waited), wait_total
-            rows.append((minute, resource_id, tool, bucket))
+        rows = [
+            (minute, resource_id, tool, int(granted), int(denied), int(waited), wait_total)
+            for (resource_id, tool), (granted, denied, waited, wait_total) in usage.items()
+        ]
         try:
             self.store.add_usage(rows)
         except Exception as exc:
@@ -457,7 +457,7 @@ class Daemon:
         return protocol.encode(MetricsResponse(accepted=accepted))
 
     def _acquire(self, connection: Connection, message: Acquire) -> bytes | Waiter:
-        client = connection.client or self.client_for(connection)
+        client = self.client_for(connection)
         now = _now()
         result = self.coordinator.acquire(client, message, now)
         if isinstance(result, Waiter):

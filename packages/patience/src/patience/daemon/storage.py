@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from patience.daemon.protocol import ExecutionMetrics
 
@@ -48,16 +48,9 @@ _PRUNE_EVERY = 1000  # records added between count-retention checks
 Row = dict[str, object]
 
 
-class UsageBucket:
-    """Rate-limit activity of one resource and tool within one minute (Unix minute number)."""
-
-    __slots__ = ("denied", "granted", "wait_total", "waited")
-
-    def __init__(self) -> None:
-        self.granted = 0
-        self.denied = 0
-        self.waited = 0
-        self.wait_total = 0.0
+UsageRow = tuple[int, str, str, int, int, int, float]
+"""(Unix minute, resource id, tool, tokens granted, requests denied, requests that waited,
+their total wait in seconds)"""
 
 
 class MetricsStore:
@@ -108,10 +101,8 @@ class MetricsStore:
             self.prune(time.time())
         return len(rows)
 
-    def add_usage(self, buckets: Iterable[tuple[int, str, str, UsageBucket]]) -> None:
-        rows = [(m, r, t, b.granted, b.denied, b.waited, b.wait_total) for m, r, t, b in buckets]
-        if not rows:
-            return
+    def add_usage(self, rows: Sequence[UsageRow]) -> None:
+        """Add rate-limit activity; rows for a minute already stored are summed into it."""
         with self._transaction():
             self._db.executemany(
                 "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)"
