@@ -172,7 +172,7 @@ default_interval = "30s"
     assert (settings.retention, settings.retention_count) == (7 * 86400, 500)
     assert (settings.max_connections, settings.idle_timeout, settings.client_ttl) == (64, 30, 120)
     assert settings.peer_group == "staff" and settings.default_algorithm == "gcra"
-    assert [(r.pattern, r.limit, r.window, r.algorithm) for r in settings.limits] == [
+    assert [(p, r.limit, r.window, r.algorithm) for p, r in settings.limits.items()] == [
         ("api:external:*", 1000, 3600.0, "gcra"),
         ("database:postgres:prod_db", 100, 60.0, "fixed-window"),
     ]

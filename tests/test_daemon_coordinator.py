@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from patience.config.resources import ResourceLimit
 from patience.daemon import coordinator as coordinator_module
 from patience.daemon.coordinator import Client, Coordinator, CoordinatorError, Waiter
 from patience.daemon.protocol import (
@@ -19,15 +20,16 @@ from patience.daemon.protocol import (
     ScheduleConfig,
     ScheduleRequest,
 )
-from patience.daemon.settings import ResourceLimit
+
+Limit = tuple[str, ResourceLimit]
 
 
-def coordinator(*limits: ResourceLimit, ttl: float = 60.0) -> Coordinator:
-    return Coordinator(limits, "diophantine", ttl)
+def coordinator(*limits: Limit, ttl: float = 60.0) -> Coordinator:
+    return Coordinator(dict(limits), "diophantine", ttl)
 
 
-def limit(pattern: str, n: int, window: float, algorithm: str = "diophantine") -> ResourceLimit:
-    return ResourceLimit(pattern, n, window, algorithm)
+def limit(pattern: str, n: int, window: float, algorithm: str | None = None) -> Limit:
+    return pattern, ResourceLimit(n, window, algorithm)
 
 
 def ask(resource: str = "r", tokens: int = 1, max_wait: float = 0.0, **kw: object) -> Acquire:
@@ -109,7 +111,7 @@ def test_configured_limit_refuses_with_exact_retry_time() -> None:
     assert granted(coord.acquire(client, ask("api:x"), 5.0 + refused.retry_after))
 
 
-def test_exact_id_beats_glob_and_first_glob_wins() -> None:
+def test_exact_id_beats_glob_and_the_most_specific_glob_wins() -> None:
     coord = coordinator(
         limit("api:*", 5, 1.0), limit("api:special", 1, 1.0), limit("api:s*", 2, 1.0)
     )
@@ -117,7 +119,9 @@ def test_exact_id_beats_glob_and_first_glob_wins() -> None:
     exact = coord.acquire(client, ask("api:special"), 0.0)
     glob = coord.acquire(client, ask("api:slow"), 0.0)
     assert isinstance(exact, AcquireResponse) and exact.limit_source == "config:api:special"
-    assert isinstance(glob, AcquireResponse) and glob.limit_source == "config:api:*"
+    assert isinstance(glob, AcquireResponse) and glob.limit_source == "config:api:s*"
+    other = coord.acquire(client, ask("api:other"), 0.0)
+    assert isinstance(other, AcquireResponse) and other.limit_source == "config:api:*"
 
 
 def test_configured_limit_beats_declared_one() -> None:
@@ -191,6 +195,12 @@ def test_bad_resource_ids_are_refused() -> None:
         coord.acquire(client, ask("has space"), 0.0)
 
 
+def test_a_configured_limit_without_algorithm_takes_the_default() -> None:
+    coord = Coordinator({"r": ResourceLimit(4, 2.0)}, "gcra", 60.0)
+    result = coord.acquire(coord.connect("a", "repeater", 0.0), ask("r"), 0.0)
+    assert isinstance(result, AcquireResponse) and result.algorithm == "gcra"
+
+
 @pytest.mark.parametrize("algorithm", ["diophantine", "fixed-window", "gcra"])
 def test_each_algorithm_is_used_as_configured(algorithm: str) -> None:
     coord = coordinator(limit("r", 4, 2.0, algorithm))
@@ -205,10 +215,10 @@ def test_reload_changes_limits_without_forgetting_recent_grants() -> None:
     client = coord.connect("a", "repeater", 0.0)
     for _ in range(4):
         assert granted(coord.acquire(client, ask("r"), 0.0))
-    coord.reload([limit("r", 5, 10.0)], "diophantine", 1.0)
+    coord.reload(dict([limit("r", 5, 10.0)]), "diophantine", 1.0)
     assert granted(coord.acquire(client, ask("r"), 1.0))
     assert not granted(coord.acquire(client, ask("r"), 1.0))
-    coord.reload([], "diophantine", 2.0)
+    coord.reload({}, "diophantine", 2.0)
     assert coord.resources["r"].limiter is None
 
 

@@ -36,16 +36,23 @@ class ResourceLimit:
 
 def find_limit(limits: Mapping[str, ResourceLimit], resource_id: str) -> ResourceLimit | None:
     """The limit for a resource: its exact id if configured, else the most specific matching
-    pattern (the one with the most literal characters; on a tie, the first written)."""
-    exact = limits.get(resource_id)
-    if exact is not None:
-        return exact
-    best: tuple[int, ResourceLimit] | None = None
-    for pattern, limit in limits.items():
+    pattern (see `find_pattern`)."""
+    key = find_pattern(limits, resource_id)
+    return None if key is None else limits[key]
+
+
+def find_pattern(limits: Mapping[str, object], resource_id: str) -> str | None:
+    """The configured id or pattern that decides a resource's limit: its exact id, else the
+    most specific matching pattern (the one with the most literal characters; on a tie, the
+    first written). The daemon names it as the limit's source."""
+    if resource_id in limits:
+        return resource_id
+    best: tuple[int, str] | None = None
+    for pattern in limits:
         if ("*" in pattern or "?" in pattern) and glob_match(pattern, resource_id):
             literal = len(pattern) - pattern.count("*") - pattern.count("?")
             if best is None or literal > best[0]:
-                best = (literal, limit)
+                best = (literal, pattern)
     return None if best is None else best[1]
 
 

@@ -1,7 +1,8 @@
 """The daemon's decisions, as pure code: the clock is a parameter, nothing here does I/O.
 
-Per resource: the limit in force (configured by exact id or glob, else the strictest one its
-clients declared, else none), a limiter from patience.ratelimit, and a queue of waiting
+Per resource: the limit in force (configured by exact id, else the most specific glob, as
+patience.config.resources.find_pattern decides; else the strictest one its clients declared,
+else none), a limiter from patience.ratelimit, and a queue of waiting
 requests. Waiting requests are served first come, first served within a client and round-robin
 across clients. A request that would wait longer than it allows is refused at once with the
 time to retry. A waiter that goes away loses its place.
@@ -24,8 +25,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from patience.config.resources import ResourceLimit, find_pattern
 from patience.daemon.protocol import (
     Acquire,
     AcquireResponse,
@@ -38,9 +40,8 @@ from patience.daemon.protocol import (
     ScheduleRequest,
     SharedResource,
 )
-from patience.daemon.settings import ResourceLimit
 from patience.ratelimit.algorithms import Limiter, RateLimitError, make_limiter
-from patience.ratelimit.resources import matches, validate_resource_id
+from patience.ratelimit.resources import validate_resource_id
 from patience.ratelimit.schedule_check import check_schedule
 
 MAX_RESOURCES = 100_000
@@ -152,9 +153,9 @@ class Resource:
 
 class Coordinator:
     def __init__(
-        self, limits: Sequence[ResourceLimit], default_algorithm: str, client_ttl: float
+        self, limits: Mapping[str, ResourceLimit], default_algorithm: str, client_ttl: float
     ) -> None:
-        self.limits = tuple(limits)
+        self.limits = dict(limits)  # by configured id or pattern
         self.default_algorithm = default_algorithm
         self.client_ttl = client_ttl
         self.clients: dict[str, Client] = {}
@@ -166,22 +167,23 @@ class Coordinator:
 
     # ---- configuration ------------------------------------------------------------------------
 
-    def reload(self, limits: Sequence[ResourceLimit], default_algorithm: str, now: float) -> None:
+    def reload(
+        self, limits: Mapping[str, ResourceLimit], default_algorithm: str, now: float
+    ) -> None:
         """New configured limits; every resource's limit in force is re-evaluated."""
-        self.limits = tuple(limits)
+        self.limits = dict(limits)
         self.default_algorithm = default_algorithm
         for resource in self.resources.values():
             resource.configured = self._configured(resource.id)
             self._apply_spec(resource, now)
 
     def _configured(self, resource_id: str) -> LimitSpec | None:
-        """An exact id wins over a glob; among globs the first in the file wins."""
-        chosen = next((lim for lim in self.limits if lim.pattern == resource_id), None)
-        if chosen is None:
-            chosen = next((lim for lim in self.limits if matches(lim.pattern, resource_id)), None)
-        if chosen is None:
+        pattern = find_pattern(self.limits, resource_id)
+        if pattern is None:
             return None
-        return LimitSpec(chosen.limit, chosen.window, chosen.algorithm, f"config:{chosen.pattern}")
+        chosen = self.limits[pattern]
+        algorithm = chosen.algorithm or self.default_algorithm
+        return LimitSpec(chosen.limit, chosen.window, algorithm, f"config:{pattern}")
 
     def _apply_spec(self, resource: Resource, now: float) -> None:
         spec = resource.configured or _strictest(resource.declared)

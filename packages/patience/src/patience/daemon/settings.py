@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from patience.config.resources import ResourceLimit
 from patience.durations import DurationError, parse_duration
 from patience.ratelimit.resources import validate_resource_id
 
@@ -21,15 +22,6 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 class ConfigError(Exception):
     """A configuration problem; the message names file, key and the fix."""
-
-
-class ResourceLimit(msgspec.Struct, frozen=True):
-    """A configured limit: `pattern` is an exact resource id or a glob."""
-
-    pattern: str
-    limit: int
-    window: float
-    algorithm: str
 
 
 class Settings(msgspec.Struct):
@@ -44,7 +36,7 @@ class Settings(msgspec.Struct):
     client_ttl: float = 60.0
     peer_group: str | None = None
     default_algorithm: str = "diophantine"
-    limits: tuple[ResourceLimit, ...] = ()
+    limits: dict[str, ResourceLimit] = {}
 
 
 _DAEMON_KEYS = {
@@ -100,10 +92,10 @@ def _from_tables(path: str, data: dict[str, Any]) -> tuple[Settings, list[str]]:
     if "coordination_enabled" in rate:
         _value(path, "rate_limiting.coordination_enabled", rate["coordination_enabled"], bool)
     resources = _table(path, rate, "resources", "rate_limiting.")
-    values["limits"] = tuple(
-        _limit(path, pattern, entry, values["default_algorithm"], warnings)
+    values["limits"] = {
+        pattern: _limit(path, pattern, entry, values["default_algorithm"], warnings)
         for pattern, entry in resources.items()
-    )
+    }
     settings = Settings(**values)
     _check(path, settings)
     return settings, warnings
@@ -139,7 +131,7 @@ def _limit(
     if window <= 0:
         raise ConfigError(f'{path}: {key}.window: must be longer than 0 (e.g. "1m")')
     algorithm = _algorithm(path, f"{key}.algorithm", entry.get("algorithm", default))
-    return ResourceLimit(pattern, limit, window, algorithm)
+    return ResourceLimit(limit, window, algorithm)
 
 
 def _value(path: str, key: str, value: object, kind: object) -> Any:

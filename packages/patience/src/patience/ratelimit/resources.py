@@ -160,15 +160,6 @@ def validate_resource_id(text: str) -> str:
     return text
 
 
-def matches(pattern: str, resource_id: str) -> bool:
-    """Whether a configured id or glob (`api:external:*`, fnmatch rules, case-sensitive) applies."""
-    if not any(char in pattern for char in "*?["):
-        return pattern == resource_id
-    from fnmatch import fnmatchcase
-
-    return fnmatchcase(resource_id, pattern)
-
-
 def _unwrap(argv: Sequence[str]) -> Sequence[str]:
     """The command under `rpr ... --` and `patience ... --`, however deeply nested."""
     while argv and argv[0].rsplit("/", 1)[-1] in _WRAPPERS and "--" in argv:
