@@ -139,6 +139,8 @@ def sleep_until(deadline: float) -> bool:
     """Sleep until the monotonic deadline; return False early if the tool was interrupted."""
     if interrupts.signal is not None:
         return False
+    if deadline <= time.monotonic():
+        return True
     poller = select.poll()
     if interrupts.wakeup_r >= 0:
         poller.register(interrupts.wakeup_r, select.POLLIN)
@@ -177,6 +179,18 @@ _RESET_SIGNALS = tuple(
 )
 
 
+_null_fd = -1
+
+
+def _devnull() -> int:
+    """/dev/null, opened once (not inherited): stdin of every run, output of a discarded one.
+    Reusing it spares an open and a close per run."""
+    global _null_fd
+    if _null_fd < 0:
+        _null_fd = os.open(os.devnull, os.O_RDWR)
+    return _null_fd
+
+
 def _spawn(
     argv: Sequence[str],
     env: Mapping[str, str] | None,
@@ -184,7 +198,7 @@ def _spawn(
     stderr: int | None,
 ) -> int:
     actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
+        (os.POSIX_SPAWN_DUP2, _devnull(), 0)
     ]
     if stdout is not None:
         actions.append((os.POSIX_SPAWN_DUP2, stdout, 1))
@@ -255,9 +269,7 @@ def run(
         child_out, child_err = w1, w2
         to_close = [w1, w2]
     elif output == DISCARD:
-        null = os.open(os.devnull, os.O_WRONLY)
-        child_out = child_err = null
-        to_close = [null]
+        child_out = child_err = _devnull()
     start = time.monotonic()
     try:
         pid = _spawn(argv, env, child_out, child_err)
