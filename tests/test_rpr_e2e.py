@@ -697,3 +697,37 @@ def test_no_run_starts_after_for_even_when_waiting_for_a_token() -> None:
     _, summary = runs_and_summary(r.stdout)
     assert summary["runs"] == 2
     assert time.monotonic() - start < 3
+
+
+def test_progress_draws_a_status_line_on_a_terminal() -> None:
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [RPR, "count", "--times", "3", "--progress", "-q", "--", "true"],
+            env=env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+        )
+        proc.wait(timeout=30)
+        os.close(secondary)
+        secondary = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    assert proc.returncode == 0
+    text = seen.decode()
+    assert "\r\x1b[Krpr: run 3/3, 3 ok, 0 failed" in text
+    assert text.endswith("\r\x1b[K")  # the line is cleared when rpr ends
