@@ -1,0 +1,307 @@
+"""Rate-limit state kept in Redis, so daemons on many hosts enforce one global limit.
+
+Each algorithm of algorithms.py has a Lua twin here that Redis runs atomically: for the same
+sequence of (time, tokens) requests it gives the same decisions, to the last bit of every
+float (tests/test_redis_algorithms.py checks this as a property against a real redis-server).
+The Python classes stay the definition; these scripts transcribe them, so a change there must
+be made here too. Three details keep them exact:
+
+- floats travel as "%.17g" text, which C's strtod reads back to the same double;
+- a float's `//` is CPython's (fmod, then the snap to the nearest whole number), not floor(/);
+- GCRA's whole numbers (units of 1/limit ns since the epoch: beyond 2^53, and Lua 5.1 has
+  only doubles) use a small decimal bignum, converted to and from floats through text, which
+  the C library reads and writes exactly.
+
+Time. Each request carries the caller's clock (the daemon passes its wall clock, which hosts
+share through NTP), or, with `redis_clock`, the script reads Redis TIME, one clock for every
+host. As in the Python classes, a clock that goes backwards is treated as standing still: the
+latest time seen is kept with the state.
+
+Keys. `patience:ratelimit:{<resource>}:<algorithm>:<limit>:<window>` + `:state` (a hash: the
+latest time, and the fixed window's index and count or GCRA's theoretical arrival time) and,
+for the sliding-window log, `:log` (a list of grant times, at most `limit` long). Daemons that
+configure different limits for a resource therefore keep separate states. Every write sets
+PEXPIRE to the window plus a second: by then the state says nothing the empty state would not,
+so nothing outlives its use.
+"""
+
+from __future__ import annotations
+
+import math
+
+from patience.ratelimit.algorithms import Decision, Limiter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+PREFIX = "patience:ratelimit:"
+EXPIRY_SLACK_MS = 1000
+
+# Shared by every script. KEYS[1]: the state hash. ARGV: now ("" = Redis TIME), limit,
+# window, tokens, expiry in ms. Defines `now` (never before the latest time seen), `limit`,
+# `window`, `tokens`, `fmt`, `floordiv` (Python's float //) and `up` (math.nextafter(x, inf)).
+_PRELUDE = """
+local state = KEYS[1]
+local now = tonumber(ARGV[1])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+local limit, window, tokens = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local expiry = ARGV[5]
+local seen = redis.call('HGET', state, 'now')
+if seen and now < tonumber(seen) then now = tonumber(seen) end
+
+local function fmt(x) return string.format('%.17g', x) end
+
+local function floordiv(x, w)
+  local mod = math.fmod(x, w)
+  local div = (x - mod) / w
+  if mod ~= 0 and mod < 0 then div = div - 1 end
+  if div == 0 then return 0 end
+  local q = math.floor(div)
+  if div - q > 0.5 then q = q + 1 end
+  return q
+end
+
+local function up(x)
+  if x == 0 then return math.ldexp(1, -1074) end
+  local m, e = math.frexp(x)
+  if m == -0.5 then e = e - 1 end
+  return x + math.ldexp(1, math.max(e - 53, -1074))
+end
+
+local function save(...)
+  redis.call('HSET', state, 'now', fmt(now), ...)
+  redis.call('PEXPIRE', state, expiry)
+end
+"""
+
+# SlidingWindowLog. KEYS[2]: the log, oldest first (times only grow: the clock is clamped).
+_SLIDING = """
+local log = KEYS[2]
+while true do
+  local first = redis.call('LINDEX', log, 0)
+  if not first or tonumber(first) + window > now then break end
+  redis.call('LPOP', log)
+end
+local used = redis.call('LLEN', log)
+if used + tokens <= limit then
+  local stamp, batch = fmt(now), {}
+  for i = 1, tokens do
+    batch[#batch + 1] = stamp
+    if #batch == 1000 or i == tokens then
+      redis.call('RPUSH', log, unpack(batch))
+      batch = {}
+    end
+  end
+  redis.call('PEXPIRE', log, expiry)
+  save()
+  return {1, limit - used - tokens, '0', fmt(window)}
+end
+local admit_at = tonumber(redis.call('LINDEX', log, used + tokens - limit - 1)) + window
+local reset_at = tonumber(redis.call('LINDEX', log, -1)) + window
+save()
+return {0, limit - used, fmt(admit_at - now), fmt(reset_at - now)}
+"""
+
+# FixedWindow. State: the window index and its count.
+_FIXED = """
+local index = floordiv(now, window)
+local stored = redis.call('HMGET', state, 'index', 'count')
+local count = 0
+if stored[1] and tonumber(stored[1]) == index then count = tonumber(stored[2]) end
+local finish = (index + 1.0) * window
+while floordiv(finish, window) <= index do finish = up(finish) end
+if count + tokens <= limit then
+  save('index', fmt(index), 'count', count + tokens)
+  return {1, limit - count - tokens, '0', fmt(finish - now)}
+end
+save('index', fmt(index), 'count', count)
+return {0, limit - count, fmt(finish - now), fmt(finish - now)}
+"""
+
+# GCRA, burst = limit (as make_limiter builds it). Whole numbers are {s = sign, m = limbs in
+# base 1e7, least significant first}; `whole` and `float` convert through decimal text.
+_GCRA = """
+local BASE = 10000000
+local ZERO = {s = 0, m = {}}
+
+local function parse(text)
+  local s = 1
+  if string.sub(text, 1, 1) == '-' then s, text = -1, string.sub(text, 2) end
+  local m, i = {}, #text
+  while i >= 1 do
+    local j = math.max(1, i - 6)
+    m[#m + 1] = tonumber(string.sub(text, j, i))
+    i = j - 1
+  end
+  while #m > 0 and m[#m] == 0 do m[#m] = nil end
+  if #m == 0 then return ZERO end
+  return {s = s, m = m}
+end
+
+local function text(x)
+  if x.s == 0 then return '0' end
+  local parts = {x.s < 0 and '-' or '', string.format('%d', x.m[#x.m])}
+  for i = #x.m - 1, 1, -1 do parts[#parts + 1] = string.format('%07d', x.m[i]) end
+  return table.concat(parts)
+end
+
+local function whole(d) return parse(string.format('%.0f', d)) end
+local function float(x) return tonumber(text(x)) end
+local function trunc(d) if d < 0 then return math.ceil(d) end return math.floor(d) end
+
+local function mcmp(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  for i = #a, 1, -1 do
+    if a[i] ~= b[i] then return a[i] < b[i] and -1 or 1 end
+  end
+  return 0
+end
+
+local function madd(a, b)
+  local r, carry = {}, 0
+  for i = 1, math.max(#a, #b) do
+    local v = (a[i] or 0) + (b[i] or 0) + carry
+    if v >= BASE then r[i], carry = v - BASE, 1 else r[i], carry = v, 0 end
+  end
+  if carry > 0 then r[#r + 1] = carry end
+  return r
+end
+
+local function msub(a, b)
+  local r, borrow = {}, 0
+  for i = 1, #a do
+    local v = a[i] - (b[i] or 0) - borrow
+    if v < 0 then r[i], borrow = v + BASE, 1 else r[i], borrow = v, 0 end
+  end
+  while #r > 0 and r[#r] == 0 do r[#r] = nil end
+  return r
+end
+
+local function add(x, y)
+  if x.s == 0 then return y end
+  if y.s == 0 then return x end
+  if x.s == y.s then return {s = x.s, m = madd(x.m, y.m)} end
+  local c = mcmp(x.m, y.m)
+  if c == 0 then return ZERO end
+  if c > 0 then return {s = x.s, m = msub(x.m, y.m)} end
+  return {s = y.s, m = msub(y.m, x.m)}
+end
+
+local function neg(x) return {s = -x.s, m = x.m} end
+local function sub(x, y) return add(x, neg(y)) end
+local function cmp(x, y) return sub(x, y).s end
+
+local function mul(x, y)
+  if x.s == 0 or y.s == 0 then return ZERO end
+  local a, b, r = x.m, y.m, {}
+  for i = 1, #a + #b do r[i] = 0 end
+  for i = 1, #a do
+    local carry, k = 0, i + #b
+    for j = 1, #b do
+      local v = r[i + j - 1] + a[i] * b[j] + carry
+      carry = math.floor(v / BASE)
+      r[i + j - 1] = v - carry * BASE
+    end
+    while carry > 0 do
+      local v = r[k] + carry
+      carry = math.floor(v / BASE)
+      r[k], k = v - carry * BASE, k + 1
+    end
+  end
+  while #r > 0 and r[#r] == 0 do r[#r] = nil end
+  return {s = x.s * y.s, m = r}
+end
+
+-- Python's x // d for d > 0: a float estimate of the quotient, corrected until exact.
+local function idiv(x, d)
+  local q, r, fd = ZERO, x, float(d)
+  while r.s < 0 or cmp(r, d) >= 0 do
+    local e = math.floor(float(r) / fd)
+    if e == 0 then e = 1 end
+    local big = whole(e)
+    q, r = add(q, big), sub(r, mul(big, d))
+  end
+  return q
+end
+
+local L = whole(limit)
+local scaled = window * 1e9
+local interval = math.floor(scaled)
+local frac = scaled - interval
+if frac > 0.5 or (frac == 0.5 and interval % 2 == 1) then interval = interval + 1 end
+local T = whole(interval)
+local tolerance = mul(T, L)
+local increment = mul(T, whole(tokens))
+local units = mul(whole(trunc(now * 1e9)), L)
+local per_second = limit * 1e9
+
+local function fitting(tat)
+  if tat == nil or cmp(tat, units) <= 0 then return limit end
+  return math.max(0, float(idiv(sub(tolerance, sub(tat, units)), T)))
+end
+
+local stored = redis.call('HGET', state, 'tat')
+local tat, new = nil, nil
+if stored then tat = parse(stored) end
+if tat == nil or cmp(tat, units) <= 0 then
+  new = add(units, increment)
+elseif cmp(sub(tat, units), sub(tolerance, increment)) <= 0 then
+  new = add(tat, increment)
+else
+  local target_ns = neg(idiv(neg(sub(tat, sub(tolerance, increment))), L))
+  local at = float(target_ns) / 1e9
+  while cmp(whole(trunc(at * 1e9)), target_ns) < 0 do at = up(at) end
+  local retry = at - now
+  local reset = math.max(retry, float(sub(tat, units)) / per_second)
+  save()
+  return {0, fitting(tat), fmt(retry), fmt(reset)}
+end
+save('tat', text(new))
+return {1, fitting(new), '0', fmt(float(sub(new, units)) / per_second)}
+"""
+
+SCRIPTS = {
+    "diophantine": _PRELUDE + _SLIDING,
+    "fixed-window": _PRELUDE + _FIXED,
+    "gcra": _PRELUDE + _GCRA,
+}
+
+
+class RedisLimits:
+    """The limiters' state in one Redis: `acquire` is one atomic script call per request."""
+
+    def __init__(self, client: Redis, redis_clock: bool) -> None:
+        self.redis_clock = redis_clock
+        self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
+
+    async def acquire(
+        self, resource_id: str, limiter: Limiter, tokens: int, now: float
+    ) -> Decision:
+        """Take `tokens` at `now` (ignored with redis_clock) under `limiter`'s limit, which
+        names the algorithm and numbers; its own in-memory state is not touched."""
+        keys = state_keys(resource_id, limiter)
+        args = (
+            "" if self.redis_clock else now,
+            limiter.limit,
+            limiter.window,
+            tokens,
+            math.ceil(limiter.window * 1000) + EXPIRY_SLACK_MS,
+        )
+        granted, remaining, retry_after, reset_after = await self._scripts[limiter.algorithm](
+            keys=keys, args=args
+        )
+        return Decision(
+            bool(granted), int(remaining), limiter.limit, float(retry_after), float(reset_after)
+        )
+
+
+def state_keys(resource_id: str, limiter: Limiter) -> list[str]:
+    """The keys holding one resource's state under one limit (the log only for diophantine)."""
+    base = f"{PREFIX}{{{resource_id}}}:{limiter.algorithm}:{limiter.limit}:{limiter.window!r}"
+    if limiter.algorithm == "diophantine":
+        return [base + ":state", base + ":log"]
+    return [base + ":state"]

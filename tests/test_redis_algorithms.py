@@ -1,0 +1,151 @@
+"""The Redis scripts against the Python limiters they transcribe, on a real redis-server:
+for any sequence of (time, tokens) requests both give the same decisions, float for float.
+Also: Redis TIME as the clock, namespaced keys, and keys that expire."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis.asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemon_support import short_dir
+from patience.ratelimit.algorithms import Decision, Limiter, make_limiter
+from patience.ratelimit.redis_store import PREFIX, RedisLimits, state_keys
+from redis_support import RedisServer, redis_server
+
+ALGORITHMS = ("diophantine", "fixed-window", "gcra")
+_ids = itertools.count()
+
+
+class Store:
+    """A RedisLimits with its own event loop, driven from synchronous test code."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.runner = asyncio.Runner()
+        self.client = redis.asyncio.Redis(unix_socket_path=server.socket)
+        self.limits = RedisLimits(self.client, redis_clock=False)
+        self.clocked = RedisLimits(self.client, redis_clock=True)
+
+    def acquire(
+        self, resource: str, limiter: Limiter, tokens: int, now: float, redis_clock: bool = False
+    ) -> Decision:
+        store = self.clocked if redis_clock else self.limits
+        return self.runner.run(store.acquire(resource, limiter, tokens, now))
+
+    def close(self) -> None:
+        self.runner.run(self.client.aclose())
+        self.runner.close()
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[Store]:
+    with short_dir() as directory, redis_server(directory) as server:
+        store = Store(server)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+Steps = list[tuple[float, int]]
+
+
+@st.composite
+def workloads(draw: st.DrawFn, algorithm: str) -> tuple[int, float, float, Steps]:
+    """A limit, a window, a start time and (step, tokens) requests. Steps favour the window
+    boundaries and the emission interval; a few go backwards (a clock seen standing still)."""
+    small = st.integers(1, 12)
+    limit = draw(small if algorithm == "diophantine" else small | st.sampled_from([997, 10**6]))
+    window = draw(
+        st.sampled_from([1.0, 0.1, 0.3, 3.0, 60.0, 3600.0, 86400.0]) | st.floats(1e-3, 1e4)
+    )
+    start = draw(st.sampled_from([0.0, 12345.678, 1.7e9, 1.7e9 + 0.123456789]) | st.floats(0, 1e6))
+    step = st.sampled_from(
+        [0.0, window, window / limit, window / 2, window * 0.999999, window * 1.000001]
+    ) | st.floats(-window / 2, 2 * window)
+    tokens = st.integers(1, limit) if limit <= 12 else st.sampled_from([1, 2, limit // 3, limit])
+    steps = draw(st.lists(st.tuples(step, tokens), min_size=1, max_size=40))
+    return limit, window, start, steps
+
+
+def same_decisions(store: Store, algorithm: str, workload: tuple[int, float, float, Steps]) -> None:
+    limit, window, now, steps = workload
+    python = make_limiter(algorithm, limit, window)
+    spec = make_limiter(algorithm, limit, window)  # names the limit; its own state stays empty
+    resource = f"equivalence-{next(_ids)}"
+    for step, tokens in steps:
+        now += step
+        expected = python.acquire(now, tokens)
+        got = store.acquire(resource, spec, tokens, now)
+        assert repr(got) == repr(expected), (now, tokens)
+
+
+@settings(max_examples=150)
+@given(workloads("diophantine"))
+def test_sliding_window_log_decides_as_the_python_class(
+    store: Store, workload: tuple[int, float, float, Steps]
+) -> None:
+    same_decisions(store, "diophantine", workload)
+
+
+@settings(max_examples=150)
+@given(workloads("fixed-window"))
+def test_fixed_window_decides_as_the_python_class(
+    store: Store, workload: tuple[int, float, float, Steps]
+) -> None:
+    same_decisions(store, "fixed-window", workload)
+
+
+@settings(max_examples=150)
+@given(workloads("gcra"))
+def test_gcra_decides_as_the_python_class(
+    store: Store, workload: tuple[int, float, float, Steps]
+) -> None:
+    same_decisions(store, "gcra", workload)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_large_limits_and_times_stay_exact(store: Store, algorithm: str) -> None:
+    """Unix times in ns times a large limit are far beyond 2^53: GCRA's bignums must hold."""
+    limit = 5000 if algorithm == "diophantine" else 10**9
+    same_decisions(
+        store,
+        algorithm,
+        (limit, 86400.0, 1.7e9 + 0.987654321, [(0.0, limit // 2), (0.5, limit // 2), (1e-9, 7)]),
+    )
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_redis_time_is_the_clock_when_configured(store: Store, algorithm: str) -> None:
+    """With redis_clock the time passed is ignored: two requests at "time 0" a long window
+    apart still share one window, and the refusal counts from Redis TIME."""
+    spec = make_limiter(algorithm, 2, 60.0)
+    resource = f"clocked-{next(_ids)}"
+    assert store.acquire(resource, spec, 2, 0.0, redis_clock=True).granted
+    refused = store.acquire(resource, spec, 1, 1e6, redis_clock=True)
+    assert not refused.granted
+    assert 0.0 < refused.retry_after <= 60.0
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_keys_are_namespaced_and_expire(store: Store, algorithm: str) -> None:
+    spec = make_limiter(algorithm, 3, 0.2)
+    resource = f"expiring-{next(_ids)}"
+    keys = state_keys(resource, spec)
+    assert store.acquire(resource, spec, 2, time.time()).granted
+    sync = store.server.client()
+    assert all(key.startswith(PREFIX + "{" + resource + "}:") for key in keys)
+    assert sync.exists(*keys) == len(keys)
+    for key in keys:
+        assert 0 < sync.pttl(key) <= 200 + 1000
+    deadline = time.monotonic() + 10.0
+    while sync.exists(*keys):
+        assert time.monotonic() < deadline, "the keys never expired"
+        time.sleep(0.05)
