@@ -12,7 +12,17 @@ import sys
 
 from patience import __version__
 from patience.backoff import STRATEGY_NAMES
-from patience.cliparse import Option, UsageError, parse, parse_float, parse_int, render_options
+from patience.cliparse import (
+    Option,
+    UsageError,
+    asks_help,
+    parse,
+    parse_float,
+    parse_global,
+    parse_int,
+    render_options,
+    unknown_choice,
+)
 from patience.daemon_options import DAEMON_OPTIONS
 from patience.durations import format_duration, offset_list, parse_duration, positive_duration
 
@@ -495,27 +505,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: list[str]) -> int:
-    config_file: str | None = None
-    while args and args[0].startswith("-") and args[0] != "--":
-        head = args.pop(0)
-        if head in ("-h", "--help"):
-            sys.stdout.write(main_help())
-            return 0
-        if head in ("-v", "--version"):
-            sys.stdout.write(f"patience {__version__}\n")
-            return 0
-        if head == "--config" or head.startswith("--config="):
-            text = head.partition("=")[2] or (args.pop(0) if args else "")
-            if not text:
-                raise UsageError("--config needs a file (--config FILE)")
-            try:
-                config_file = readable_file(text)
-            except ValueError as exc:
-                raise UsageError(f"--config: {exc}") from None
-            continue
-        raise UsageError(
-            f"unknown option {head} (options go after the strategy; see patience --help)"
-        )
+    done, config_file = parse_global(
+        args,
+        prog="patience",
+        version=__version__,
+        help_text=main_help,
+        word="strategy",
+        check_config=readable_file,
+    )
+    if done:
+        return 0
     if not args:
         raise UsageError("no strategy (try patience exponential -- CMD, or patience --help)")
     name = _default_strategy(config_file) if args[0] == "--" else args.pop(0)
@@ -527,13 +526,9 @@ def _main(args: list[str]) -> int:
         return config_main(args)
     canonical = STRATEGY_NAMES.get(name)
     if canonical is None:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(STRATEGY_NAMES), n=1)
-        hint = f"did you mean {close[0]}?" if close else "see patience --help"
-        raise UsageError(f'unknown strategy "{name}" ({hint})')
+        raise unknown_choice("strategy", name, list(STRATEGY_NAMES), "patience")
     spec = SPECS[canonical]
-    if any(a in ("-h", "--help") for a in args[: args.index("--") if "--" in args else None]):
+    if asks_help(args):
         sys.stdout.write(strategy_help(spec))
         return 0
     context = f"patience {spec.name}"

@@ -201,3 +201,53 @@ def parse_choice(*choices: str) -> Callable[[str], str]:
         return text
 
     return convert
+
+
+def parse_global(
+    args: list[str],
+    *,
+    prog: str,
+    version: str,
+    help_text: Callable[[], str],
+    word: str,
+    check_config: Callable[[str], str] | None = None,
+) -> tuple[bool, str | None]:
+    """Consume the options that come before the subcommand (`-h`, `-v`, `--config FILE`) from
+    `args`. Returns (done, config_file): `done` when help or the version was printed."""
+    import sys
+
+    config_file: str | None = None
+    while args and args[0].startswith("-") and args[0] != "--":
+        head = args.pop(0)
+        if head in ("-h", "--help"):
+            sys.stdout.write(help_text())
+            return True, None
+        if head in ("-v", "--version"):
+            sys.stdout.write(f"{prog} {version}\n")
+            return True, None
+        if head == "--config" or head.startswith("--config="):
+            text = head.partition("=")[2] or (args.pop(0) if args else "")
+            if not text:
+                raise UsageError("--config needs a file (--config FILE)")
+            try:
+                config_file = check_config(text) if check_config else text
+            except ValueError as exc:
+                raise UsageError(f"--config: {exc}") from None
+            continue
+        raise UsageError(f"unknown option {head} (options go after the {word}; see {prog} --help)")
+    return False, config_file
+
+
+def unknown_choice(word: str, name: str, names: Sequence[str], prog: str) -> UsageError:
+    """`unknown subcommand "intervl" (did you mean interval?)`."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), n=1)
+    hint = f"did you mean {close[0]}?" if close else f"see {prog} --help"
+    return UsageError(f'unknown {word} "{name}" ({hint})')
+
+
+def asks_help(args: Sequence[str]) -> bool:
+    """-h/--help among the options (before `--`; after it, they belong to the command)."""
+    options = args[: args.index("--")] if "--" in args else args
+    return any(a in ("-h", "--help") for a in options)

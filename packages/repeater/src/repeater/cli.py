@@ -8,17 +8,19 @@ patterns, output).
 
 from __future__ import annotations
 
-import os
 import sys
 
 from patience.cliparse import (
     Option,
     Parsed,
     UsageError,
+    asks_help,
     parse,
     parse_choice,
+    parse_global,
     parse_int,
     render_options,
+    unknown_choice,
 )
 from patience.daemon_options import DAEMON_OPTIONS
 from patience.durations import offset_list, parse_duration, positive_duration
@@ -605,33 +607,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: list[str]) -> int:
-    config_file = os.environ.get("RPR_CONFIG_FILE")
-    while args and args[0].startswith("-"):
-        head = args.pop(0)
-        if head in ("-h", "--help"):
-            sys.stdout.write(main_help())
-            return 0
-        if head in ("-v", "--version"):
-            sys.stdout.write(f"rpr {__version__}\n")
-            return 0
-        if head == "--config" or head.startswith("--config="):
-            config_file = head.partition("=")[2] or (args.pop(0) if args else "")
-            if not config_file:
-                raise UsageError("--config needs a file (--config FILE)")
-            continue
-        raise UsageError(f"unknown option {head} (options go after the subcommand; see rpr --help)")
+    done, config_file = parse_global(
+        args, prog="rpr", version=__version__, help_text=main_help, word="subcommand"
+    )
+    if done:
+        return 0
     if not args:
         raise UsageError("no subcommand (try rpr interval --every 1s -- CMD, or rpr --help)")
     name = args.pop(0)
     mode = find_mode(name)
     if mode is None:
-        import difflib
-
         names = [n for m in MODES for n in (m.name, *m.aliases)]
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"did you mean {close[0]}?" if close else "see rpr --help"
-        raise UsageError(f'unknown subcommand "{name}" ({hint})')
-    if any(a in ("-h", "--help") for a in args[: args.index("--") if "--" in args else None]):
+        raise unknown_choice("subcommand", name, names, "rpr")
+    if asks_help(args):
         sys.stdout.write(mode_help(mode))
         return 0
     parsed = parse(all_options(mode), args, mode.name)
