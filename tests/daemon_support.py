@@ -1,5 +1,9 @@
 """Helpers for the daemon tests: a real `patience-daemon` process on a real Unix socket in a
-private temporary directory, stopped whatever happens, and raw line-level connections."""
+private temporary directory, stopped whatever happens, and raw line-level connections.
+
+The daemon reads the shared configuration (system, user and project files, PATIENCE_*
+variables), so every daemon here runs in its directory with an environment that points
+those at that directory: the host's files never take part."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from patience.daemon.client import DaemonClient
@@ -33,8 +37,43 @@ def short_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def isolated_env(directory: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The host's environment without any configuration of its own: the system and user
+    configuration directories, cache and state are under `directory` (and empty unless a test
+    writes there); PATIENCE_* and RPR_* variables are dropped. `extra` is added."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PATIENCE_", "RPR_", "XDG_", "STATE_DIRECTORY", "NOTIFY_SOCKET"))
+    }
+    env.update(
+        PATIENCE_SYSTEM_CONFIG_DIR=str(directory / "etc"),
+        XDG_CONFIG_HOME=str(directory / "config"),
+        XDG_CACHE_HOME=str(directory / "cache"),
+        XDG_STATE_HOME=str(directory / "state"),
+    )
+    env.update(extra or {})
+    return env
+
+
+def run_daemon(
+    directory: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """`patience-daemon ARGS` to completion, isolated in `directory` (also its cwd)."""
+    return subprocess.run(
+        [DAEMON, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=isolated_env(directory, env),
+        cwd=directory,
+    )
+
+
 class Daemon:
-    """One daemon process. `config` is TOML text; storage goes into the same directory."""
+    """One daemon process, run in `directory` and isolated there (see isolated_env). `config`
+    is TOML text given with --config; storage goes into the same directory."""
 
     def __init__(self, directory: Path, config: str = "", args: tuple[str, ...] = ()) -> None:
         self.dir = directory
@@ -57,10 +96,16 @@ class Daemon:
     def command(self) -> list[str]:
         return [DAEMON, "--socket", self.socket, "--config", str(self.config), *self.args]
 
-    def start(self, env: dict[str, str] | None = None, wait: bool = True) -> Daemon:
+    def start(self, env: Mapping[str, str] | None = None, wait: bool = True) -> Daemon:
+        """Start it; `env` adds variables to its isolated environment."""
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=log, env=env, start_new_session=True
+                self.command(),
+                stdout=log,
+                stderr=log,
+                env=isolated_env(self.dir, env),
+                cwd=self.dir,
+                start_new_session=True,
             )
         if wait:
             self.wait_ready()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_support import DAEMON, Daemon, running, short_dir
+from daemon_support import DAEMON, Daemon, isolated_env, run_daemon, running, short_dir
 from patience.daemon.client import DaemonClient, DaemonError, DaemonUnavailable
 
 
@@ -29,14 +29,6 @@ def record(n: int) -> dict[str, object]:
     }
 
 
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 30.0
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [DAEMON, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
-    )
-
-
 def test_socket_and_files_are_private() -> None:
     with running() as daemon:
         mode = os.stat(daemon.socket).st_mode
@@ -48,7 +40,7 @@ def test_socket_and_files_are_private() -> None:
 
 def test_a_second_daemon_on_the_same_socket_says_who_holds_it() -> None:
     with running() as daemon:
-        second = run_cli(*daemon.command()[1:])
+        second = run_daemon(daemon.dir, *daemon.command()[1:])
         assert second.returncode == 1
         pid = daemon.proc.pid  # type: ignore[union-attr]
         assert second.stderr.strip() == (
@@ -80,7 +72,7 @@ def test_a_regular_file_at_the_socket_path_is_not_deleted() -> None:
         daemon = Daemon(directory)
         Path(daemon.socket).parent.mkdir(mode=0o700)
         Path(daemon.socket).write_text("precious")
-        result = run_cli(*daemon.command()[1:])
+        result = run_daemon(directory, *daemon.command()[1:])
         assert result.returncode == 1
         assert "exists and is not a socket" in result.stderr
         assert Path(daemon.socket).read_text() == "precious"
@@ -93,7 +85,7 @@ def test_a_socket_served_by_something_else_is_left_alone() -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
             other.bind(daemon.socket)
             other.listen()
-            result = run_cli(*daemon.command()[1:])
+            result = run_daemon(directory, *daemon.command()[1:])
             assert result.returncode == 1
             assert "is served by a process that does not hold" in result.stderr
             assert os.path.exists(daemon.socket)
@@ -173,6 +165,54 @@ def test_a_bad_configuration_on_sighup_keeps_the_old_one() -> None:
         assert client.acquire("r").limit == 2
 
 
+def sighup(daemon: Daemon, mark: str, count: int = 1) -> None:
+    """Send SIGHUP and wait until the log says `mark` for the count-th time."""
+    os.kill(daemon.proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+    while daemon.log_text().count(mark) < count:
+        assert time.monotonic() < deadline, daemon.log_text()
+        time.sleep(0.05)
+
+
+def test_sighup_reads_every_source_again() -> None:
+    with short_dir() as directory:
+        (directory / "etc").mkdir()
+        (directory / "etc" / "config.toml").write_text(
+            '[rate_limiting.resources]\n"r" = { limit = 1, window = "1m" }\n'
+        )
+        daemon = Daemon(directory)
+        try:
+            daemon.start()
+            with daemon.client() as client:
+                assert client.acquire("r").limit == 1
+                user = directory / "config" / "patience" / "config.toml"
+                user.parent.mkdir(parents=True)
+                user.write_text('[rate_limiting.resources]\n"r" = { limit = 3, window = "1m" }\n')
+                sighup(daemon, "reloaded")
+                assert f"reloaded {directory / 'etc' / 'config.toml'}, {user}, " in (
+                    daemon.log_text()
+                )
+                grant = client.acquire("r")
+                assert grant.granted and (grant.limit, grant.remaining) == (3, 1)
+                (directory / ".patience.toml").write_text("[daemon]\nclient_ttl = -1\n")
+                sighup(daemon, "reload failed")
+                assert ".patience.toml: daemon.client_ttl: expected a duration" in (
+                    daemon.log_text()
+                )
+                assert client.acquire("r").limit == 3
+        finally:
+            daemon.ensure_stopped()
+
+
+def test_sighup_keeps_the_log_level_flag_and_says_what_waits_for_a_restart() -> None:
+    with running('[daemon]\nlog_level = "debug"\n', args=("--log-level", "warning")) as daemon:
+        daemon.write_config(f'[daemon]\nlog_level = "debug"\nstorage_path = "{daemon.dir}/x.db"\n')
+        sighup(daemon, "daemon.storage_path changed: it takes effect at the next start")
+        with daemon.client() as client:
+            client.ping()  # the reload has finished
+        assert "INFO" not in daemon.log_text() and "DEBUG" not in daemon.log_text()
+
+
 def test_systemd_notification() -> None:
     with short_dir() as directory:
         notify_path = str(directory / "notify")
@@ -181,7 +221,7 @@ def test_systemd_notification() -> None:
             notify.settimeout(20)
             daemon = Daemon(directory)
             try:
-                daemon.start(env={**os.environ, "NOTIFY_SOCKET": notify_path}, wait=False)
+                daemon.start(env={"NOTIFY_SOCKET": notify_path}, wait=False)
                 ready = notify.recv(4096).decode()
                 assert ready.startswith("READY=1\n")
                 assert f"MAINPID={daemon.proc.pid}" in ready  # type: ignore[union-attr]
@@ -198,7 +238,7 @@ def test_status_and_stop_commands() -> None:
     with running(config) as daemon:
         with daemon.client("repeater", "rpr-7") as client:
             client.acquire("api:x")
-            status = run_cli("status", "--socket", daemon.socket)
+            status = run_daemon(daemon.dir, "status", "--socket", daemon.socket)
         assert status.returncode == 0, status.stderr
         pid = daemon.proc.pid  # type: ignore[union-attr]
         lines = status.stdout.splitlines()
@@ -209,14 +249,14 @@ def test_status_and_stop_commands() -> None:
             "  api:x: 5 per 10s (diophantine, config:api:*), 4 left, 0 waiting;"
             " 1 clients, 1 tokens granted"
         )
-        stop = run_cli("stop", "--socket", daemon.socket)
+        stop = run_daemon(daemon.dir, "stop", "--socket", daemon.socket)
         assert stop.returncode == 0
         assert stop.stderr.strip() == f"patience-daemon: stopped pid {pid}"
         assert daemon.proc.wait(10) == 0  # type: ignore[union-attr]
-        again = run_cli("stop", "--socket", daemon.socket)
+        again = run_daemon(daemon.dir, "stop", "--socket", daemon.socket)
         assert again.returncode == 0
         assert "no daemon is running" in again.stderr
-        missing = run_cli("status", "--socket", daemon.socket)
+        missing = run_daemon(daemon.dir, "status", "--socket", daemon.socket)
         assert missing.returncode == 1
         assert f"no daemon answers on {daemon.socket}" in missing.stderr
 
@@ -224,16 +264,20 @@ def test_status_and_stop_commands() -> None:
 def test_environment_chooses_the_socket() -> None:
     with short_dir() as directory:
         path = str(directory / "env.sock")
-        env = {**os.environ, "PATIENCE_DAEMON_SOCKET": path}
+        env = {"PATIENCE_DAEMON_SOCKET": path}
         proc = subprocess.Popen(
-            [DAEMON], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [DAEMON],
+            env=isolated_env(directory, env),
+            cwd=directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             deadline = time.monotonic() + 20
             while not os.path.exists(path):
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.02)
-            status = run_cli("status", env=env)
+            status = run_daemon(directory, "status", env=env)
             assert status.returncode == 0 and path in status.stdout
             # With no storage configured, metrics live beside the chosen socket.
             with DaemonClient(path, "repeater") as client:

@@ -10,13 +10,12 @@ import json
 import os
 import pwd
 import socket
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from daemon_support import Daemon, as_user, running, short_dir
+from daemon_support import Daemon, as_user, run_daemon, running, short_dir
 from patience.daemon.client import DaemonClient, DaemonUnavailable
 
 NOBODY = pwd.getpwnam("nobody")
@@ -77,9 +76,12 @@ def test_a_configured_group_is_served() -> None:
 def test_an_unknown_group_is_a_configuration_error() -> None:
     with short_dir() as directory:
         daemon = Daemon(directory, '[daemon]\npeer_group = "no-such-group-here"\n')
-        result = subprocess.run(daemon.command(), capture_output=True, text=True, check=False)
+        result = run_daemon(directory, *daemon.command()[1:])
         assert result.returncode == 2
-        assert "daemon.peer_group: no group named 'no-such-group-here'" in result.stderr
+        assert result.stderr == (
+            f"patience-daemon: {daemon.config}: daemon.peer_group:"
+            " no group named 'no-such-group-here'\n"
+        )
 
 
 def test_the_client_refuses_a_socket_owned_by_another_user() -> None:
@@ -100,7 +102,7 @@ def test_the_daemon_refuses_a_directory_another_user_owns() -> None:
         os.chown(squatted, NOBODY.pw_uid, NOBODY.pw_gid)
         daemon = Daemon(directory)
         daemon.socket = str(squatted / "d.sock")
-        result = subprocess.run(daemon.command(), capture_output=True, text=True, check=False)
+        result = run_daemon(directory, *daemon.command()[1:])
         assert result.returncode == 1
         assert f"belongs to uid {NOBODY.pw_uid}, not to you" in result.stderr
         assert not os.path.exists(daemon.socket)
@@ -113,7 +115,7 @@ def test_the_daemon_refuses_a_directory_others_can_write() -> None:
         os.chmod(shared, 0o777)
         daemon = Daemon(directory)
         daemon.socket = str(shared / "d.sock")
-        result = subprocess.run(daemon.command(), capture_output=True, text=True, check=False)
+        result = run_daemon(directory, *daemon.command()[1:])
         assert result.returncode == 1
         assert "is writable by other users" in result.stderr
 
@@ -136,6 +138,6 @@ def test_a_socket_path_that_is_too_long_is_refused_clearly() -> None:
     with short_dir() as directory:
         daemon = Daemon(directory)
         daemon.socket = str(directory / ("x" * 120) / "d.sock")
-        result = subprocess.run(daemon.command(), capture_output=True, text=True, check=False)
+        result = run_daemon(directory, *daemon.command()[1:])
         assert result.returncode == 1
         assert "the limit is 107 (choose a shorter --socket)" in result.stderr

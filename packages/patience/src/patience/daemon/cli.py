@@ -7,16 +7,24 @@ import os
 import sys
 
 from patience import __version__
-from patience.cliparse import Option, Parsed, UsageError, parse, parse_choice, render_options
+from patience.cliparse import Option, Parsed, UsageError, parse, render_options
+from patience.config import Config, ConfigError, load
+from patience.config.schema import LOG_LEVEL
 from patience.daemon import paths
-from patience.daemon.settings import LOG_LEVELS, ConfigError, Settings, load
 from patience.durations import format_duration, parse_duration
 
 PROG = "patience-daemon"
 
 _COMMON = [
     Option("socket", "--socket", "-s", convert=str, metavar="PATH", help="the Unix socket"),
-    Option("config", "--config", "-c", convert=str, metavar="FILE", help="TOML configuration"),
+    Option(
+        "config",
+        "--config",
+        "-c",
+        convert=str,
+        metavar="FILE",
+        help="a configuration file read after the usual ones",
+    ),
 ]
 OPTIONS = {
     "run": [
@@ -24,9 +32,9 @@ OPTIONS = {
         Option(
             "log_level",
             "--log-level",
-            convert=parse_choice(*LOG_LEVELS),
+            convert=LOG_LEVEL.parse,
             metavar="LEVEL",
-            help=f"{', '.join(LOG_LEVELS)} (default info)",
+            help="debug, info, warning or error (default: [daemon] log_level, else info)",
         ),
     ],
     "status": [*_COMMON],
@@ -50,7 +58,9 @@ USAGE = f"""usage: {PROG} [--socket PATH] [--config FILE] [--log-level LEVEL]
 Runs the shared rate-limit and metrics daemon of rpr and patience in the foreground.
 Socket: --socket, else $PATIENCE_DAEMON_SOCKET, else [daemon] socket_path, else
 $XDG_RUNTIME_DIR/patience/daemon.sock (root: /run/patience/daemon.sock).
-Configuration: --config, else $PATIENCE_CONFIG_FILE. SIGHUP reloads it; SIGTERM stops.
+Configuration: the files rpr and patience read (/etc/patience/config.toml, then
+~/.config/patience/config.toml, ./.patience.toml, --config or $PATIENCE_CONFIG_FILE) and
+the environment; the flags above win. SIGHUP reads them all again; SIGTERM stops.
 
 options:
 {render_options(OPTIONS["run"])}
@@ -74,16 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         if parsed.positionals or parsed.saw_separator:
             extra = parsed.positionals[0] if parsed.positionals else "--"
             raise UsageError(f'unexpected argument "{extra}" (see {PROG} --help)')
-        config_path = _config_path(parsed)
-        settings, warnings = load(config_path)
+        config = load(PROG, config_file=parsed["config"])  # type: ignore[arg-type]
     except (UsageError, ConfigError) as exc:
         message = str(exc)  # an unknown flag comes already prefixed with its context
         print(message if message.startswith(PROG) else f"{PROG}: {message}", file=sys.stderr)
         return 2
-    for warning in warnings:
+    for warning in config.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     try:
-        socket_path = paths.resolve_socket(parsed["socket"], settings.socket_path)  # type: ignore[arg-type]
+        socket_path = paths.resolve_socket(
+            parsed["socket"],  # type: ignore[arg-type]
+            config.text("daemon.socket_path"),
+        )
     except (paths.PathError, OSError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
@@ -91,37 +103,27 @@ def main(argv: list[str] | None = None) -> int:
         return _status(socket_path)
     if command == "stop":
         return _stop(socket_path, parsed["timeout"])  # type: ignore[arg-type]
-    return _run(parsed, settings, socket_path, config_path)
+    return _run(parsed, config, socket_path)
 
 
-def _config_path(parsed: Parsed) -> str | None:
-    return parsed["config"] or os.environ.get("PATIENCE_CONFIG_FILE") or None  # type: ignore[return-value]
-
-
-def _run(parsed: Parsed, settings: Settings, socket_path: str, config_path: str | None) -> int:
+def _run(parsed: Parsed, config: Config, socket_path: str) -> int:
     import asyncio
     import logging
 
     from patience.daemon.server import Daemon, StartError
 
-    level = str(parsed["log_level"] or os.environ.get("PATIENCE_LOG_LEVEL") or settings.log_level)
-    if level.lower() not in LOG_LEVELS:
-        print(
-            f'{PROG}: PATIENCE_LOG_LEVEL: "{level}" is not one of {", ".join(LOG_LEVELS)}',
-            file=sys.stderr,
-        )
-        return 2
+    log_level = parsed["log_level"]
+    assert log_level is None or isinstance(log_level, str)
     logging.basicConfig(
         stream=sys.stderr,
-        level=level.upper(),
+        level=(log_level or config.text("daemon.log_level") or "info").upper(),
         format=f"{PROG}[%(process)d] %(levelname)s: %(message)s",
     )
-    explicit = paths.is_explicit(parsed["socket"], settings.socket_path, os.environ)  # type: ignore[arg-type]
-    storage = settings.storage_path or paths.default_storage(
-        socket_path, explicit, os.environ, os.geteuid()
-    )
     try:
-        daemon = Daemon(settings, socket_path, storage, config_path)
+        storage = config.text("daemon.storage_path") or paths.default_storage(
+            socket_path, os.environ, os.geteuid()
+        )
+        daemon = Daemon(config, socket_path, storage, parsed["config"], log_level)  # type: ignore[arg-type]
         daemon.prepare()
     except StartError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

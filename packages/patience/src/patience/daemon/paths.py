@@ -40,31 +40,47 @@ def resolve_socket(
     return default_socket(env, os.geteuid() if uid is None else uid)
 
 
-def is_explicit(explicit: str | None, configured: str | None, env: Mapping[str, str]) -> bool:
-    """True when the user chose the socket path rather than taking the per-user default."""
-    return bool(explicit or env.get("PATIENCE_DAEMON_SOCKET") or configured)
-
-
 def default_socket(env: Mapping[str, str], uid: int) -> str:
     return ROOT_SOCKET if uid == 0 else user_socket(env, uid)
 
 
 def user_socket(env: Mapping[str, str], uid: int) -> str:
     """A user's own socket: in XDG_RUNTIME_DIR when it is private, else in /tmp."""
+    return _runtime_socket(env, uid) or os.path.join(private_tmp_dir(env, uid), SOCKET_NAME)
+
+
+def _runtime_socket(env: Mapping[str, str], uid: int) -> str | None:
     runtime = env.get("XDG_RUNTIME_DIR", "")
     if runtime and os.path.isabs(runtime) and _is_private_dir(runtime, uid):
         return os.path.join(runtime, "patience", SOCKET_NAME)
-    return os.path.join(private_tmp_dir(env, uid), SOCKET_NAME)
+    return None
 
 
-def default_storage(socket_path: str, explicit: bool, env: Mapping[str, str], uid: int) -> str:
+def is_default_socket(path: str, env: Mapping[str, str], uid: int) -> bool:
+    """Whether `path` is the default socket, found without creating anything. A tool that
+    auto-starts the daemon names the default path with --socket: it is still the default."""
+    if uid == 0:
+        default: str | None = ROOT_SOCKET
+    else:
+        default = _runtime_socket(env, uid)
+        if default is None:
+            try:
+                recorded = _recorded_dir(_record_file(env))
+            except (PathError, OSError):  # no HOME, or an unreadable record: no default
+                return False
+            if recorded and _is_private_dir(recorded, uid):
+                default = os.path.join(recorded, SOCKET_NAME)
+    return default is not None and os.path.abspath(path) == os.path.abspath(default)
+
+
+def default_storage(socket_path: str, env: Mapping[str, str], uid: int) -> str:
     """Where the metrics database lives unless configured: in systemd's StateDirectory= when
     run by it, beside a socket the user chose (so two daemons on two sockets never mix their
     metrics), else the user's state directory."""
     service_state = env.get("STATE_DIRECTORY", "").split(":")[0]
     if service_state:
         return os.path.join(service_state, "metrics.db")
-    if explicit:
+    if not is_default_socket(socket_path, env, uid):
         return os.path.splitext(socket_path)[0] + ".db"
     if uid == 0:
         return "/var/lib/patience/metrics.db"
@@ -80,18 +96,12 @@ def private_tmp_dir(env: Mapping[str, str], uid: int) -> str:
     directory that is gone or no longer private is replaced."""
     import fcntl
 
-    cache = env.get("XDG_CACHE_HOME") or os.path.join(_home(env), ".cache")
-    record_dir = os.path.join(cache, "patience")
-    os.makedirs(record_dir, mode=0o700, exist_ok=True)
-    record = os.path.join(record_dir, "runtime-dir")
+    record = _record_file(env)
+    os.makedirs(os.path.dirname(record), mode=0o700, exist_ok=True)
     lock = os.open(record + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            with open(record, encoding="utf-8") as f:
-                current = f.read().strip()
-        except FileNotFoundError:
-            current = ""
+        current = _recorded_dir(record)
         if current and _is_private_dir(current, uid):
             return current
         base = env.get("TMPDIR") or "/tmp"
@@ -109,6 +119,20 @@ def private_tmp_dir(env: Mapping[str, str], uid: int) -> str:
         return candidate
     finally:
         os.close(lock)
+
+
+def _record_file(env: Mapping[str, str]) -> str:
+    """Where the name of the user's private /tmp directory is recorded."""
+    cache = env.get("XDG_CACHE_HOME") or os.path.join(_home(env), ".cache")
+    return os.path.join(cache, "patience", "runtime-dir")
+
+
+def _recorded_dir(record: str) -> str:
+    try:
+        with open(record, encoding="utf-8") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def _home(env: Mapping[str, str]) -> str:

@@ -4,7 +4,8 @@ One request per line, one response line per request, in order per connection. De
 made by the Coordinator; this module owns the sockets, the timers and the process lifecycle:
 one daemon per socket (a lock file), stale-socket replacement, a private socket (0600, created
 under a umask so it is never open to others), peer credentials, resource caps, signals
-(TERM/INT stop gracefully, HUP reloads limits) and systemd readiness notification.
+(TERM/INT stop gracefully, HUP reloads the configuration) and systemd readiness notification.
+Its configuration is the one rpr and patience read (patience.config), under its own flags.
 
 The per-request path is kept lean: msgspec decoding, no logging, no awaits.
 """
@@ -26,7 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 from patience import __version__
-from patience.daemon import paths, protocol, settings
+from patience.config import Config, ConfigError, load
+from patience.daemon import paths, protocol
 from patience.daemon.coordinator import Client, Coordinator, CoordinatorError, Waiter
 from patience.daemon.protocol import (
     Acquire,
@@ -74,23 +76,43 @@ class StartError(Exception):
         self.exit_code = exit_code
 
 
+# Read once at start; a reload that changes them says they wait for the next start.
+AT_START = (
+    "daemon.socket_path",
+    "daemon.storage_path",
+    "daemon.metrics_enabled",
+    "daemon.peer_group",
+)
+
+
 class Daemon:
+    """`config_file` (--config) and `log_level` (--log-level) are the daemon's own flags: a
+    reload reads the configuration again with the same file and keeps the flag's level."""
+
     def __init__(
         self,
-        config: settings.Settings,
+        config: Config,
         socket_path: str,
         storage_path: str,
-        config_path: str | None,
+        config_file: str | None,
+        log_level: str | None,
     ) -> None:
-        self.settings = config
+        self.config = config
         self.socket_path = socket_path
         self.storage_path = storage_path
-        self.config_path = config_path
+        self.config_file = config_file
+        self.log_level = log_level
         self.pid_path = socket_path + ".pid"
         self.lock_path = socket_path + ".lock"
         self.uid = os.geteuid()
-        self.group = _group_id(config.peer_group)
-        self.coordinator = Coordinator(config.limits, config.default_algorithm, config.client_ttl)
+        self.group = _group_id(config)
+        self.coordinator = Coordinator(
+            config.limits(),
+            _text(config, "rate_limiting.default_algorithm"),
+            _seconds(config, "daemon.client_ttl"),
+        )
+        self.max_connections = config.number("daemon.max_connections")
+        self.idle_timeout = _seconds(config, "daemon.idle_timeout")
         self.store: MetricsStore | None = None
         self.connections: set[Connection] = set()
         self.waiters: dict[Waiter, Connection] = {}
@@ -132,17 +154,19 @@ class Daemon:
         self._clear_stale_socket()
         self._listener = self._bind()
         _write_pid(self.pid_path)
-        if self.settings.metrics_enabled:
+        if self.config.flag("daemon.metrics_enabled"):
             try:
                 self.store = MetricsStore(
-                    self.storage_path, self.settings.retention, self.settings.retention_count
+                    self.storage_path,
+                    _seconds(self.config, "daemon.retention_age"),
+                    self.config.number("daemon.retention_count"),
                 )
             except Exception as exc:
                 self._cleanup()
                 raise StartError(
                     f"cannot open the metrics store {self.storage_path}: {exc}"
                 ) from None
-        _raise_fd_limit(self.settings.max_connections + 64)
+        _raise_fd_limit(self.max_connections + 64)
 
     def _take_lock(self) -> None:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -254,38 +278,37 @@ class Daemon:
             connection.transport.abort()
 
     def reload(self) -> None:
-        """SIGHUP: re-read the configuration; a bad file keeps the old settings."""
-        if self.config_path is None:
-            log.info("SIGHUP: no configuration file to reload")
-            return
+        """SIGHUP: read every configuration source again; a bad value keeps the old
+        configuration whole."""
         try:
-            fresh, warnings = settings.load(self.config_path)
-        except settings.ConfigError as exc:
+            fresh = load("patience-daemon", config_file=self.config_file)
+            limits = fresh.limits()
+            self.coordinator.reload(limits, _text(fresh, "rate_limiting.default_algorithm"), _now())
+        except (ConfigError, RateLimitError) as exc:
             log.error("reload failed, keeping the old configuration: %s", exc)
             return
-        for warning in warnings:
+        for warning in fresh.warnings:
             log.warning("%s", warning)
-        try:
-            self.coordinator.reload(fresh.limits, fresh.default_algorithm, _now())
-        except RateLimitError as exc:
-            log.error("reload failed, keeping the old configuration: %s", exc)
-            return
-        self.coordinator.client_ttl = fresh.client_ttl
-        for key in ("socket_path", "storage_path", "metrics_enabled", "peer_group"):
-            if getattr(fresh, key) != getattr(self.settings, key):
-                log.warning("daemon.%s changed: it takes effect at the next start", key)
-                setattr(fresh, key, getattr(self.settings, key))
-        self.settings = fresh
-        logging.getLogger().setLevel(fresh.log_level.upper())
+        for key in AT_START:
+            if fresh.get(key) != self.config.get(key):
+                log.warning("%s changed: it takes effect at the next start", key)
+        self.coordinator.client_ttl = _seconds(fresh, "daemon.client_ttl")
+        self.max_connections = fresh.number("daemon.max_connections")
+        self.idle_timeout = _seconds(fresh, "daemon.idle_timeout")
+        if self.store is not None:
+            self.store.retention = _seconds(fresh, "daemon.retention_age")
+            self.store.retention_count = fresh.number("daemon.retention_count")
+        logging.getLogger().setLevel((self.log_level or _text(fresh, "daemon.log_level")).upper())
         self._arm()
-        log.info("reloaded %s: %d resource limits", self.config_path, len(fresh.limits))
+        sources = ", ".join(doc.path or "the environment" for doc in fresh.documents)
+        log.info("reloaded %s: %d resource limits", sources or "the defaults", len(limits))
 
     async def _housekeeping(self) -> None:
         last_flush = last_prune = _now()
         while True:
             await asyncio.sleep(HOUSEKEEPING)
             now = _now()
-            idle = self.settings.idle_timeout
+            idle = self.idle_timeout
             for connection in [c for c in self.connections if c.idle_since(now) > idle]:
                 connection.transport.close()
             self.coordinator.expire(now, time.time())
@@ -322,8 +345,8 @@ class Daemon:
             if not self._peer_allowed(uid, gid):
                 log.warning("refused a connection from uid %d", uid)
                 return f"permission denied: uid {uid} may not use this daemon"
-        if len(self.connections) >= self.settings.max_connections:
-            return f"too many connections ({self.settings.max_connections}); retry later"
+        if len(self.connections) >= self.max_connections:
+            return f"too many connections ({self.max_connections}); retry later"
         return None
 
     def _peer_allowed(self, uid: int, gid: int) -> bool:
@@ -690,6 +713,20 @@ class Connection(asyncio.Protocol):
         self.transport.close()
 
 
+def _text(config: Config, key: str) -> str:
+    """A key that has a default, as text."""
+    value = config.text(key)
+    assert value is not None, key
+    return value
+
+
+def _seconds(config: Config, key: str) -> float:
+    """A duration key that has a default, in seconds."""
+    value = config.seconds(key)
+    assert value is not None, key
+    return value
+
+
 def _now() -> float:
     return time.monotonic()  # asyncio's loop.time() is this clock too
 
@@ -727,7 +764,8 @@ def _notify(state: str) -> None:
         log.warning("could not notify %s: %s", address, exc)
 
 
-def _group_id(name: str | None) -> int | None:
+def _group_id(config: Config) -> int | None:
+    name = config.text("daemon.peer_group")
     if name is None:
         return None
     import grp
@@ -735,7 +773,8 @@ def _group_id(name: str | None) -> int | None:
     try:
         return grp.getgrnam(name).gr_gid
     except KeyError:
-        raise StartError(f"daemon.peer_group: no group named {name!r}", exit_code=2) from None
+        where = config.source("daemon.peer_group")  # file (or variable) and key
+        raise StartError(f"{where}: no group named {name!r}", exit_code=2) from None
 
 
 def _write_pid(path: str) -> None:
