@@ -18,6 +18,14 @@ the others split the rest), and no capacity is held back longer than the grace.
 Times are seconds on the server's monotonic clock, except protocol 1.0 bookkeeping, which is in
 the Unix seconds the Go client sends. The server calls `poll(now)` at `next_wakeup()` to hand
 tokens to waiters and to time out waits.
+
+Remote admission (the Redis backend, daemons on many hosts sharing one limit). While `remote`
+is set, every request with a limit joins the queue, and the admissions themselves are decided
+elsewhere: `take(now)` hands out the next waiter of each resource whose turn has come (one at
+a time per resource, so queue order and fair shares hold as above), and `settle` applies the
+decision that comes back. The local limiter keeps counting this daemon's own grants: they
+bound what Redis can allow (a request that cannot fit here is refused or queued without asking),
+and when Redis is unreachable the server clears `remote` and the local limits carry on from them.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from patience.daemon.protocol import (
     ScheduleRequest,
     SharedResource,
 )
-from patience.ratelimit.algorithms import Limiter, RateLimitError, make_limiter
+from patience.ratelimit.algorithms import Decision, Limiter, RateLimitError, make_limiter
 from patience.ratelimit.resources import validate_resource_id
 from patience.ratelimit.schedule_check import check_schedule
 
@@ -126,6 +134,7 @@ class Resource:
         "id",
         "last_activity",
         "limiter",
+        "pending",
         "queue",
         "ready_at",
         "registered",
@@ -145,6 +154,7 @@ class Resource:
         # Waiting requests: client id -> its waiters, in round-robin order.
         self.queue: OrderedDict[str, deque[Waiter]] = OrderedDict()
         self.ready_at = math.inf  # when the head of the queue may be served
+        self.pending: Waiter | None = None  # remote: the waiter whose admission is being decided
         self.registered: list[tuple[int, int]] = []  # protocol 1.0: (scheduled_at, expires_at)
         self.tokens = 0
         self.executions = 0
@@ -164,6 +174,7 @@ class Coordinator:
         self._deadlines: list[tuple[float, int, Waiter]] = []
         self._sequence = 0
         self.usage: dict[tuple[str, str], list[float]] = {}  # (resource, tool) -> counters
+        self.remote = False  # admissions are decided elsewhere: see take and settle
 
     # ---- configuration ------------------------------------------------------------------------
 
@@ -245,9 +256,8 @@ class Coordinator:
                 f"tokens: {tokens} at once can never fit the limit of {resource.id},"
                 f" {limiter.describe()} (ask for at most {limiter.limit})"
             )
-        if not resource.queue and (
-            request.max_wait == 0 or self._within_share(resource, client.id, tokens)
-        ):
+        first = not (resource.queue or self.remote)
+        if first and (request.max_wait == 0 or self._within_share(resource, client.id, tokens)):
             decision = limiter.acquire(now, tokens)
             if decision.granted:
                 self._grant(client, resource, tokens, now)
@@ -263,10 +273,11 @@ class Coordinator:
                     limit_source=resource.spec.source if resource.spec else None,
                 )
             retry_after = decision.retry_after
-        elif not resource.queue:  # over its share while others compete: let them go first
+        elif first:  # over its share while others compete: let them go first
             retry_after = max(limiter.available_at(now, tokens) - now, resource.grace)
-        else:  # others wait first: at best after the head, and after our own tokens fit
-            retry_after = max(limiter.available_at(now, tokens), resource.ready_at) - now
+        else:  # others wait first, or remote: at best after the head, and when ours fit here
+            ready_at = resource.ready_at if resource.queue else now
+            retry_after = max(limiter.available_at(now, tokens), ready_at) - now
         if retry_after > request.max_wait:
             self._count(resource, client, denied=1)
             return self._refusal(resource, tokens, retry_after, 0.0, now)
@@ -305,18 +316,21 @@ class Coordinator:
             heapq.heappop(deadlines)
         first = deadlines[0][0] if deadlines else math.inf
         for resource in self._waiting:
-            first = min(first, resource.ready_at)
+            if resource.pending is None:
+                first = min(first, resource.ready_at)
         return first
 
     def poll(self, now: float) -> list[tuple[Waiter, AcquireResponse]]:
-        """Serve the waiters whose tokens are available and time out those past their wait."""
+        """Serve the waiters whose tokens are available (unless remote) and time out those past
+        their wait (one being decided remotely is settled instead)."""
         resolved: list[tuple[Waiter, AcquireResponse]] = []
-        for resource in [r for r in self._waiting if r.ready_at <= now]:
-            self._serve(resource, now, resolved)
+        if not self.remote:
+            for resource in [r for r in self._waiting if r.ready_at <= now and not r.pending]:
+                self._serve(resource, now, resolved)
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             waiter = heapq.heappop(deadlines)[2]
-            if waiter.live:
+            if waiter.live and waiter is not waiter.resource.pending:
                 resource = waiter.resource
                 self.cancel(waiter, now)
                 self._count(resource, waiter.client, denied=1)
@@ -333,56 +347,119 @@ class Coordinator:
                 )
         return resolved
 
+    def take(self, now: float) -> tuple[list[Waiter], list[tuple[Waiter, AcquireResponse]]]:
+        """Remote: the waiters whose admission is to be decided now, one per resource whose
+        turn has come (each `pending` until `settle`), and the answers already due."""
+        taken: list[Waiter] = []
+        resolved: list[tuple[Waiter, AcquireResponse]] = []
+        for resource in [r for r in self._waiting if r.ready_at <= now and not r.pending]:
+            while (waiter := self._next_admission(resource, now, resolved)) is not None:
+                if resource.limiter is not None:
+                    resource.pending = waiter
+                    taken.append(waiter)
+                    break
+                self._admit(waiter, None, now, resolved)  # the limit was lifted meanwhile
+        return taken, resolved
+
+    def settle(
+        self, waiter: Waiter, decision: Decision | None, now: float
+    ) -> list[tuple[Waiter, AcquireResponse]]:
+        """Remote: apply the decision on a waiter `take` handed out; None decides it here with
+        the local limiter (Redis was unreachable). A waiter that cannot be admitted within its
+        wait is refused at once."""
+        resource = waiter.resource
+        resource.pending = None
+        self._waiting.add(resource)
+        resource.ready_at = min(resource.ready_at, now)
+        limiter = resource.limiter
+        resolved: list[tuple[Waiter, AcquireResponse]] = []
+        if not waiter.live:  # its client left meanwhile; what Redis granted it stays spent
+            return resolved
+        if decision is None:
+            decision = limiter.acquire(now, waiter.tokens) if limiter is not None else None
+        elif decision.granted and limiter is not None:
+            limiter.acquire(now, waiter.tokens)  # this daemon's grants count here too
+        if self._admit(waiter, decision, now, resolved):
+            resource.ready_at = now
+        elif decision is not None and now + decision.retry_after > waiter.deadline:
+            self.cancel(waiter, now)
+            self._count(resource, waiter.client, denied=1)
+            response = self._refusal(
+                resource, waiter.tokens, decision.retry_after, now - waiter.enqueued, now
+            )
+            response.remaining, response.reset_after = decision.remaining, decision.reset_after
+            resolved.append((waiter, response))
+        return resolved
+
     def _serve(
         self, resource: Resource, now: float, resolved: list[tuple[Waiter, AcquireResponse]]
     ) -> None:
-        queue = resource.queue
+        while (waiter := self._next_admission(resource, now, resolved)) is not None:
+            limiter = resource.limiter
+            decision = None if limiter is None else limiter.acquire(now, waiter.tokens)
+            if not self._admit(waiter, decision, now, resolved):
+                return
+
+    def _next_admission(
+        self, resource: Resource, now: float, resolved: list[tuple[Waiter, AcquireResponse]]
+    ) -> Waiter | None:
+        """The waiter whose turn it is, refusing those the limit can no longer fit; None when
+        nobody may go yet (ready_at says when) or nobody waits."""
         limiter = resource.limiter
         if limiter is not None:
             self._trim(resource, now, limiter.window)
-        while queue:
+        while resource.queue:
             waiter = self._next_in_turn(resource, now)
-            if waiter is None:
-                return
-            client_id, waiters = waiter.client.id, queue[waiter.client.id]
-            if limiter is not None:
-                if waiter.tokens > limiter.limit:  # the limit shrank under it
-                    self.cancel(waiter, now)
-                    response = self._refusal(
-                        resource, waiter.tokens, 0.0, now - waiter.enqueued, now
-                    )
-                    response.reason = f"the limit of {resource.id} is now {limiter.describe()}"
-                    resolved.append((waiter, response))
-                    continue
-                decision = limiter.acquire(now, waiter.tokens)
-                if not decision.granted:
-                    resource.ready_at = now + decision.retry_after
-                    return
-            waiters.popleft()
-            waiter.live = False
-            if waiters:
-                queue.move_to_end(client_id)  # round-robin: this client goes to the back
-            else:
-                del queue[client_id]
-            self._grant(waiter.client, resource, waiter.tokens, now)
-            self._count(resource, waiter.client, waited=now - waiter.enqueued)
-            response = AcquireResponse(
-                granted=True,
-                tokens=waiter.tokens,
-                retry_after=0.0,
-                reset_after=0.0,
-                waited=now - waiter.enqueued,
-            )
-            if limiter is not None and resource.spec is not None:
-                response.reset_after = max(0.0, limiter.available_at(now, limiter.limit) - now)
-                response.remaining = limiter.remaining(now)
-                response.limit = limiter.limit
-                response.window = limiter.window
-                response.algorithm = limiter.algorithm
-                response.limit_source = resource.spec.source
+            if waiter is None or limiter is None or waiter.tokens <= limiter.limit:
+                return waiter
+            self.cancel(waiter, now)  # the limit shrank under it
+            response = self._refusal(resource, waiter.tokens, 0.0, now - waiter.enqueued, now)
+            response.reason = f"the limit of {resource.id} is now {limiter.describe()}"
             resolved.append((waiter, response))
         resource.ready_at = math.inf
         self._waiting.discard(resource)
+        return None
+
+    def _admit(
+        self,
+        waiter: Waiter,
+        decision: Decision | None,
+        now: float,
+        resolved: list[tuple[Waiter, AcquireResponse]],
+    ) -> bool:
+        """Grant the waiter if the decision (None: no limit) admits it; else wait for the
+        retry time."""
+        resource = waiter.resource
+        if decision is not None and not decision.granted:
+            resource.ready_at = now + decision.retry_after
+            return False
+        queue, client_id = resource.queue, waiter.client.id
+        waiters = queue[client_id]
+        waiters.popleft()
+        waiter.live = False
+        if waiters:
+            queue.move_to_end(client_id)  # round-robin: this client goes to the back
+        else:
+            del queue[client_id]
+        self._grant(waiter.client, resource, waiter.tokens, now)
+        self._count(resource, waiter.client, waited=now - waiter.enqueued)
+        response = AcquireResponse(
+            granted=True,
+            tokens=waiter.tokens,
+            retry_after=0.0,
+            reset_after=0.0,
+            waited=now - waiter.enqueued,
+        )
+        limiter = resource.limiter
+        if decision is not None and limiter is not None and resource.spec is not None:
+            response.reset_after = decision.reset_after
+            response.remaining = decision.remaining
+            response.limit = limiter.limit
+            response.window = limiter.window
+            response.algorithm = limiter.algorithm
+            response.limit_source = resource.spec.source
+        resolved.append((waiter, response))
+        return True
 
     def _next_in_turn(self, resource: Resource, now: float) -> Waiter | None:
         """The first client in round-robin order that is within its share; else, of those past
