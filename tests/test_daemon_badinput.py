@@ -84,6 +84,21 @@ def test_malformed_json_gets_an_error_and_the_connection_stays(daemon: Daemon) -
             '"start_time":1,"duration":1,"success":true,"labels":{"a":1}}]}',
             "`$.records[0].labels[...]`",
         ),
+        (
+            '{"type":"metrics","records":[{"tool":"repeater","resource_id":"r",'
+            '"start_time":1,"duration":1,"success":true,"record_id":""}]}',
+            "`$.records[0].record_id`",
+        ),
+        (
+            '{"type":"metrics","records":[{"tool":"repeater","resource_id":"r",'
+            '"start_time":1,"duration":1,"success":true,"record_id":"' + "x" * 129 + '"}]}',
+            "`$.records[0].record_id`",
+        ),
+        (
+            '{"type":"metrics","records":[{"tool":"repeater","resource_id":"r",'
+            '"start_time":1,"duration":1,"success":true,"record_id":7}]}',
+            "`$.records[0].record_id`",
+        ),
         ('{"type":"query","query":"everything"}', "`$.query`"),
         ('{"type":"query","query":"resource_summary","tools":["cron"]}', "`$.tools[0]`"),
         (

@@ -19,6 +19,7 @@ client, which a plain start must not pay for.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -279,9 +280,11 @@ class MetricsReporter:
     def add(
         self, result: RunResult, success: bool, *, attempt: int = 0, execution: int = 0
     ) -> None:
-        """Queue the record of one finished start; never blocks on the daemon."""
+        """Queue the record of one finished start; never blocks on the daemon. Its random
+        128-bit id lets the daemon store it once however often it is resent."""
         record = dict(
             self.base,
+            record_id=os.urandom(16).hex(),
             start_time=max(0.0, result.start + self.wall_offset),
             duration=max(0.0, result.duration),
             success=success,

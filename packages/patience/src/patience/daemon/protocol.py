@@ -147,6 +147,8 @@ class ExecutionMetrics(msgspec.Struct, forbid_unknown_fields=True):
         ],
         msgspec.Meta(max_length=64),
     ] = {}
+    # Made by the client, unique to the record: a record resent with the same id is stored once.
+    record_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
 
 
 class Metrics(StrictRequest, tag="metrics"):

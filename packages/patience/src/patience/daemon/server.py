@@ -502,12 +502,16 @@ class Daemon:
                 "metrics are disabled in this daemon (set [daemon] metrics_enabled = true)"
             )
         client = self.client_for(connection)
-        self.coordinator.record_executions(client, records, _now())
         try:
-            return self.store.add(records, client.id)
+            fresh = self.store.unseen(records)  # a resent record is acknowledged, not counted
+            self.coordinator.record_executions(client, fresh, _now())
+            self.store.add(fresh, client.id)
+        except CoordinatorError:
+            raise
         except Exception as exc:
             log.error("could not store metrics: %s", exc)
             raise CoordinatorError(f"could not store the metrics: {exc}") from None
+        return len(records)
 
     def _query(self, connection: Connection, message: Query) -> bytes:
         if self.store is None:

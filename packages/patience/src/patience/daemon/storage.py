@@ -3,6 +3,10 @@
 WAL journal: a batch is committed before the daemon acknowledges it, so an acknowledged record
 survives the daemon being killed (the commit is in the operating system's hands by then).
 Retention keeps the database bounded by age and by record count.
+
+A record's `record_id`, made by the client, is unique here: a client that resends a batch
+whose acknowledgement it never received (the daemon died after committing it) has it stored
+once. A database made before the column existed gains it when opened.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ CREATE TABLE IF NOT EXISTS executions (
     exit_code INTEGER NOT NULL,
     attempt_number INTEGER NOT NULL,
     execution_number INTEGER NOT NULL,
-    labels TEXT NOT NULL
+    labels TEXT NOT NULL,
+    record_id TEXT
 );
 CREATE INDEX IF NOT EXISTS executions_resource_time ON executions (resource_id, start_time);
 CREATE INDEX IF NOT EXISTS executions_time ON executions (start_time);
@@ -66,13 +71,41 @@ class MetricsStore:
         self._db.execute("PRAGMA journal_mode=WAL")  # its -wal and -shm files copy this mode
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
+        if "record_id" not in columns:  # a database from before record ids
+            self._db.execute("ALTER TABLE executions ADD COLUMN record_id TEXT")
+        self._db.execute(  # several NULLs (records without an id) are allowed
+            "CREATE UNIQUE INDEX IF NOT EXISTS executions_record ON executions (record_id)"
+        )
         self._since_prune = 0
 
     def close(self) -> None:
         self._db.close()
 
+    def unseen(self, records: Sequence[ExecutionMetrics]) -> list[ExecutionMetrics]:
+        """The records not stored yet: those without an id, and the first of each id that is
+        neither stored nor earlier in the batch."""
+        ids = [r.record_id for r in records if r.record_id is not None]
+        if not ids:
+            return list(records)
+        seen = {
+            row[0]
+            for row in self._db.execute(
+                "SELECT record_id FROM executions"
+                " WHERE record_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids),),
+            )
+        }
+        fresh = []
+        for record in records:
+            if record.record_id is None or record.record_id not in seen:
+                fresh.append(record)
+                seen.add(record.record_id)
+        return fresh
+
     def add(self, records: Sequence[ExecutionMetrics], client_id: str) -> int:
-        """Commit a batch; returns how many were stored."""
+        """Commit a batch; returns how many were stored (a record whose id is stored already
+        is not stored again)."""
         rows = [
             (
                 r.tool,
@@ -86,20 +119,21 @@ class MetricsStore:
                 r.attempt_number,
                 r.execution_number,
                 json.dumps(r.labels, sort_keys=True),
+                r.record_id,
             )
             for r in records
         ]
         with self._transaction():
-            self._db.executemany(
-                "INSERT INTO executions (tool, resource_id, client_id, command, start_time,"
-                " duration, success, exit_code, attempt_number, execution_number, labels)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            stored = self._db.executemany(
+                "INSERT OR IGNORE INTO executions (tool, resource_id, client_id, command,"
+                " start_time, duration, success, exit_code, attempt_number, execution_number,"
+                " labels, record_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
-            )
-        self._since_prune += len(rows)
+            ).rowcount
+        self._since_prune += stored
         if self._since_prune >= _PRUNE_EVERY:
             self.prune(time.time())
-        return len(rows)
+        return stored
 
     def add_usage(self, rows: Sequence[UsageRow]) -> None:
         """Add rate-limit activity; rows for a minute already stored are summed into it."""
