@@ -1,6 +1,6 @@
 """The Redis scripts against the Python limiters they transcribe, on a real redis-server:
 for any sequence of (time, tokens) requests both give the same decisions, float for float.
-Also: Redis TIME as the clock, namespaced keys, and keys that expire."""
+Also: turns claimed across daemons, Redis TIME as the clock, namespaced keys that expire."""
 
 from __future__ import annotations
 
@@ -30,14 +30,21 @@ class Store:
         self.server = server
         self.runner = asyncio.Runner()
         self.client = redis.asyncio.Redis(unix_socket_path=server.socket)
-        self.limits = RedisLimits(self.client, redis_clock=False)
-        self.clocked = RedisLimits(self.client, redis_clock=True)
+        self.clocked = RedisLimits(self.client, redis_clock=True, who="a")
+        self.daemons = {who: RedisLimits(self.client, False, who) for who in ("a", "b")}
 
     def acquire(
-        self, resource: str, limiter: Limiter, tokens: int, now: float, redis_clock: bool = False
+        self,
+        resource: str,
+        limiter: Limiter,
+        tokens: int,
+        now: float,
+        redis_clock: bool = False,
+        who: str = "a",
+        wait: float = 1e9,
     ) -> Decision:
-        store = self.clocked if redis_clock else self.limits
-        return self.runner.run(store.acquire(resource, limiter, tokens, now))
+        store = self.clocked if redis_clock else self.daemons[who]
+        return self.runner.run(store.acquire(resource, limiter, tokens, now, wait, 0.5))
 
     def close(self) -> None:
         self.runner.run(self.client.aclose())
@@ -120,6 +127,48 @@ def test_large_limits_and_times_stay_exact(store: Store, algorithm: str) -> None
         algorithm,
         (limit, 86400.0, 1.7e9 + 0.987654321, [(0.0, limit // 2), (0.5, limit // 2), (1e-9, 7)]),
     )
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_waiting_daemon_claims_the_next_turn(store: Store, algorithm: str) -> None:
+    """Daemon b, refused while a holds the limit, has the next capacity kept for it until it
+    comes back (its retry time plus the hold, 0.5s here); then a's turn comes the same way."""
+    spec = make_limiter(algorithm, 1, 10.0)
+    resource = f"turns-{next(_ids)}"
+    assert store.acquire(resource, spec, 1, 100.0, who="a").granted
+    refused = store.acquire(resource, spec, 1, 101.0, who="b")
+    assert not refused.granted
+    b_turn = 101.0 + refused.retry_after
+    held = store.acquire(resource, spec, 1, b_turn, who="a")  # free, but b's turn
+    assert not held.granted
+    assert held.retry_after == pytest.approx(0.5)
+    assert store.acquire(resource, spec, 1, b_turn + 0.1, who="b").granted
+    refused = store.acquire(resource, spec, 1, b_turn + 0.2, who="a")
+    assert not refused.granted
+    a_turn = b_turn + 0.2 + refused.retry_after
+    assert not store.acquire(resource, spec, 1, a_turn, who="b").granted
+    assert store.acquire(resource, spec, 1, a_turn + 0.1, who="a").granted
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_claim_lapses_when_the_claimant_does_not_come_back(store: Store, algorithm: str) -> None:
+    spec = make_limiter(algorithm, 1, 10.0)
+    resource = f"lapsing-{next(_ids)}"
+    assert store.acquire(resource, spec, 1, 100.0, who="a").granted
+    refused = store.acquire(resource, spec, 1, 101.0, who="b")
+    free_at = 101.0 + refused.retry_after
+    assert not store.acquire(resource, spec, 1, free_at + 0.4, who="a").granted
+    assert store.acquire(resource, spec, 1, free_at + 0.5, who="a").granted
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_request_that_will_not_wait_claims_nothing(store: Store, algorithm: str) -> None:
+    spec = make_limiter(algorithm, 1, 10.0)
+    resource = f"impatient-{next(_ids)}"
+    assert store.acquire(resource, spec, 1, 100.0, who="a").granted
+    refused = store.acquire(resource, spec, 1, 101.0, who="b", wait=1.0)
+    assert not refused.granted
+    assert store.acquire(resource, spec, 1, 101.0 + refused.retry_after, who="a").granted
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -17,6 +17,15 @@ share through NTP), or, with `redis_clock`, the script reads Redis TIME, one clo
 host. As in the Python classes, a clock that goes backwards is treated as standing still: the
 latest time seen is kept with the state.
 
+Turns across daemons. Each daemon queues its own clients fairly, but which daemon reaches
+Redis first when capacity frees up is a race that the one nearest to Redis would always win.
+So a request the algorithm refuses, and that will wait, claims the next capacity for its daemon
+(`who`) if no other daemon holds a claim: until the claimant comes back (its retry time plus
+`hold`, which covers its round trip), other daemons are admitted only where enough is left for
+the claimant too, and are told to retry when the claim ends. The claimant's next admission
+releases it. A daemon that never sees another daemon's claim decides exactly as the Python
+class: the claim only ever refuses a request that the algorithm alone would admit.
+
 Keys. `patience:ratelimit:{<resource>}:<algorithm>:<limit>:<window>` + `:state` (a hash: the
 latest time, and the fixed window's index and count or GCRA's theoretical arrival time) and,
 for the sliding-window log, `:log` (a list of grant times, at most `limit` long). Daemons that
@@ -39,8 +48,10 @@ PREFIX = "patience:ratelimit:"
 EXPIRY_SLACK_MS = 1000
 
 # Shared by every script. KEYS[1]: the state hash. ARGV: now ("" = Redis TIME), limit,
-# window, tokens, expiry in ms. Defines `now` (never before the latest time seen), `limit`,
-# `window`, `tokens`, `fmt`, `floordiv` (Python's float //) and `up` (math.nextafter(x, inf)).
+# window, tokens, expiry in ms, who, wait, hold. Defines `now` (never before the latest time
+# seen), `limit`, `window`, `tokens`, `fmt`, `floordiv` (Python's float //), `up`
+# (math.nextafter(x, inf)), `save` (the state, with its expiry) and the claim: `reserved` (the
+# tokens another daemon's claim holds), `held` (the refusal it causes), `release`, `claim`.
 _PRELUDE = """
 local state = KEYS[1]
 local now = tonumber(ARGV[1])
@@ -76,6 +87,30 @@ local function save(...)
   redis.call('HSET', state, 'now', fmt(now), ...)
   redis.call('PEXPIRE', state, expiry)
 end
+
+local who, wait, hold = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local claimed = redis.call('HMGET', state, 'claim', 'claim_tokens', 'claim_until')
+local reserved = 0
+if claimed[1] and claimed[1] ~= who and tonumber(claimed[3]) > now then
+  reserved = tonumber(claimed[2])
+end
+
+local function held(remaining)
+  save()
+  local retry = fmt(tonumber(claimed[3]) - now)
+  return {0, remaining, retry, retry}
+end
+
+local function release()
+  if claimed[1] == who then redis.call('HDEL', state, 'claim', 'claim_tokens', 'claim_until') end
+end
+
+local function claim(retry)
+  if reserved == 0 and retry <= wait then
+    redis.call('HSET', state, 'claim', who, 'claim_tokens', tokens,
+      'claim_until', fmt(now + retry + hold))
+  end
+end
 """
 
 # SlidingWindowLog. KEYS[2]: the log, oldest first (times only grow: the clock is clamped).
@@ -88,6 +123,7 @@ while true do
 end
 local used = redis.call('LLEN', log)
 if used + tokens <= limit then
+  if used + tokens + reserved > limit then return held(limit - used) end
   local stamp, batch = fmt(now), {}
   for i = 1, tokens do
     batch[#batch + 1] = stamp
@@ -98,11 +134,13 @@ if used + tokens <= limit then
   end
   redis.call('PEXPIRE', log, expiry)
   save()
+  release()
   return {1, limit - used - tokens, '0', fmt(window)}
 end
 local admit_at = tonumber(redis.call('LINDEX', log, used + tokens - limit - 1)) + window
 local reset_at = tonumber(redis.call('LINDEX', log, -1)) + window
 save()
+claim(admit_at - now)
 return {0, limit - used, fmt(admit_at - now), fmt(reset_at - now)}
 """
 
@@ -115,10 +153,13 @@ if stored[1] and tonumber(stored[1]) == index then count = tonumber(stored[2]) e
 local finish = (index + 1.0) * window
 while floordiv(finish, window) <= index do finish = up(finish) end
 if count + tokens <= limit then
+  if count + tokens + reserved > limit then return held(limit - count) end
   save('index', fmt(index), 'count', count + tokens)
+  release()
   return {1, limit - count - tokens, '0', fmt(finish - now)}
 end
 save('index', fmt(index), 'count', count)
+claim(finish - now)
 return {0, limit - count, fmt(finish - now), fmt(finish - now)}
 """
 
@@ -244,23 +285,29 @@ local function fitting(tat)
   return math.max(0, float(idiv(sub(tolerance, sub(tat, units)), T)))
 end
 
+-- Python's two admitting branches (tat <= units, and tat - units <= tolerance - increment) are
+-- one here: from max(tat, units), the increment must stay within the tolerance.
 local stored = redis.call('HGET', state, 'tat')
-local tat, new = nil, nil
+local tat, base = nil, units
 if stored then tat = parse(stored) end
-if tat == nil or cmp(tat, units) <= 0 then
-  new = add(units, increment)
-elseif cmp(sub(tat, units), sub(tolerance, increment)) <= 0 then
-  new = add(tat, increment)
-else
+if tat ~= nil and cmp(tat, units) > 0 then base = tat end
+local ahead = sub(base, units)
+if cmp(ahead, sub(tolerance, increment)) > 0 then
   local target_ns = neg(idiv(neg(sub(tat, sub(tolerance, increment))), L))
   local at = float(target_ns) / 1e9
   while cmp(whole(trunc(at * 1e9)), target_ns) < 0 do at = up(at) end
   local retry = at - now
   local reset = math.max(retry, float(sub(tat, units)) / per_second)
   save()
+  claim(retry)
   return {0, fitting(tat), fmt(retry), fmt(reset)}
 end
+if reserved > 0 and cmp(ahead, sub(tolerance, mul(T, whole(tokens + reserved)))) > 0 then
+  return held(fitting(tat))
+end
+local new = add(base, increment)
 save('tat', text(new))
+release()
 return {1, fitting(new), '0', fmt(float(sub(new, units)) / per_second)}
 """
 
@@ -274,15 +321,18 @@ SCRIPTS = {
 class RedisLimits:
     """The limiters' state in one Redis: `acquire` is one atomic script call per request."""
 
-    def __init__(self, client: Redis, redis_clock: bool) -> None:
+    def __init__(self, client: Redis, redis_clock: bool, who: str) -> None:
         self.redis_clock = redis_clock
+        self.who = who
         self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
 
     async def acquire(
-        self, resource_id: str, limiter: Limiter, tokens: int, now: float
+        self, resource_id: str, limiter: Limiter, tokens: int, now: float, wait: float, hold: float
     ) -> Decision:
         """Take `tokens` at `now` (ignored with redis_clock) under `limiter`'s limit, which
-        names the algorithm and numbers; its own in-memory state is not touched."""
+        names the algorithm and numbers; its own in-memory state is not touched. A refused
+        request that will wait `wait` seconds more claims the next turn for `hold` seconds
+        past its retry time."""
         keys = state_keys(resource_id, limiter)
         args = (
             "" if self.redis_clock else now,
@@ -290,6 +340,9 @@ class RedisLimits:
             limiter.window,
             tokens,
             math.ceil(limiter.window * 1000) + EXPIRY_SLACK_MS,
+            self.who,
+            wait,
+            hold,
         )
         granted, remaining, retry_after, reset_after = await self._scripts[limiter.algorithm](
             keys=keys, args=args
