@@ -103,9 +103,18 @@ def _start_daemon(directory: Path) -> subprocess.Popen[bytes]:
         f'[daemon]\nstorage_path = "{directory / "m.db"}"\nmax_connections = 1024\n'
         f'[rate_limiting.resources]\n"bench" = {{ limit = {LIMIT}, window = "1s" }}\n'
     )
+    # Only this configuration: not the host's system, user or project files.
+    isolated = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PATIENCE_", "RPR_", "XDG_"))
+    }
+    isolated.update(PATIENCE_SYSTEM_CONFIG_DIR=str(directory), XDG_CONFIG_HOME=str(directory))
     proc = subprocess.Popen(
         [tool("patience-daemon"), "--socket", str(directory / "d.sock"), "--config", str(config)],
         stderr=subprocess.DEVNULL,
+        env=isolated,
+        cwd=directory,
     )
     _wait_for(directory / "d.sock")
     return proc

@@ -281,7 +281,7 @@ def test_fail_closed_stops_when_the_daemon_dies(tmp_path: Path) -> None:
             daemon.ensure_stopped()
 
 
-def test_auto_started_daemon_takes_the_tools_log_level(tmp_path: Path) -> None:
+def test_auto_started_daemon_takes_the_log_level_and_leaves_the_cwd(tmp_path: Path) -> None:
     with world(tmp_path) as w:
         pid_file = Path(w.socket + ".pid")
         w.env["RPR_LOG_LEVEL"] = "debug"
@@ -291,5 +291,6 @@ def test_auto_started_daemon_takes_the_tools_log_level(tmp_path: Path) -> None:
             [pid] = _daemons_serving(w.socket)
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             assert argv[argv.index(b"--log-level") + 1] == b"debug"
+            assert os.readlink(f"/proc/{pid}/cwd") == "/"
         finally:
             _stop_pid_file(pid_file)

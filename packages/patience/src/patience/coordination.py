@@ -324,6 +324,7 @@ class MetricsReporter:
             )
 
     def _send_loop(self) -> None:
+        last_try = False  # at exit, a failed delivery gets one more try on a new connection
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self.pending or self._closing)
@@ -337,8 +338,11 @@ class MetricsReporter:
                 with self._cond:
                     del self.pending[: len(batch)]
                 continue
-            if closing or self.refused:
+            if self.refused or (closing and last_try):
                 return
+            if closing:
+                last_try = True
+                continue
             with self._cond:  # the daemon is away: look again later
                 self._cond.wait_for(lambda: self._closing, timeout=RECONNECT_FIRST)
 

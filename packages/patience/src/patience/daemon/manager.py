@@ -88,6 +88,10 @@ class DaemonManager:
                     stdout=out,
                     stderr=out,
                     start_new_session=True,
+                    # Not the tool's directory: a daemon outlives it, must not pin it, and must
+                    # not take that project's file as every later tool's configuration (the
+                    # tools declare the limits of their own project files themselves).
+                    cwd="/",
                 )
             except OSError as exc:
                 raise DaemonNotRunning(
