@@ -161,6 +161,17 @@ class Path(Text):
         return os.path.expanduser(str(super().check(raw)))
 
 
+class RedisUrl(Text):
+    expected = "a Redis URL (redis://HOST:6379/0, rediss://... with TLS, unix:///PATH)"
+
+    def check(self, raw: object) -> object:
+        text = str(super().check(raw))
+        scheme, sep, rest = text.partition("://")
+        if not (sep and rest and scheme in ("redis", "rediss", "unix")):
+            raise self.refuse(raw)
+        return text
+
+
 class Pattern(Text):
     expected = "a regular expression (a non-empty string)"
 
@@ -211,6 +222,9 @@ KEYS: dict[str, Key] = {
         Key("daemon.idle_timeout", _POSITIVE, 300.0),  # a silent connection is closed after
         Key("daemon.client_ttl", _NONNEG, 60.0),  # a client unseen this long is forgotten
         Key("daemon.peer_group", Text()),  # a group whose members may also connect
+        Key("daemon.backend", Choice("memory", "redis"), "memory"),  # where limit state lives
+        Key("daemon.redis_url", RedisUrl()),  # the Redis of backend = "redis"
+        Key("daemon.redis_clock", Choice("daemon", "redis"), "daemon"),  # whose time counts
         Key("rate_limiting.default_algorithm", Choice(*ALGORITHMS), "diophantine"),
         Key("rate_limiting.coordination_enabled", _FLAG, True),
         Key("rate_limiting.fail_mode", Choice("open", "closed"), "open"),

@@ -156,6 +156,8 @@ def _status(socket_path: str) -> int:
         f" {status['clients']} clients, {status['connections']} connections,"
         f" {status['waiting']} waiting"
     )
+    if status.get("backend") == "redis":
+        print(f"rate limits: {_redis_state(status)}")
     for resource in resources:
         limit = resource["rate_limit"]
         if isinstance(limit, dict):
@@ -171,6 +173,18 @@ def _status(socket_path: str) -> int:
         granted = resource["tokens_granted"]
         print(f"  {resource['id']}: {text}; {count} clients, {granted} tokens granted")
     return 0
+
+
+def _redis_state(status: dict[str, object]) -> str:
+    since = status.get("redis_unreachable_since")
+    if not isinstance(since, int | float):
+        return f"in Redis at {status['redis_url']}, shared with other daemons"
+    import time
+
+    return (
+        f"local to this daemon: Redis at {status['redis_url']} unreachable since"
+        f" {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))} (retrying every second)"
+    )
 
 
 def _stop(socket_path: str, timeout: float) -> int:

@@ -321,6 +321,9 @@ class StatusResponse(Response, tag="status_response"):
     connections: int
     waiting: int
     metrics_enabled: bool
+    backend: str = "memory"  # where rate-limit state lives: "memory" or "redis" (multi-host)
+    redis_url: str | None = None  # backend "redis": its server, without credentials
+    redis_unreachable_since: float | None = None  # Unix time: limits are local until it is back
 
 
 # ---- decoding ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from patience.daemon import paths, protocol
 from patience.daemon.coordinator import Client, Coordinator, CoordinatorError, Waiter
 from patience.daemon.protocol import (
     Acquire,
+    AcquireResponse,
     ErrorResponse,
     ExecutionMetrics,
     Handshake,
@@ -55,6 +56,7 @@ from patience.daemon.protocol import (
     Status,
     StatusResponse,
 )
+from patience.daemon.redis_admission import RedisAdmission
 from patience.daemon.storage import MetricsStore
 from patience.ratelimit.algorithms import RateLimitError
 
@@ -82,6 +84,9 @@ AT_START = (
     "daemon.storage_path",
     "daemon.metrics_enabled",
     "daemon.peer_group",
+    "daemon.backend",
+    "daemon.redis_url",
+    "daemon.redis_clock",
 )
 
 
@@ -111,6 +116,7 @@ class Daemon:
             _text(config, "rate_limiting.default_algorithm"),
             _seconds(config, "daemon.client_ttl"),
         )
+        self.admission = _admission(config, self.coordinator, self._deliver)
         self.max_connections = config.number("daemon.max_connections")
         self.idle_timeout = _seconds(config, "daemon.idle_timeout")
         self.store: MetricsStore | None = None
@@ -246,6 +252,8 @@ class Daemon:
             loop.add_signal_handler(signum, done.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         housekeeping = loop.create_task(self._housekeeping())
+        if self.admission is not None:
+            await self.admission.start()
         _notify("READY=1\nSTATUS=serving " + self.socket_path)
         log.info("serving %s (pid %d, version %s)", self.socket_path, os.getpid(), __version__)
         try:
@@ -257,6 +265,8 @@ class Daemon:
             server.close()
             housekeeping.cancel()
             await self._close_connections()
+            if self.admission is not None:
+                await self.admission.close()
             self._flush_usage()
             if self.store is not None:
                 self.store.close()
@@ -562,6 +572,11 @@ class Daemon:
                 connections=len(self.connections),
                 waiting=len(self.waiters),
                 metrics_enabled=self.store is not None,
+                backend="redis" if self.admission is not None else "memory",
+                redis_url=self.admission.url if self.admission is not None else None,
+                redis_unreachable_since=(
+                    self.admission.unreachable_since if self.admission is not None else None
+                ),
             )
         )
 
@@ -580,7 +595,14 @@ class Daemon:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = float("inf")
-        for waiter, response in self.coordinator.poll(_now()):
+        now = _now()
+        # Redis is asked first, so that a request that may not wait is asked before its deadline.
+        resolved = self.admission.kick(now) if self.admission is not None else []
+        self._deliver(resolved + self.coordinator.poll(now))
+
+    def _deliver(self, resolved: list[tuple[Waiter, AcquireResponse]]) -> None:
+        """Send the answers to the connections still waiting for them; re-arm the timer."""
+        for waiter, response in resolved:
             connection = self.waiters.pop(waiter, None)
             if connection is not None:
                 connection.resolve(waiter, protocol.encode(response))
@@ -779,6 +801,35 @@ def _group_id(config: Config) -> int | None:
     except KeyError:
         where = config.source("daemon.peer_group")  # file (or variable) and key
         raise StartError(f"{where}: no group named {name!r}", exit_code=2) from None
+
+
+def _admission(
+    config: Config,
+    coordinator: Coordinator,
+    deliver: Callable[[list[tuple[Waiter, AcquireResponse]]], None],
+) -> RedisAdmission | None:
+    """Admission through Redis when `daemon.backend` is "redis" (multi-host), else None."""
+    if config.text("daemon.backend") != "redis":
+        return None
+    url = config.text("daemon.redis_url")
+    if url is None:
+        raise StartError(
+            f'{config.source("daemon.backend")}: backend "redis" needs daemon.redis_url'
+            ' (e.g. redis_url = "redis://HOST:6379/0" or "unix:///PATH/redis.sock")',
+            exit_code=2,
+        )
+    try:
+        return RedisAdmission(
+            coordinator, url, config.text("daemon.redis_clock") == "redis", deliver
+        )
+    except ImportError:
+        raise StartError(
+            "daemon.backend \"redis\" needs the redis package (pip install 'patience-cli[redis]')",
+            exit_code=2,
+        ) from None
+    except ValueError as exc:  # a URL redis-py cannot read
+        where = config.source("daemon.redis_url")
+        raise StartError(f"{where}: {exc}", exit_code=2) from None
 
 
 def _write_pid(path: str) -> None:

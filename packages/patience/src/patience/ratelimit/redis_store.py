@@ -22,9 +22,10 @@ Redis first when capacity frees up is a race that the one nearest to Redis would
 So a request the algorithm refuses, and that will wait, claims the next capacity for its daemon
 (`who`) if no other daemon holds a claim: until the claimant comes back (its retry time plus
 `hold`, which covers its round trip), other daemons are admitted only where enough is left for
-the claimant too, and are told to retry when the claim ends. The claimant's next admission
-releases it. A daemon that never sees another daemon's claim decides exactly as the Python
-class: the claim only ever refuses a request that the algorithm alone would admit.
+the claimant too, and are told to retry soon (a tenth of their own hold, or when the claim
+ends): capacity freed in a burst is shared, not left to whoever is nearest. The claimant's
+next admission releases the claim. A daemon that never sees another daemon's claim decides
+exactly as the Python class: a claim only ever refuses what the algorithm alone would admit.
 
 Keys. `patience:ratelimit:{<resource>}:<algorithm>:<limit>:<window>` + `:state` (a hash: the
 latest time, and the fixed window's index and count or GCRA's theoretical arrival time) and,
@@ -97,7 +98,7 @@ end
 
 local function held(remaining)
   save()
-  local retry = fmt(tonumber(claimed[3]) - now)
+  local retry = fmt(math.min(tonumber(claimed[3]) - now, hold / 10))
   return {0, remaining, retry, retry}
 end
 

@@ -1,0 +1,160 @@
+"""Admission through Redis (`[daemon] backend = "redis"`): daemons on many hosts, one limit.
+
+The coordinator keeps the queue, the fair shares and the clients; this module carries the
+admissions it hands out (`Coordinator.take`) to Redis (patience.ratelimit.redis_store) and
+brings the decisions back (`Coordinator.settle`), one request per resource at a time, without
+blocking the event loop. Each call has a short timeout and is never retried blindly. A
+request Redis refuses may claim the next turn for this daemon (see redis_store); the claim
+lasts past its retry time by twice this daemon's recent round trip to Redis, so that a daemon
+far from Redis is not always beaten to freed capacity by one nearby.
+
+When Redis cannot be reached (or answers with an error), the daemon logs one line, says so in
+`status`, and enforces its limits locally: the coordinator's own limiters, which have kept
+counting this daemon's grants, decide until Redis answers again, which is logged too. Each
+daemon then allows the full limit on its own: that is the price of staying up, and it ends
+when Redis is back. A ping once a second notices either change even when no request needs
+Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import urlsplit
+
+from patience.daemon.coordinator import Coordinator, Waiter
+from patience.daemon.protocol import AcquireResponse
+from patience.ratelimit.algorithms import Limiter
+from patience.ratelimit.redis_store import RedisLimits
+
+log = logging.getLogger("patience.daemon")
+
+TIMEOUT = 0.5  # seconds for connecting and for each call
+HOLD_MARGIN = 0.02  # seconds a claim lasts past the claimant's expected return, besides its RTT
+WATCH_EVERY = 1.0  # seconds between pings
+
+Resolved = list[tuple[Waiter, AcquireResponse]]
+
+
+class RedisAdmission:
+    """`deliver` hands answers to their connections (and re-arms the daemon's timer)."""
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        url: str,
+        redis_clock: bool,
+        deliver: Callable[[Resolved], None],
+    ) -> None:
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.coordinator = coordinator
+        self.url = redacted(url)
+        self.deliver = deliver
+        self.client = redis.asyncio.Redis.from_url(
+            url,
+            socket_timeout=TIMEOUT,
+            socket_connect_timeout=TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self.limits = RedisLimits(self.client, redis_clock, daemon_identity())
+        self.round_trip = 0.0  # seconds, a moving average
+        self.errors = (redis.RedisError, OSError)
+        self.unreachable_since: float | None = None  # Unix time
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Reach Redis once (if it is not there, start on local limits), then keep watching."""
+        try:
+            await self.client.ping()
+        except self.errors as exc:
+            self._lost(exc)
+        else:
+            self.coordinator.remote = True
+            log.info("rate limits are kept in Redis at %s", self.url)
+        self._spawn(self._watch())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.client.aclose()
+
+    def kick(self, now: float) -> Resolved:
+        """Ask Redis about each waiter whose turn has come; the answers due at once."""
+        if not self.coordinator.remote:
+            return []
+        taken, resolved = self.coordinator.take(now)
+        for waiter in taken:
+            limiter = waiter.resource.limiter
+            assert limiter is not None  # take hands out only waiters under a limit
+            self._spawn(self._decide(waiter, limiter))
+        return resolved
+
+    async def _decide(self, waiter: Waiter, limiter: Limiter) -> None:
+        start = time.monotonic()
+        hold = min(TIMEOUT, HOLD_MARGIN + 2 * self.round_trip)
+        try:
+            decision = await self.limits.acquire(
+                waiter.resource.id,
+                limiter,
+                waiter.tokens,
+                time.time(),
+                max(0.0, waiter.deadline - start),
+                hold,
+            )
+            self.round_trip += (time.monotonic() - start - self.round_trip) / 8
+        except Exception as exc:  # unreachable, or an error reply: never leave it pending
+            self._lost(exc)
+            decision = None  # the coordinator decides it with its local limiter
+        self.deliver(self.coordinator.settle(waiter, decision, time.monotonic()))
+
+    def _lost(self, exc: BaseException) -> None:
+        if self.unreachable_since is not None:
+            return
+        self.unreachable_since = time.time()
+        self.coordinator.remote = False
+        log.warning(
+            "cannot use Redis at %s (%s): enforcing rate limits locally, per daemon,"
+            " until it is back",
+            self.url,
+            str(exc) or type(exc).__name__,
+        )
+        self.deliver([])  # waiters queued for Redis are now the local limiters' to serve
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_EVERY)
+            try:
+                await self.client.ping()
+            except self.errors as exc:
+                self._lost(exc)
+                continue
+            if self.unreachable_since is not None:
+                self.unreachable_since = None
+                self.coordinator.remote = True
+                log.info("Redis at %s is back: rate limits are global again", self.url)
+                self.deliver([])  # waiters queued meanwhile are now Redis's to decide
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def daemon_identity() -> str:
+    """Names this daemon's claims: unique across hosts, containers and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def redacted(url: str) -> str:
+    """The URL without credentials or options, for logs and status."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
