@@ -7,6 +7,10 @@ redis-py running a Lua sliding-window log (ZREMRANGEBYSCORE, ZCARD, ZADD, PEXPIR
 redis-server with persistence off. The limit is set high enough that every request is granted,
 so both measure the cost of one atomic check-and-update round trip. Rounds alternate A/B;
 throughput is the median over rounds, latency percentiles are over all requests.
+
+At 8 clients a third side runs too, for information: a daemon with `backend = "redis"` on the
+same redis-server (the multi-host set-up), where each acquisition is a client-daemon round trip
+plus the daemon's own round trip to Redis.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from common import PYTHON, Row, tool
 
 CLIENTS = (1, 8, 64)
+BACKEND_CLIENTS = 8  # the daemon with the Redis backend is measured at this count only
 ROUNDS = 3
 SECONDS = 2.0
 LIMIT = 10**9
@@ -47,7 +52,7 @@ WORKER = """
 import json, sys, time
 kind, path, start, seconds, me = sys.argv[1:6]
 start, seconds = float(start), float(seconds)
-if kind == "ours":
+if kind.startswith("ours"):
     from patience.daemon.client import DaemonClient
     client = DaemonClient(path, "repeater", me, timeout=10.0)
     client.connect()
@@ -76,31 +81,36 @@ print(json.dumps(samples))
 
 def run() -> list[Row]:
     directory = Path(tempfile.mkdtemp(prefix="bench-daemon-", dir="/tmp"))
-    daemon = redis = None
+    daemon = redis = backed = None
     try:
-        daemon = _start_daemon(directory)
+        daemon = _start_daemon(directory, "d")
         redis = _start_redis(directory)
+        backed = _start_daemon(
+            directory, "b", f'backend = "redis"\nredis_url = "unix://{directory / "r.sock"}"\n'
+        )
         results: dict[tuple[str, int], list[tuple[float, list[int]]]] = {}
         for clients in CLIENTS:
+            sides = [("ours", "d.sock"), ("redis", "r.sock")]
+            if clients == BACKEND_CLIENTS:
+                sides.append(("ours+redis", "b.sock"))
             for _ in range(ROUNDS):
-                for kind, path in (
-                    ("ours", str(directory / "d.sock")),
-                    ("redis", str(directory / "r.sock")),
-                ):
-                    results.setdefault((kind, clients), []).append(_round(kind, path, clients))
+                for kind, name in sides:
+                    results.setdefault((kind, clients), []).append(
+                        _round(kind, str(directory / name), clients)
+                    )
         return _rows(results)
     finally:
-        for proc in (daemon, redis):
+        for proc in (daemon, redis, backed):
             if proc is not None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _start_daemon(directory: Path) -> subprocess.Popen[bytes]:
-    config = directory / "config.toml"
+def _start_daemon(directory: Path, name: str, backend: str = "") -> subprocess.Popen[bytes]:
+    config = directory / f"{name}.toml"
     config.write_text(
-        f'[daemon]\nstorage_path = "{directory / "m.db"}"\nmax_connections = 1024\n'
+        f'[daemon]\nstorage_path = "{directory / name}.db"\nmax_connections = 1024\n{backend}'
         f'[rate_limiting.resources]\n"bench" = {{ limit = {LIMIT}, window = "1s" }}\n'
     )
     # Only this configuration: not the host's system, user or project files.
@@ -110,13 +120,14 @@ def _start_daemon(directory: Path) -> subprocess.Popen[bytes]:
         if not key.startswith(("PATIENCE_", "RPR_", "XDG_"))
     }
     isolated.update(PATIENCE_SYSTEM_CONFIG_DIR=str(directory), XDG_CONFIG_HOME=str(directory))
+    socket_path = str(directory / f"{name}.sock")
     proc = subprocess.Popen(
-        [tool("patience-daemon"), "--socket", str(directory / "d.sock"), "--config", str(config)],
+        [tool("patience-daemon"), "--socket", socket_path, "--config", str(config)],
         stderr=subprocess.DEVNULL,
         env=isolated,
         cwd=directory,
     )
-    _wait_for(directory / "d.sock")
+    _wait_for(directory / f"{name}.sock")
     return proc
 
 
@@ -210,6 +221,40 @@ def _rows(results: dict[tuple[str, int], list[tuple[float, list[int]]]]) -> list
                     target == "info" or ours_q <= 2000,
                 )
             )
+        if clients == BACKEND_CLIENTS:
+            rows += _backend_rows(results[("ours+redis", clients)], redis, clients)
+    return rows
+
+
+def _backend_rows(
+    backed: list[tuple[float, list[int]]], redis: list[tuple[float, list[int]]], clients: int
+) -> list[Row]:
+    """The daemon with the Redis backend against Redis alone: information, no target."""
+    backed_rate = statistics.median(rate for rate, _ in backed)
+    redis_rate = statistics.median(rate for rate, _ in redis)
+    rows = [
+        Row(
+            f"daemon+redis backend acquire/s, {clients} clients",
+            f"{backed_rate:,.0f}/s",
+            f"{redis_rate:,.0f}/s (redis)",
+            backed_rate / redis_rate,
+            "info",
+            True,
+        )
+    ]
+    for label, q in (("p50", 0.50), ("p99", 0.99)):
+        backed_q = _quantile([s for _, ss in backed for s in ss], q)
+        redis_q = _quantile([s for _, ss in redis for s in ss], q)
+        rows.append(
+            Row(
+                f"daemon+redis backend {label} latency, {clients} clients",
+                f"{backed_q / 1000:.3f} ms",
+                f"{redis_q / 1000:.3f} ms (redis)",
+                backed_q / redis_q,
+                "info",
+                True,
+            )
+        )
     return rows
 
 

@@ -97,6 +97,36 @@ def test_a_refusal_beyond_the_wait_is_answered_at_once() -> None:
     assert coord.next_wakeup() == math.inf
 
 
+def test_a_request_that_may_not_wait_is_still_asked_in_its_turn() -> None:
+    """Asks go one at a time: a max_wait 0 request behind another's ask is not refused for
+    that, but asked next, and refused only if Redis refuses it."""
+    coord = remote()
+    a, b = coord.connect("a", "repeater", 0.0), coord.connect("b", "repeater", 0.0)
+    first, second = (
+        coord.acquire(a, ask(max_wait=0.0), 0.0),
+        coord.acquire(b, ask(max_wait=0.0), 0.0),
+    )
+    assert isinstance(first, Waiter) and isinstance(second, Waiter)
+    coord.take(0.0)
+    assert coord.poll(0.01) == []
+    coord.settle(first, grant(), 0.01)
+    assert coord.take(0.01)[0] == [second]
+    [(_, response)] = coord.settle(second, refusal(2.0), 0.02)
+    assert not response.granted and response.retry_after == 2.0
+    assert coord.poll(0.6) == []  # answered already
+
+
+def test_a_request_never_asked_in_time_is_refused_after_the_grace() -> None:
+    coord = remote()
+    a, b = coord.connect("a", "repeater", 0.0), coord.connect("b", "repeater", 0.0)
+    first, second = coord.acquire(a, ask(), 0.0), coord.acquire(b, ask(max_wait=0.1), 0.0)
+    assert isinstance(first, Waiter) and isinstance(second, Waiter)
+    coord.take(0.0)
+    assert coord.poll(0.5) == []
+    [(waiter, response)] = coord.poll(0.6)
+    assert waiter is second and not response.granted
+
+
 def test_a_deadline_does_not_cut_a_decision_in_flight() -> None:
     coord = remote()
     client = coord.connect("a", "repeater", 0.0)

@@ -57,6 +57,7 @@ MAX_CLIENTS = 100_000
 MAX_REGISTERED = 1_000_000  # protocol 1.0 registrations kept, all resources together
 _HISTORY = 65_536  # recent grants kept per resource: fair-share counts, replay into a new limiter
 GRACE = 0.02  # seconds a client over its fair share waits for others (at most one token's time)
+ASK_GRACE = 0.5  # remote: seconds past its wait a request may wait to be asked once
 
 
 class CoordinatorError(Exception):
@@ -292,7 +293,10 @@ class Coordinator:
             resource.ready_at = min(resource.ready_at, now)
         self._waiting.add(resource)
         self._sequence += 1
-        heapq.heappush(self._deadlines, (waiter.deadline, self._sequence, waiter))
+        # Remote: each ask checks the wait (settle), and asks go one at a time, so a request
+        # is given ASK_GRACE to be asked at all before its deadline refuses it unasked.
+        cutoff = waiter.deadline + ASK_GRACE if self.remote else waiter.deadline
+        heapq.heappush(self._deadlines, (cutoff, self._sequence, waiter))
         return waiter
 
     def cancel(self, waiter: Waiter, now: float) -> None:
