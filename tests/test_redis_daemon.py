@@ -230,3 +230,23 @@ def test_configuration_errors_stop_the_daemon_with_status_2(tmp_path: Path) -> N
             assert result.returncode == 2, result.stderr
             assert message in result.stderr, result.stderr
             assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_without_the_redis_package_the_daemon_says_how_to_install_it() -> None:
+    with short_dir() as directory:
+        hidden = directory / "hide"
+        (hidden / "redis").mkdir(parents=True)
+        (hidden / "redis" / "__init__.py").write_text("raise ImportError('no redis here')\n")
+        path = directory / "c.toml"
+        path.write_text('[daemon]\nbackend = "redis"\nredis_url = "redis://localhost"\n')
+        result = run_daemon(
+            directory,
+            "--socket",
+            str(directory / "d.sock"),
+            "--config",
+            str(path),
+            env={"PYTHONPATH": str(hidden)},
+        )
+    assert result.returncode == 2, result.stderr
+    assert "needs the redis package (pip install 'patience-cli[redis]')" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
