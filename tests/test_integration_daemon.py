@@ -445,3 +445,18 @@ def test_undetectable_resource_is_a_usage_error(tmp_path: Path) -> None:
         r = w.rpr("count", "--times", "1", *w.daemon_flags(), "--", "patience", "fixed", "--")
         assert r.returncode == 2
         assert r.stderr == "rpr: no command to detect a resource from (give --resource-id)\n"
+
+
+def test_daemon_token_past_the_for_deadline_ends_rpr_at_once(tmp_path: Path) -> None:
+    """The daemon says the next token is 2 s away; --for ends in 1 s: rpr stops without waiting."""
+    with world(tmp_path) as w:
+        daemon = w.daemon().start()
+        try:
+            started = time.monotonic()
+            r = w.rpr("rate-limit", "--rate", "2/2s", "--for", "1s", "--json",
+                      *w.daemon_flags("api:deadline"), "--", "true")  # fmt: skip
+            assert r.returncode == 0, r.stderr
+            assert len(json_runs(r.stdout)) == 2
+            assert time.monotonic() - started < 1.5
+        finally:
+            daemon.ensure_stopped()

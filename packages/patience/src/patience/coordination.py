@@ -179,21 +179,20 @@ class DaemonGate:
         if local is not None:
             self._limit_known(local)
 
-    def wait_turn(self) -> bool:
-        """Block until this start may go (True), or the tool is interrupted or the gate has
-        closed (False; `failure` says which)."""
+    def wait_turn(self, until: float | None = None) -> bool:
+        """Block until this start may go (True), or the tool is interrupted, the gate has
+        closed (False; `failure` says which) or no token comes before `until`."""
         if self.failure is not None:
             return False
-        if self.local is not None and not process.sleep_until(
-            self.local.available_at(time.monotonic())
-        ):
+        free_at = self.local.available_at(time.monotonic()) if self.local is not None else 0.0
+        if (until is not None and free_at > until) or not process.sleep_until(free_at):
             return False
         while process.interrupted() is None:
             if self.link.up is None:
                 self.link.first_contact(self.client)
             if not self.link.up and not self.fail_closed:
-                return self.local is None or LocalGate(self.local).wait_turn()
-            granted = self._ask()
+                return self.local is None or LocalGate(self.local).wait_turn(until)
+            granted = self._ask(until)
             if granted is not None:
                 return granted
             if self.fail_closed:
@@ -205,7 +204,7 @@ class DaemonGate:
                 return False
         return False
 
-    def _ask(self) -> bool | None:
+    def _ask(self, until: float | None) -> bool | None:
         """A token from the daemon: True granted, False interrupted or refused, None when
         the daemon is gone. The daemon queues each request up to CHUNK; a longer wait is
         slept here and asked again, so that a Ctrl-C is never kept waiting long."""
@@ -222,8 +221,11 @@ class DaemonGate:
                 if grant.granted:
                     self._granted(grant)
                     return True
+                now = time.monotonic()
+                if until is not None and now + grant.retry_after > until:
+                    return False
                 pause = grant.retry_after - CHUNK / 2
-                if not process.sleep_until(time.monotonic() + max(pause, 0.0)):
+                if not process.sleep_until(now + max(pause, 0.0)):
                     return False
         except DaemonUnavailable as exc:
             self.link.lost(str(exc))

@@ -153,7 +153,8 @@ class Runner:
         wait for a token ran past --for (no run starts after the deadline)."""
         if self.gate is None:
             return True
-        return self.gate.wait_turn() and self.stop.may_start(self.started, time.monotonic())
+        until = self.stop.deadline
+        return self.gate.wait_turn(until) and self.stop.may_start(self.started, time.monotonic())
 
     def _execute(self, iteration: int, due: float, watch_signals: bool) -> RunRecord | None:
         env = self.environ.copy()

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
         failure: str | None
 
-        def wait_turn(self) -> bool: ...
+        def wait_turn(self, until: float | None = None) -> bool: ...
 
 
 class LocalGate:
@@ -47,14 +47,18 @@ class LocalGate:
         """When the next start would be admitted (for --show-next)."""
         return self.limiter.available_at(self.clock())
 
-    def wait_turn(self) -> bool:
-        """Block until a token is granted (True) or the tool is interrupted (False)."""
+    def wait_turn(self, until: float | None = None) -> bool:
+        """Block until a token is granted (True) or the tool is interrupted (False). With
+        `until` (a monotonic deadline), False at once when no token comes before it."""
         while True:
             now = self.clock()
             decision = self.limiter.acquire(now)
             if decision.granted:
                 return True
-            if not self.sleep_until(now + decision.retry_after):
+            retry_at = now + decision.retry_after
+            if until is not None and retry_at > until:
+                return False
+            if not self.sleep_until(retry_at):
                 return False
 
 
