@@ -460,3 +460,27 @@ def test_daemon_token_past_the_for_deadline_ends_rpr_at_once(tmp_path: Path) -> 
             assert time.monotonic() - started < 1.5
         finally:
             daemon.ensure_stopped()
+
+
+def test_patience_max_time_is_not_overshot_waiting_for_a_token(tmp_path: Path) -> None:
+    """One token per 10 s for the resource: the second attempt's token would come after
+    --max-time 1s, so patience stops at once with the first attempt's status."""
+    with world(tmp_path) as w:
+        daemon = w.daemon().start()
+        try:
+            config = w.home / "config" / "patience" / "config.toml"
+            config.parent.mkdir(parents=True)
+            config.write_text(
+                '[rate_limiting.resources]\n"slow:api" = { limit = 1, window = "10s" }\n'
+            )
+            started = time.monotonic()
+            r = w.patience(
+                "fixed", "--delay", "10ms", "--attempts", "5", "--max-time", "1s",
+                *w.daemon_flags("slow:api"), "--", "sh", "-c", "exit 3",
+            )  # fmt: skip
+            assert time.monotonic() - started < 0.9
+            assert r.returncode == 3, r.stderr
+            assert r.stderr.count("starting...") == 1
+            assert "the next rate-limit token comes after --max-time 1s" in r.stderr
+        finally:
+            daemon.ensure_stopped()

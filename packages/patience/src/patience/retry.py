@@ -118,12 +118,20 @@ class Retry:
         watch = self._watch()
         due = self.pacing.first(now)
         attempt = 0
+        last_status = 124  # what --max-time leaves when it ends the run before any attempt
         while True:
             attempt += 1
-            if not self._wait(due):
+            if not self._wait(due, budget_end):
                 if self.gate is not None and self.gate.failure is not None:
                     self.reporter.error(self.gate.failure)
                     return self._finish(1)
+                if process.interrupted() is None:
+                    self.reporter.line(
+                        "[retry] Not retrying: the next rate-limit token comes after"
+                        f" --max-time {format_duration(self.max_time or 0.0)}."
+                    )
+                    self.reporter.line(f"❌ [retry] Command failed after {_plural(attempt - 1)}.")
+                    return self._finish(last_status)
                 self.reporter.line("[retry] Interrupted while waiting. Not retrying.")
                 return self._finish(self._interrupted_status())
             timeout, by_budget = self.timeout, False
@@ -143,6 +151,7 @@ class Retry:
                 return exc.exit_code
             matched = watch.matched if watch is not None else set()
             success, reason = judge(result, "failure" in matched, "success" in matched)
+            last_status = result.status or 1
             self._count(result, success)
             if self.metrics is not None:
                 self.metrics.add(result, success, attempt=attempt)
@@ -220,8 +229,9 @@ class Retry:
 
         return parse_hint(head.text(), time.time())
 
-    def _wait(self, due: float) -> bool:
-        """Sleep until due and until the pacing admits the attempt; False if interrupted."""
+    def _wait(self, due: float, until: float | None) -> bool:
+        """Sleep until due and until the pacing and the gate admit the attempt; False if
+        interrupted, if the gate closed, or if admission would come after `until`."""
         started = time.monotonic()
         try:
             while True:
@@ -229,7 +239,9 @@ class Retry:
                     return False
                 later = self.pacing.admit(time.monotonic())
                 if later is None:
-                    return self.gate is None or self.gate.wait_turn()
+                    return self.gate is None or self.gate.wait_turn(until)
+                if until is not None and later > until:
+                    return False
                 due = later
         finally:
             self.stats.waited += time.monotonic() - started
