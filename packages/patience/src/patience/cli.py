@@ -16,11 +16,13 @@ from patience.cliparse import (
     Option,
     UsageError,
     asks_help,
+    load_config,
     parse,
     parse_float,
     parse_global,
     parse_int,
     render_options,
+    require_command,
     unknown_choice,
 )
 from patience.daemon_options import DAEMON_OPTIONS
@@ -535,7 +537,7 @@ def _main(args: list[str]) -> int:
     parsed = parse(spec.all_options(), args, context)
     if config_file is not None and "config" not in parsed.explicit:
         parsed.values["config"] = config_file
-    _check_command(parsed, spec.name)
+    require_command(parsed, spec.name, f"patience {spec.name} -- curl -f https://example.com")
     config = _apply_config(parsed)
     if parsed.values["debug_config"]:
         _debug_config(spec, parsed, config)
@@ -569,15 +571,8 @@ CONFIGURED = {
 
 def _apply_config(parsed: Parsed) -> Config:
     """The configuration files and environment, under the command line."""
-    from patience.config import ConfigError, load
-
     config_file = parsed.values["config"]
-    try:
-        config = load("patience", config_file=config_file if isinstance(config_file, str) else None)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    for warning in config.warnings:
-        sys.stderr.write(f"patience: warning: {warning}\n")
+    config = load_config("patience", config_file if isinstance(config_file, str) else None)
     config.fill(parsed.values, parsed.explicit, CONFIGURED)
     return config
 
@@ -609,17 +604,6 @@ def _run_coordinated(retry: Retry, spec: StrategySpec, parsed: Parsed, config: C
         return retry.run()
     finally:
         coordination.close()
-
-
-def _check_command(parsed: Parsed, name: str) -> None:
-    example = f"e.g. patience {name} -- curl -f https://example.com"
-    if not parsed.saw_separator:
-        where = f" (found {parsed.positionals[0]!r})" if parsed.positionals else ""
-        raise UsageError(f"{name}: put -- before the command{where}, {example}")
-    if parsed.positionals:
-        raise UsageError(f"{name}: unexpected argument {parsed.positionals[0]!r} before --")
-    if not parsed.command:
-        raise UsageError(f"{name}: no command after -- ({example})")
 
 
 def _debug_config(spec: StrategySpec, parsed: Parsed, config: Config) -> None:

@@ -15,6 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from patience.config import Config
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -251,3 +253,30 @@ def asks_help(args: Sequence[str]) -> bool:
     """-h/--help among the options (before `--`; after it, they belong to the command)."""
     options = args[: args.index("--")] if "--" in args else args
     return any(a in ("-h", "--help") for a in options)
+
+
+def require_command(parsed: Parsed, context: str, example: str) -> None:
+    """The command must follow `--`, with nothing else before it. `example` shows the fix."""
+    if not parsed.saw_separator:
+        where = f" (found {parsed.positionals[0]!r})" if parsed.positionals else ""
+        raise UsageError(f"{context}: put -- before the command{where}, e.g. {example}")
+    if parsed.positionals:
+        raise UsageError(f"{context}: unexpected argument {parsed.positionals[0]!r} before --")
+    if not parsed.command:
+        raise UsageError(f"{context}: no command after -- (e.g. {example})")
+
+
+def load_config(tool: str, config_file: str | None) -> Config:
+    """The shared configuration for a tool's command line: its warnings printed as
+    `TOOL: warning: ...`, a bad value turned into a usage error naming file and key."""
+    import sys
+
+    from patience.config import ConfigError, load
+
+    try:
+        config = load(tool, config_file=config_file)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    for warning in config.warnings:
+        sys.stderr.write(f"{tool}: warning: {warning}\n")
+    return config

@@ -15,11 +15,13 @@ from patience.cliparse import (
     Parsed,
     UsageError,
     asks_help,
+    load_config,
     parse,
     parse_choice,
     parse_global,
     parse_int,
     render_options,
+    require_command,
     unknown_choice,
 )
 from patience.daemon_options import DAEMON_OPTIONS
@@ -473,13 +475,7 @@ def build_runner(mode: Mode, parsed: Parsed) -> Runner:
     ctx = mode.name
     if v[mode.required] is None:
         raise UsageError(f"{ctx}: {_required_name(mode)} is required (see rpr {ctx} --help)")
-    if not parsed.saw_separator:
-        where = f" (found {parsed.positionals[0]!r})" if parsed.positionals else ""
-        raise UsageError(f"{ctx}: put -- before the command{where}, e.g. rpr {ctx} ... -- echo hi")
-    if parsed.positionals:
-        raise UsageError(f"{ctx}: unexpected argument {parsed.positionals[0]!r} before --")
-    if not parsed.command:
-        raise UsageError(f"{ctx}: no command after -- (e.g. rpr {ctx} ... -- echo hi)")
+    require_command(parsed, ctx, f"rpr {ctx} ... -- echo hi")
     if isinstance(v["jitter"], str) and v["jitter"].endswith("%") and v["every"] is None:
         raise UsageError(f"{ctx}: --jitter {v['jitter']} needs --every (or give a duration)")
     reporter = make_reporter(v, ctx)
@@ -534,14 +530,7 @@ def apply_config(parsed: Parsed, mode: Mode, config_file: str | None) -> Config:
     """Fill the options the user did not give from the configuration files and environment
     (flags always win), and return the configuration. A bad value is a usage error naming
     the file and key."""
-    from patience.config import ConfigError, load
-
-    try:
-        config = load("rpr", config_file=config_file)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    for warning in config.warnings:
-        sys.stderr.write(f"rpr: warning: {warning}\n")
+    config = load_config("rpr", config_file)
     mapping = {"timeout": "repeater.default_timeout", "daemon": "repeater.daemon_enabled"}
     if mode.name == "interval":
         mapping["every"] = "repeater.default_interval"
