@@ -356,7 +356,8 @@ _TAGS = {
 def decode(line: bytes) -> Request | RunMetrics:
     """One request from one line (without its newline), or ProtocolError naming the problem."""
     try:
-        return _decoder.decode(line)  # type: ignore[no-any-return]
+        message: Request | RunMetrics = _decoder.decode(line)
+        return message
     except msgspec.ValidationError as exc:
         error = exc
     except (msgspec.DecodeError, UnicodeDecodeError):
