@@ -495,19 +495,36 @@ def test_connected_clients_are_kept_however_idle() -> None:
     assert coord.clients["a"] is client
 
 
-def test_v1_schedule_and_register_bookkeeping_with_expiry() -> None:
+def test_v1_register_confirms_the_booking_and_others_count_until_expiry() -> None:
     coord = coordinator()
+    go = coord.connect("go-1", "patience", 0.0)
     request = ScheduleRequest(
         resource_id="api", rate_limit=1, window_ms=10_000, request_time=100, retry_offsets=[0]
     )
-    assert coord.schedule_v1(request, 0.0, 50.0) == 0.0
+    assert coord.schedule_v1(go, request, 0.0, 50.0).fits
+    # Its own register confirms the booking: not counted a second time.
     coord.register_v1(
+        go,
         [RegisteredRequest(id="api-100-0", resource_id="api", scheduled_at=100, expires_at=110)],
         0.0,
         50.0,
     )
-    assert coord.schedule_v1(request, 0.0, 50.0) == pytest.approx(10.0)
-    assert coord.schedule_v1(request, 0.0, 110.0) == 0.0  # expired by the server's clock
+    assert len(coord.resources["api"].bookings) == 1
+    # Another client's plan for the same second is booked from 110, when the first expires.
+    other = coord.connect("go-2", "patience", 0.0)
+    answer = coord.schedule_v1(other, request, 0.0, 50.0)
+    assert not answer.fits
+    assert answer.start == pytest.approx(110.0)
+    # A register with no plan behind it is booked as sent.
+    third = coord.connect("go-3", "patience", 0.0)
+    coord.register_v1(
+        third,
+        [RegisteredRequest(id="api-200-0", resource_id="api", scheduled_at=200, expires_at=210)],
+        0.0,
+        50.0,
+    )
+    assert len(coord.resources["api"].bookings) == 3
+    assert coord.schedule_v1(third, request, 0.0, 300.0).fits  # all expired by then
 
 
 def test_tracked_clients_resources_and_registrations_are_capped(
@@ -515,7 +532,7 @@ def test_tracked_clients_resources_and_registrations_are_capped(
 ) -> None:
     monkeypatch.setattr(coordinator_module, "MAX_CLIENTS", 2)
     monkeypatch.setattr(coordinator_module, "MAX_RESOURCES", 2)
-    monkeypatch.setattr(coordinator_module, "MAX_REGISTERED", 3)
+    monkeypatch.setattr(coordinator_module, "MAX_BOOKED", 3)
     coord = coordinator()
     client = coord.connect("a", "repeater", 0.0)
     coord.connect("b", "repeater", 0.0)
@@ -529,7 +546,7 @@ def test_tracked_clients_resources_and_registrations_are_capped(
         RegisteredRequest(id=f"r1-{i}", resource_id="r1", scheduled_at=i, expires_at=100)
         for i in range(4)
     ]
-    coord.register_v1(entries[:3], 0.0, 0.0)
-    with pytest.raises(CoordinatorError, match="too many registered requests"):
-        coord.register_v1(entries[3:], 0.0, 0.0)
-    coord.register_v1(entries[3:], 0.0, 100.0)  # the first three have expired by then
+    coord.register_v1(client, entries[:3], 0.0, 0.0)
+    with pytest.raises(CoordinatorError, match="too many booked requests"):
+        coord.register_v1(client, entries[3:], 0.0, 0.0)
+    coord.register_v1(client, entries[3:], 0.0, 100.0)  # the first three have expired by then

@@ -98,6 +98,7 @@ def test_go_probe_with_zero_time_gets_a_well_formed_yes(daemon: Daemon) -> None:
 
 def test_full_go_session_on_one_connection(daemon: Daemon) -> None:
     """Handshake, probe, the CLI's real schedule form, its register form: all answered, in order."""
+    sent = time.time()
     with daemon.raw() as raw:
         raw.send("\n".join([GO_HANDSHAKE, GO_PROBE, GO_SCHEDULE, GO_REGISTER]) + "\n")
         replies = [json.loads(raw.line()) for _ in range(4)]
@@ -108,7 +109,8 @@ def test_full_go_session_on_one_connection(daemon: Daemon) -> None:
         "register_response",
     ]
     assert replies[2]["can_schedule"] is True
-    assert replies[2]["scheduled_at"] == "2025-01-01T12:00:00Z"
+    # Booked from the daemon's receive time, which is later than the 2025 request time.
+    assert parse_rfc3339(str(replies[2]["scheduled_at"])) >= sent - 0.001
     assert replies[3] == {
         "message": "requests registered successfully",
         "status": "ok",
@@ -130,30 +132,38 @@ def test_registered_requests_make_later_plans_wait_exactly_long_enough(daemon: D
     t0 = int(time.time()) + 1000
     with go_connection(daemon) as raw:
         assert schedule(raw, "v1-decide", 2, 60_000, t0, [0, 1000])["can_schedule"] is True
+        # The register that follows the yes confirms its booking; it is not counted twice.
         assert register(raw, "v1-decide", [t0, t0 + 1], t0 + 60)["success"] is True
+    with go_connection(daemon) as raw:
         refused = schedule(raw, "v1-decide", 2, 60_000, t0 + 5, [0])
-        assert refused["can_schedule"] is False
-        assert refused["status"] == "ok"
-        # The window [t0, t0 + 60) is full: the earliest fit is t0 + 60.
-        wait_until = parse_rfc3339(str(refused["wait_until"]))
-        assert wait_until == t0 + 60
-        assert str(refused["wait_until"]).endswith("Z")
-        # At wait_until the plan fits; a second earlier it does not.
-        assert schedule(raw, "v1-decide", 2, 60_000, t0 + 60, [0])["can_schedule"] is True
-        assert schedule(raw, "v1-decide", 2, 60_000, t0 + 59, [0])["can_schedule"] is False
+    assert refused["can_schedule"] is False
+    assert refused["status"] == "ok"
+    # The window [t0, t0 + 60) is full: the earliest fit is t0 + 60, and it is booked there.
+    assert parse_rfc3339(str(refused["wait_until"])) == t0 + 60
+    assert str(refused["wait_until"]).endswith("Z")
+    assert "v1-decide" in str(refused["reason"])
+    # The next refused client gets the next slot: [t0 + 1, t0 + 61) holds t0 + 1 and t0 + 60.
+    with go_connection(daemon) as raw:
+        assert (
+            parse_rfc3339(str(schedule(raw, "v1-decide", 2, 60_000, t0 + 5, [0])["wait_until"]))
+            == t0 + 61
+        )
 
 
 def test_a_plan_that_straddles_registrations_is_shifted_past_them(daemon: Daemon) -> None:
     t0 = int(time.time()) + 1000
     with go_connection(daemon) as raw:
         register(raw, "v1-shift", [t0 + 10, t0 + 20, t0 + 30], t0 + 200)
+    with go_connection(daemon) as raw:
         # 3 per 100 s: a plan at t0 with retries at +0 and +50 s collides with all three.
         refused = schedule(raw, "v1-shift", 3, 100_000, t0, [0, 50_000])
-        assert refused["can_schedule"] is False
-        # [t0+10, t0+110) holds the three registrations: the first attempt must reach t0+110.
-        assert parse_rfc3339(str(refused["wait_until"])) == t0 + 110
-        assert schedule(raw, "v1-shift", 3, 100_000, t0 + 110, [0, 50_000])["can_schedule"]
-        assert not schedule(raw, "v1-shift", 3, 100_000, t0 + 109, [0, 50_000])["can_schedule"]
+    assert refused["can_schedule"] is False
+    # [t0+10, t0+110) holds the three registrations: the first attempt must reach t0+110.
+    assert parse_rfc3339(str(refused["wait_until"])) == t0 + 110
+    # The plan is booked at t0+110 and t0+160: a third plan of two fits only from t0+130.
+    with go_connection(daemon) as raw:
+        third = schedule(raw, "v1-shift", 3, 100_000, t0, [0, 50_000])
+    assert parse_rfc3339(str(third["wait_until"])) == t0 + 130
 
 
 def test_registrations_stop_counting_once_expired(daemon: Daemon) -> None:
@@ -231,11 +241,27 @@ def test_malformed_go_requests_name_the_field(
         assert raw.ask(GO_PROBE)["can_schedule"] is True
 
 
-def test_plan_that_can_never_fit_is_an_error_not_a_hang(daemon: Daemon) -> None:
+def test_plan_that_can_never_fit_is_refused_with_the_time_its_first_attempt_fits(
+    daemon: Daemon,
+) -> None:
+    """The Go default offsets under 2 per hour: not an error (the Go client would wait a silent
+    minute and then run anyway) but a refusal saying when its first attempt fits, and why."""
+    offsets = [0, 600_000, 1_800_000]
+    before = time.time()
     with go_connection(daemon) as raw:
-        reply = schedule(raw, "v1-never", 2, 60_000, int(time.time()), [0, 1000, 2000])
-    assert reply["type"] == "error"
-    assert "no delay can make them fit" in str(reply["error"])
+        first = schedule(raw, "v1-never", 2, 3_600_000, int(before), offsets)
+        second = schedule(raw, "v1-never", 2, 3_600_000, int(before), offsets)
+        third = schedule(raw, "v1-never", 2, 3_600_000, int(before), offsets)
+    assert first["type"] == "schedule_response"
+    assert first["can_schedule"] is False
+    assert "can never fit" in str(first["reason"])
+    assert parse_rfc3339(str(first["wait_until"])) == pytest.approx(before, abs=1.0)
+    assert parse_rfc3339(str(second["wait_until"])) == pytest.approx(before, abs=1.0)
+    # Two first attempts fill the hour: the third is booked an hour after the first.
+    assert parse_rfc3339(str(third["wait_until"])) == pytest.approx(
+        parse_rfc3339(str(first["wait_until"])) + 3600, abs=0.002
+    )
+    assert "can never fit the limit of v1-never" in daemon.log_text()
 
 
 def test_go_metrics_ingestion_one_object_then_eof(daemon: Daemon) -> None:

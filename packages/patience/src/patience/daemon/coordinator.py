@@ -36,6 +36,7 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 
 from patience.config.resources import ResourceLimit, find_pattern
+from patience.daemon.bookings import Answer, Bookings, decide
 from patience.daemon.protocol import (
     Acquire,
     AcquireResponse,
@@ -48,13 +49,19 @@ from patience.daemon.protocol import (
     ScheduleRequest,
     SharedResource,
 )
-from patience.ratelimit.algorithms import Decision, Limiter, RateLimitError, make_limiter
+from patience.ratelimit.algorithms import (
+    DEFAULT_ALGORITHM,
+    Decision,
+    Limiter,
+    RateLimitError,
+    make_limiter,
+)
 from patience.ratelimit.resources import validate_resource_id
-from patience.ratelimit.schedule_check import check_schedule
 
 MAX_RESOURCES = 100_000
 MAX_CLIENTS = 100_000
-MAX_REGISTERED = 1_000_000  # protocol 1.0 registrations kept, all resources together
+MAX_BOOKED = 1_000_000  # protocol 1.0 booked attempts kept, all resources together
+MAX_BOOKED_PER_RESOURCE = 100_000
 _HISTORY = 65_536  # recent grants kept per resource: fair-share counts, replay into a new limiter
 GRACE = 0.02  # seconds a client over its fair share waits for others (at most one token's time)
 ASK_GRACE = 0.5  # remote: seconds past its wait a request may wait to be asked once
@@ -114,7 +121,7 @@ class Use:
 
 
 class Client:
-    __slots__ = ("connections", "id", "last_seen", "tool", "uses")
+    __slots__ = ("booking", "connections", "id", "last_seen", "tool", "uses")
 
     def __init__(self, client_id: str, tool: str, now: float) -> None:
         self.id = client_id
@@ -122,10 +129,14 @@ class Client:
         self.connections = 0
         self.last_seen = now
         self.uses: dict[str, Use] = {}
+        # Protocol 1.0: the resource and attempt count of its last plan, which its register
+        # (if it comes) confirms rather than adds.
+        self.booking: tuple[str, int] | None = None
 
 
 class Resource:
     __slots__ = (
+        "bookings",
         "configured",
         "declared",
         "executions",
@@ -138,7 +149,6 @@ class Resource:
         "pending",
         "queue",
         "ready_at",
-        "registered",
         "spec",
         "tokens",
     )
@@ -156,7 +166,7 @@ class Resource:
         self.queue: OrderedDict[str, deque[Waiter]] = OrderedDict()
         self.ready_at = math.inf  # when the head of the queue may be served
         self.pending: Waiter | None = None  # remote: the waiter whose admission is being decided
-        self.registered: list[tuple[int, int]] = []  # protocol 1.0: (scheduled_at, expires_at)
+        self.bookings = Bookings()  # protocol 1.0: the Go clients' booked attempts
         self.tokens = 0
         self.executions = 0
         self.last_activity = now
@@ -176,6 +186,7 @@ class Coordinator:
         self._sequence = 0
         self.usage: dict[tuple[str, str], list[float]] = {}  # (resource, tool) -> counters
         self.remote = False  # admissions are decided elsewhere: see take and settle
+        self._booked_total = 0  # protocol 1.0 bookings held, all resources together
 
     # ---- configuration ------------------------------------------------------------------------
 
@@ -502,10 +513,15 @@ class Coordinator:
             raise CoordinatorError(f"{missing}: a declared limit needs both limit and window")
         algorithm = request.algorithm or self.default_algorithm
         spec = LimitSpec(request.limit, request.window, algorithm, f"client:{client.id}")
+        self._declare_spec(client, resource, spec, now)
+
+    def _declare_spec(
+        self, client: Client, resource: Resource, spec: LimitSpec, now: float
+    ) -> None:
         if spec.same_as(resource.declared.get(client.id)):
             return
         try:
-            make_limiter(algorithm, request.limit, request.window)
+            make_limiter(spec.algorithm, spec.limit, spec.window)
         except RateLimitError as exc:
             raise CoordinatorError(f"algorithm: {exc}") from None
         resource.declared[client.id] = spec
@@ -648,6 +664,10 @@ class Coordinator:
             chosen = [self.resources[k] for k in sorted(self.resources)]
         return [self._state(resource, now, wall_offset) for resource in chosen]
 
+    def sleeping_v1(self, wall_now: float) -> int:
+        """Protocol 1.0 clients refused and asleep until their booked slot."""
+        return sum(self._prune_bookings(r, wall_now).sleeping() for r in self.resources.values())
+
     def active_clients(self, resource_id: str) -> list[str]:
         return sorted(c.id for c in self.clients.values() if resource_id in c.uses)
 
@@ -670,13 +690,19 @@ class Coordinator:
             by_tool[client.tool] = by_tool.get(client.tool, 0) + 1
         limit = None
         if resource.limiter is not None and resource.spec is not None:
+            window = resource.limiter.window
+            bookings = self._prune_bookings(resource, now + wall_offset)
             limit = RateLimitState(
                 limit=resource.limiter.limit,
-                window=resource.limiter.window,
+                window=window,
                 algorithm=resource.limiter.algorithm,
                 source=resource.spec.source,
-                remaining=resource.limiter.remaining(now),
-                waiting=sum(len(q) for q in resource.queue.values()),
+                remaining=max(
+                    0,
+                    resource.limiter.remaining(now) - bookings.counting(now + wall_offset, window),
+                ),
+                waiting=sum(len(q) for q in resource.queue.values()) + bookings.sleeping(),
+                booked=len(bookings),
             )
         return SharedResource(
             id=resource.id,
@@ -691,40 +717,86 @@ class Coordinator:
 
     # ---- protocol 1.0 ---------------------------------------------------------------------------
 
-    def schedule_v1(self, request: ScheduleRequest, now: float, wall_now: float) -> float:
-        """0.0 when the planned attempts fit among the registered ones, else by how many
-        seconds they must shift (the client waits until request_time + shift)."""
-        registered = self._registered(request.resource_id, now, wall_now)
-        planned = [request.request_time + offset / 1000.0 for offset in request.retry_offsets]
-        return check_schedule(
-            [float(at) for at, _ in registered],
-            planned,
-            request.rate_limit,
-            request.window_ms / 1000.0,
+    def schedule_v1(
+        self, client: Client, request: ScheduleRequest, now: float, wall_now: float
+    ) -> Answer:
+        """Decide a Go client's plan and book it (see patience.daemon.bookings): the limit in
+        force is the configured one, else the strictest declared, as for protocol 2.0."""
+        if not request.retry_offsets:  # the Go CLI's probe: nothing to book, nothing to track
+            return Answer(True, float(request.request_time), [], False)
+        client.last_seen = now
+        resource = self._resource(request.resource_id, now, checked=False)
+        resource.last_activity = now
+        spec = LimitSpec(
+            request.rate_limit, request.window_ms / 1000, DEFAULT_ALGORITHM, f"client:{client.id}"
         )
+        self._declare_spec(client, resource, spec, now)
+        assert resource.spec is not None
+        limit, window = resource.spec.limit, resource.spec.window
+        bookings = self._prune_bookings(resource, wall_now)
+        self._check_room(resource, len(request.retry_offsets))
+        answer = decide(
+            bookings.times(), request.request_time, request.retry_offsets, limit, window, wall_now
+        )
+        self._book(resource, answer.times, [at + window for at in answer.times])
+        if not answer.fits:
+            bookings.sleep_until(answer.start)
+        client.booking = (resource.id, len(answer.times))
+        use = client.uses.setdefault(resource.id, Use())
+        use.tokens += len(answer.times)
+        resource.tokens += len(answer.times)
+        waited = answer.start - max(float(request.request_time), wall_now)
+        self._count(
+            resource, client, granted=len(answer.times), denied=int(not answer.fits), waited=waited
+        )
+        return answer
 
     def register_v1(
-        self, requests: Sequence[RegisteredRequest], now: float, wall_now: float
+        self, client: Client, requests: Sequence[RegisteredRequest], now: float, wall_now: float
     ) -> None:
-        by_resource: dict[str, list[tuple[int, int]]] = {}
+        """Register attempts. Those that follow this client's own plan confirm its booking (the
+        Go client registers what it was answered for, with its original request time); the
+        others are booked as sent, each counting until its expiry."""
+        client.last_seen = now
+        resource_id, confirming = client.booking or ("", 0)
+        client.booking = None
+        by_resource: dict[str, list[RegisteredRequest]] = {}
         for entry in requests:
-            if entry.expires_at > wall_now:
-                by_resource.setdefault(entry.resource_id, []).append(
-                    (entry.scheduled_at, entry.expires_at)
-                )
-        held = sum(len(r.registered) for r in self.resources.values())
-        if held + sum(len(e) for e in by_resource.values()) > MAX_REGISTERED:
-            raise CoordinatorError(
-                f"too many registered requests ({MAX_REGISTERED}); retry when some expire"
+            if entry.resource_id == resource_id and confirming:
+                confirming -= 1
+            elif entry.expires_at > wall_now:
+                by_resource.setdefault(entry.resource_id, []).append(entry)
+        for rid, entries in by_resource.items():
+            resource = self._resource(rid, now, checked=False)
+            resource.last_activity = now
+            self._prune_bookings(resource, wall_now)
+            self._check_room(resource, len(entries))
+            self._book(
+                resource,
+                [float(e.scheduled_at) for e in entries],
+                [float(e.expires_at) for e in entries],
             )
-        for resource_id, entries in by_resource.items():
-            self._registered(resource_id, now, wall_now).extend(entries)
 
-    def _registered(self, resource_id: str, now: float, wall_now: float) -> list[tuple[int, int]]:
-        resource = self._resource(resource_id, now, checked=False)
-        resource.last_activity = now
-        resource.registered = [e for e in resource.registered if e[1] > wall_now]
-        return resource.registered
+    def _prune_bookings(self, resource: Resource, wall_now: float) -> Bookings:
+        before = len(resource.bookings)
+        resource.bookings.prune(wall_now)
+        self._booked_total -= before - len(resource.bookings)
+        return resource.bookings
+
+    def _check_room(self, resource: Resource, adding: int) -> None:
+        if len(resource.bookings) + adding > MAX_BOOKED_PER_RESOURCE:
+            raise CoordinatorError(
+                f"too many booked requests for {resource.id} ({MAX_BOOKED_PER_RESOURCE});"
+                " retry when some expire"
+            )
+        if self._booked_total + adding > MAX_BOOKED:
+            raise CoordinatorError(
+                f"too many booked requests ({MAX_BOOKED}); retry when some expire"
+            )
+
+    def _book(self, resource: Resource, times: list[float], expires: list[float]) -> None:
+        resource.bookings.add(times, expires)
+        self._booked_total += len(times)
 
     # ---- clean-up -------------------------------------------------------------------------------
 
@@ -746,10 +818,10 @@ class Coordinator:
                     use.schedule, use.schedule_ends = None, math.inf
         in_use = {rid for c in self.clients.values() for rid in c.uses}
         for resource in list(self.resources.values()):
-            resource.registered = [e for e in resource.registered if e[1] > wall_now]
+            self._prune_bookings(resource, wall_now)
             idle = not (
                 resource.queue
-                or resource.registered
+                or resource.bookings
                 or resource.declared
                 or resource.id in in_use
                 or now - resource.last_activity <= ttl

@@ -30,6 +30,7 @@ from patience import __version__
 from patience.config import Config, ConfigError, load
 from patience.daemon import paths, protocol
 from patience.daemon.coordinator import Client, Coordinator, CoordinatorError, Waiter
+from patience.daemon.logthrottle import LogThrottle
 from patience.daemon.protocol import (
     Acquire,
     AcquireResponse,
@@ -130,6 +131,7 @@ class Daemon:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._anonymous = 0
+        self.log_throttle = LogThrottle(log)
         # Each handler takes the connection and its own message type.
         self._handlers: dict[type, Callable[[Connection, Any], bytes | Waiter]] = {
             Handshake: self._handshake,
@@ -403,6 +405,10 @@ class Daemon:
             log.exception("internal error on request %.200r", line)
             return protocol.encode(ErrorResponse(error="internal error (see the daemon's log)"))
 
+    def _warn(self, key: str, message: str) -> None:
+        """A warning a client can provoke: at most one a minute of each kind."""
+        self.log_throttle.log(logging.WARNING, key, message)
+
     def _handshake(self, connection: Connection, message: Handshake) -> bytes:
         offered = message.versions or [message.version or "1.0"]
         version = next((v for v in protocol.PROTOCOL_VERSIONS if v in offered), None)
@@ -433,24 +439,35 @@ class Daemon:
         )
 
     def _schedule(self, connection: Connection, message: ScheduleRequest) -> bytes:
-        shift = self.coordinator.schedule_v1(message, _now(), time.time())
-        window = message.window_ms / 1000.0
-        if shift == 0.0:
+        """Protocol 1.0: every answer is a booking (patience.daemon.bookings)."""
+        client = self.client_for(connection)
+        answer = self.coordinator.schedule_v1(client, message, _now(), time.time())
+        if answer.fits:
             return protocol.encode(
                 ScheduleResponse(
                     can_schedule=True,
                     reason="request scheduled",
                     message="request scheduled",
                     status="ok",
-                    scheduled_at=_rfc3339(message.request_time),
-                    expires_at=_rfc3339(message.request_time + window),
+                    scheduled_at=_rfc3339(answer.start),
+                    expires_at=_rfc3339(answer.start + message.window_ms / 1000.0),
                 )
             )
-        wait_until = _rfc3339(message.request_time + shift, round_up=True)
-        reason = (
-            f"rate limit of {message.rate_limit} per {message.window_ms}ms for"
-            f" {message.resource_id} reached; wait until {wait_until}"
-        )
+        wait_until = _rfc3339(answer.start, round_up=True)
+        if answer.never:
+            reason = (
+                f"{len(message.retry_offsets)} planned attempts (offsets"
+                f" {_offsets(message.retry_offsets)}) can never fit the limit of"
+                f" {message.resource_id}; its first attempt is booked at {wait_until}"
+            )
+            self._warn(
+                f"never-fits:{message.resource_id}", f"protocol 1.0 client {client.id}: {reason}"
+            )
+        else:
+            reason = (
+                f"rate limit of {message.rate_limit} per {message.window_ms}ms for"
+                f" {message.resource_id} reached; booked from {wait_until}"
+            )
         return protocol.encode(
             ScheduleResponse(
                 can_schedule=False,
@@ -462,7 +479,8 @@ class Daemon:
         )
 
     def _register(self, connection: Connection, message: RegisterRequest) -> bytes:
-        self.coordinator.register_v1(message.requests, _now(), time.time())
+        client = self.client_for(connection)
+        self.coordinator.register_v1(client, message.requests, _now(), time.time())
         return protocol.encode(
             RegisterResponse(success=True, status="ok", message="requests registered successfully")
         )
@@ -761,7 +779,9 @@ def _rfc3339(unix: float, round_up: bool = False) -> str:
     """RFC 3339 UTC with milliseconds, valid for any year Go can print (0001 onwards)."""
     from datetime import UTC, datetime, timedelta
 
-    millis = -(-unix * 1000 // 1) if round_up else unix * 1000 // 1
+    # Up, via whole microseconds: a time that is a whole millisecond already (as a booked
+    # wait_until is) must not move a millisecond through float error.
+    millis = -(-round(unix * 1e6) // 1000) if round_up else unix * 1000 // 1
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     try:
         moment = epoch + timedelta(milliseconds=millis)
@@ -774,6 +794,13 @@ def _rfc3339(unix: float, round_up: bool = False) -> str:
     if moment.microsecond:
         text += f".{moment.microsecond // 1000:03d}"
     return text + "Z"
+
+
+def _offsets(offsets_ms: list[int]) -> str:
+    from patience.durations import format_duration
+
+    shown = ",".join(format_duration(ms / 1000) for ms in offsets_ms[:8])
+    return shown + (",..." if len(offsets_ms) > 8 else "")
 
 
 def _notify(state: str) -> None:
