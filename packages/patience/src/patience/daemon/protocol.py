@@ -286,7 +286,8 @@ class RateLimitState(msgspec.Struct):
     algorithm: str
     source: str
     remaining: int
-    waiting: int
+    waiting: int  # 2.0 requests queued, and 1.0 clients asleep until their booked slot
+    booked: int = 0  # protocol 1.0 attempts booked and still counting
 
 
 class SharedResource(msgspec.Struct):
