@@ -91,6 +91,7 @@ def test_a_database_from_before_record_ids_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.executescript(OLD_SCHEMA)
+    path.chmod(0o600)  # as the daemon made it: a database others may read is refused
     store = MetricsStore(str(path), retention=1e12, retention_count=1000)
     assert store.count() == 1  # the old record stays
     assert store.add([rec("x"), rec("x"), rec(None)], "c") == 2

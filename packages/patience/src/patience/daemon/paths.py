@@ -5,6 +5,9 @@ a default: root uses /run/patience/daemon.sock; a user uses $XDG_RUNTIME_DIR/pat
 or, without XDG_RUNTIME_DIR, a private directory in /tmp with a random name (so nobody can
 create it first), recorded in the user's cache directory so every tool finds the same one.
 
+The daemon's own files (lock, pid file, metrics database) are made here too, safely even in a
+directory other users share: see open_private_file.
+
 Imported by the tools' client path: standard library only, nothing slow.
 """
 
@@ -172,24 +175,165 @@ def prepare_socket_dir(directory: str, uid: int, group: int | None) -> None:
 
 
 def check_socket_dir(directory: str, uid: int) -> None:
+    os.close(open_dir(directory, uid, "socket directory"))
+
+
+# ---- files the daemon keeps in a directory others may share (like /tmp) ----------------------
+#
+# Each is opened through a checked directory fd (openat), never through a symbolic link
+# (O_NOFOLLOW), and adopted only when it is a regular file of ours with one link and not open
+# to others: a name another user placed there is refused, never written, truncated or read.
+
+SOCKET_ELSEWHERE = "choose a --socket in a directory only you can write"
+
+
+def open_dir(
+    directory: str, uid: int, what: str = "directory", elsewhere: str = SOCKET_ELSEWHERE
+) -> int:
+    """An fd on `directory` once it is known safe: owned by us or root, and writable by others
+    only when sticky (like /tmp), so nobody else can remove or rename what we create in it. A
+    symbolic link to it is followed only when it is ours or root's (the kernel's
+    protected_symlinks rule)."""
     try:
-        st = os.lstat(directory)
+        link = os.lstat(directory)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except NotADirectoryError:
+        raise PathError(f"{what} {directory} is not a directory ({elsewhere})") from None
     except OSError as exc:
-        raise PathError(f"socket directory {directory}: {exc.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise PathError(
-            f"socket directory {directory} is not a directory (choose another --socket)"
+        raise PathError(f"{what} {directory}: {exc.strerror}") from None
+    st = os.fstat(fd)
+    problem = None
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (uid, 0):
+        problem = f"is a symbolic link that belongs to uid {link.st_uid} ({elsewhere})"
+    elif st.st_uid not in (uid, 0):
+        problem = f"belongs to uid {st.st_uid}, not to you (someone else created it; {elsewhere})"
+    elif st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        problem = f"is writable by other users (chmod go-w {directory}, or {elsewhere})"
+    if problem is not None:
+        os.close(fd)
+        raise PathError(f"{what} {directory} {problem}")
+    return fd
+
+
+def open_private_file(
+    path: str, uid: int, what: str, secret: bool = False, elsewhere: str = SOCKET_ELSEWHERE
+) -> int:
+    """A read-write fd on our file at `path`, created 0600 when absent. `secret` files (the
+    metrics database) must not be readable by others either."""
+    directory = open_dir(os.path.dirname(path) or ".", uid, elsewhere=elsewhere)
+    try:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = _open_at(directory, path, flags, uid, what, secret, elsewhere)
+    finally:
+        os.close(directory)
+    try:
+        check_private_file(os.fstat(fd), path, uid, what, secret, elsewhere)
+    except PathError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_existing_file(
+    path: str, uid: int, what: str, secret: bool = False, elsewhere: str = SOCKET_ELSEWHERE
+) -> None:
+    """Refuse what is at `path` unless it is a private file of ours; nothing there is fine."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    check_private_file(st, path, uid, what, secret, elsewhere)
+
+
+def write_private_file(
+    path: str, uid: int, what: str, text: str, elsewhere: str = SOCKET_ELSEWHERE
+) -> None:
+    """Replace our file at `path` with `text` atomically: written to a new file that cannot be
+    anyone else's (a random name, O_EXCL, never through a link), then renamed over `path`
+    (rename replaces a name, it never follows it)."""
+    directory = open_dir(os.path.dirname(path) or ".", uid, elsewhere=elsewhere)
+    try:
+        name = os.path.basename(path)
+        existing = _lstat_at(name, directory)
+        if existing is not None:
+            check_private_file(existing, path, uid, what, elsewhere=elsewhere)
+        temporary = f"{path}.{os.getpid()}.{os.urandom(4).hex()}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = _open_at(directory, temporary, flags, uid, what, False, elsewhere)
+        scratch = os.path.basename(temporary)
+        try:
+            with open(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(scratch, name, src_dir_fd=directory, dst_dir_fd=directory)
+        except BaseException:
+            os.unlink(scratch, dir_fd=directory)
+            raise
+    finally:
+        os.close(directory)
+
+
+def remove_own_file(path: str, uid: int) -> None:
+    """Remove our file at `path`; a name someone else placed there stays."""
+    try:
+        if os.lstat(path).st_uid == uid:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def check_private_file(
+    st: os.stat_result,
+    path: str,
+    uid: int,
+    what: str,
+    secret: bool = False,
+    elsewhere: str = SOCKET_ELSEWHERE,
+) -> None:
+    """Refuse a file that is not a regular file of ours with one link, or that others may
+    write (or, when `secret`, read)."""
+    mode = stat.S_IMODE(st.st_mode)
+    fix = f"remove it, or {elsewhere}"
+    if stat.S_ISLNK(st.st_mode):
+        problem = _LINK
+    elif not stat.S_ISREG(st.st_mode):
+        problem = "is not a regular file"
+    elif st.st_uid != uid:
+        problem = (
+            f"belongs to uid {st.st_uid}, not to uid {uid} that runs the daemon"
+            " (someone else may have placed it to read or change what the daemon keeps there)"
         )
-    if st.st_uid not in (uid, 0):
-        raise PathError(
-            f"socket directory {directory} belongs to uid {st.st_uid}, not to you "
-            "(someone else created it; choose another --socket)"
-        )
-    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        raise PathError(
-            f"socket directory {directory} is writable by other users "
-            f"(chmod go-w {directory}, or choose another --socket)"
-        )
+    elif st.st_nlink != 1:
+        problem = f"has {st.st_nlink} hard links (one may be someone else's name for it)"
+    elif mode & (0o066 if secret else 0o022):
+        problem = f"is {'open to' if secret else 'writable by'} other users (mode {mode:04o})"
+        fix = f"chmod {'go-rw' if secret else 'go-w'} {path}, or remove it"
+    else:
+        return
+    raise PathError(f"{what} {path} {problem}: {fix}")
+
+
+_LINK = "is a symbolic link (someone else may have placed it to redirect the daemon)"
+
+
+def _lstat_at(name: str, directory: int) -> os.stat_result | None:
+    try:
+        return os.lstat(name, dir_fd=directory)
+    except FileNotFoundError:
+        return None
+
+
+def _open_at(
+    directory: int, path: str, flags: int, uid: int, what: str, secret: bool, elsewhere: str
+) -> int:
+    """Open `path`'s name in `directory`; when that fails, say what someone else put there."""
+    name = os.path.basename(path)
+    try:
+        return os.open(name, flags, 0o600, dir_fd=directory)
+    except OSError as exc:
+        existing = _lstat_at(name, directory)
+        if existing is not None:
+            check_private_file(existing, path, uid, what, secret, elsewhere)
+        raise PathError(f"cannot create {what} {path}: {exc.strerror}") from None
 
 
 def check_socket_length(path: str) -> None:

@@ -7,16 +7,26 @@ Retention keeps the database bounded by age and by record count.
 A record's `record_id`, made by the client, is unique here: a client that resends a batch
 whose acknowledgement it never received (the daemon died after committing it) has it stored
 once. A database made before the column existed gains it when opened.
+
+The database may sit in a directory others share (beside a socket in /tmp): it, its -wal and
+its -shm are made by us (paths.open_private_file) before SQLite opens them, so no name another
+user placed there is adopted. A database file truncated, overwritten, replaced or removed under
+the running daemon is noticed before and after every write (a few system calls: the header and
+size of the file we opened, and that the path still names it) or when SQLite calls it corrupt:
+it is moved aside as `<name>.corrupt-<time>`, a fresh database takes its place, the log says so,
+and the batch is written to the fresh one, so what is acknowledged is stored.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from patience.daemon import paths
 from patience.daemon.protocol import ExecutionMetrics
 
 _SCHEMA = """
@@ -48,7 +58,23 @@ CREATE TABLE IF NOT EXISTS usage (
     PRIMARY KEY (minute, resource_id, tool)
 );
 """
+_INSERT_EXECUTIONS = (
+    "INSERT OR IGNORE INTO executions (tool, resource_id, client_id, command, start_time,"
+    " duration, success, exit_code, attempt_number, execution_number, labels, record_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ADD_USAGE = (
+    "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (minute, resource_id, tool) DO UPDATE SET"
+    " granted = granted + excluded.granted, denied = denied + excluded.denied,"
+    " waited = waited + excluded.waited, wait_total = wait_total + excluded.wait_total"
+)
 _PRUNE_EVERY = 1000  # records added between count-retention checks
+_WHAT = "metrics database"
+_ELSEWHERE = "set [daemon] storage_path to a directory only you can write"
+_MAGIC = b"SQLite format 3\0"
+
+log = logging.getLogger("patience.daemon")
 
 Row = dict[str, object]
 
@@ -66,21 +92,38 @@ class MetricsStore:
         self.path = path
         self.retention = retention
         self.retention_count = retention_count
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))  # private from birth
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")  # its -wal and -shm files copy this mode
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
-        if "record_id" not in columns:  # a database from before record ids
-            self._db.execute("ALTER TABLE executions ADD COLUMN record_id TEXT")
-        self._db.execute(  # several NULLs (records without an id) are allowed
-            "CREATE UNIQUE INDEX IF NOT EXISTS executions_record ON executions (record_id)"
-        )
+        self.uid = os.geteuid()
         self._since_prune = 0
+        self._fd = -1  # our own handle on the database file, to notice it being damaged
+        self._open()
+
+    def _open(self) -> None:
+        """Open or create the database. Its -wal and -shm are made (private) before SQLite
+        opens them, so SQLite never adopts a name someone else placed first; a -journal, which
+        SQLite makes and removes by itself, must be ours when there is one."""
+        fd = paths.open_private_file(self.path, self.uid, _WHAT, True, _ELSEWHERE)
+        db = None
+        try:
+            for suffix in ("-wal", "-shm"):
+                os.close(
+                    paths.open_private_file(self.path + suffix, self.uid, _WHAT, True, _ELSEWHERE)
+                )
+            paths.check_existing_file(self.path + "-journal", self.uid, _WHAT, True, _ELSEWHERE)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            _prepare(db)
+        except BaseException:
+            if db is not None:
+                db.close()
+            os.close(fd)
+            raise
+        self._db, self._fd = db, fd
 
     def close(self) -> None:
+        if self._fd < 0:
+            return
         self._db.close()
+        os.close(self._fd)  # after SQLite's: closing it first would drop SQLite's locks
+        self._fd = -1
 
     def unseen(self, records: Sequence[ExecutionMetrics]) -> list[ExecutionMetrics]:
         """The records not stored yet: those without an id, and the first of each id that is
@@ -90,7 +133,7 @@ class MetricsStore:
             return list(records)
         seen = {
             row[0]
-            for row in self._db.execute(
+            for row in self._checked().execute(
                 "SELECT record_id FROM executions"
                 " WHERE record_id IN (SELECT value FROM json_each(?))",
                 (json.dumps(ids),),
@@ -123,13 +166,7 @@ class MetricsStore:
             )
             for r in records
         ]
-        with self._transaction():
-            stored = self._db.executemany(
-                "INSERT OR IGNORE INTO executions (tool, resource_id, client_id, command,"
-                " start_time, duration, success, exit_code, attempt_number, execution_number,"
-                " labels, record_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            ).rowcount
+        stored = self._write(lambda db: db.executemany(_INSERT_EXECUTIONS, rows).rowcount)
         self._since_prune += stored
         if self._since_prune >= _PRUNE_EVERY:
             self.prune(time.time())
@@ -137,35 +174,28 @@ class MetricsStore:
 
     def add_usage(self, rows: Sequence[UsageRow]) -> None:
         """Add rate-limit activity; rows for a minute already stored are summed into it."""
-        with self._transaction():
-            self._db.executemany(
-                "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (minute, resource_id, tool) DO UPDATE SET"
-                " granted = granted + excluded.granted, denied = denied + excluded.denied,"
-                " waited = waited + excluded.waited,"
-                " wait_total = wait_total + excluded.wait_total",
-                rows,
-            )
+        self._write(lambda db: db.executemany(_ADD_USAGE, rows).rowcount)
 
     def prune(self, now: float) -> int:
         """Apply retention: drop records older than `retention` and all but the newest
         `retention_count`. Returns how many records were dropped."""
         self._since_prune = 0
         cutoff = now - self.retention
-        with self._transaction():
-            dropped = self._db.execute(
-                "DELETE FROM executions WHERE start_time < ?", (cutoff,)
-            ).rowcount
-            dropped += self._db.execute(
+
+        def drop(db: sqlite3.Connection) -> int:
+            dropped = db.execute("DELETE FROM executions WHERE start_time < ?", (cutoff,)).rowcount
+            dropped += db.execute(
                 "DELETE FROM executions WHERE id <= (SELECT id FROM executions"
                 " ORDER BY id DESC LIMIT 1 OFFSET ?)",
                 (self.retention_count,),
             ).rowcount
-            self._db.execute("DELETE FROM usage WHERE minute < ?", (int(cutoff // 60),))
-        return dropped
+            db.execute("DELETE FROM usage WHERE minute < ?", (int(cutoff // 60),))
+            return dropped
+
+        return self._write(drop)
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM executions").fetchone()[0])
+        return int(self._checked().execute("SELECT count(*) FROM executions").fetchone()[0])
 
     # ---- queries (the seed's MetricsQuery) ---------------------------------------------------
 
@@ -175,7 +205,7 @@ class MetricsStore:
         """The seed's AggregatedMetrics, one row per resource (active_clients filled in by
         the caller, which knows who is connected)."""
         where, args = _filters(resource_id, start, end, tools)
-        cursor = self._db.execute(
+        cursor = self._checked().execute(
             "SELECT resource_id, count(*), sum(success), avg(duration), max(start_time)"
             f" FROM executions{where} GROUP BY resource_id ORDER BY resource_id",
             args,
@@ -196,7 +226,7 @@ class MetricsStore:
         self, resource_id: str | None, start: float | None, end: float | None, tools: Sequence[str]
     ) -> list[Row]:
         where, args = _filters(resource_id, start, end, tools)
-        cursor = self._db.execute(
+        cursor = self._checked().execute(
             "SELECT tool, count(*), sum(success), avg(duration), min(duration), max(duration),"
             " max(start_time), count(DISTINCT resource_id)"
             f" FROM executions{where} GROUP BY tool ORDER BY tool",
@@ -223,7 +253,7 @@ class MetricsStore:
     ) -> list[Row]:
         """Tokens granted and requests refused per resource, at one-minute resolution."""
         where, args = _filters(resource_id, start, end, tools, by_minute=True)
-        cursor = self._db.execute(
+        cursor = self._checked().execute(
             "SELECT resource_id, sum(granted), sum(denied), sum(waited), sum(wait_total),"
             f" min(minute), max(minute) FROM usage{where}"
             " GROUP BY resource_id ORDER BY resource_id",
@@ -242,8 +272,90 @@ class MetricsStore:
             for rid, granted, denied, waited, wait_total, first, last in cursor
         ]
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    # ---- a sound file -----------------------------------------------------------------------
+
+    def _write(self, work: Callable[[sqlite3.Connection], int]) -> int:
+        """Run `work` in one transaction in a sound file. A file found damaged before, during
+        (SQLite calls it corrupt) or after the commit is replaced by a fresh database and the
+        work done again there: its result is true of a file that is sound. Damaged twice in a
+        row, the work is reported as not done."""
+        for _ in range(2):
+            db = self._checked()
+            try:
+                with _Transaction(db):
+                    result = work(db)
+                damage = self._damage()
+            except sqlite3.DatabaseError as exc:
+                if exc.sqlite_errorcode & 0xFF not in (
+                    sqlite3.SQLITE_CORRUPT,
+                    sqlite3.SQLITE_NOTADB,
+                ):
+                    raise
+                damage = f"SQLite calls it damaged: {exc}"
+            if damage is None:
+                return result
+            self._start_afresh(damage)
+        raise sqlite3.DatabaseError(
+            f"the metrics database {self.path} was damaged again while being written"
+        )
+
+    def _checked(self) -> sqlite3.Connection:
+        """The connection to a database file that is still sound (else to a fresh one)."""
+        if self._fd < 0:  # an earlier fresh start failed: try again
+            self._open()
+        damage = self._damage()
+        if damage is not None:
+            self._start_afresh(damage)
+        return self._db
+
+    def _damage(self) -> str | None:
+        """What happened to the database file under us, or None while it is sound as far as
+        its header and size tell: the SQLite header is there, the file holds every page the
+        header counts, and the path still names the file we opened."""
+        try:
+            named = os.lstat(self.path)
+        except FileNotFoundError:
+            return "it was removed"
+        ours = os.fstat(self._fd)
+        if (named.st_dev, named.st_ino) != (ours.st_dev, ours.st_ino):
+            return "another file was put in its place"
+        header = os.pread(self._fd, 100, 0)
+        if len(header) < 100:
+            return f"it was truncated to {ours.st_size} bytes"
+        if not header.startswith(_MAGIC):
+            return "it was overwritten (its SQLite header is gone)"
+        page_size = int.from_bytes(header[16:18])
+        page_size = 65536 if page_size == 1 else page_size  # how the format writes 65536
+        pages = int.from_bytes(header[28:32])
+        counted = header[24:28] == header[92:96]  # the page count is valid
+        if counted and ours.st_size < pages * page_size:
+            return f"it was truncated to {ours.st_size} bytes (its header counts {pages} pages)"
+        return None
+
+    def _start_afresh(self, damage: str) -> None:
+        """Move the damaged database aside (when the path still names a file of ours), with
+        any -wal and -shm left beside it, and open a fresh one; say so loudly."""
+        self.close()
+        aside = _free_name(f"{self.path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        moved = [suffix for suffix in ("", "-wal", "-shm") if self._move_own(suffix, aside)]
+        log.error(
+            "metrics database %s was damaged under the daemon (%s): %s, started a fresh one"
+            " (records stored before are no longer served)",
+            self.path,
+            damage,
+            f"moved it to {aside}" if "" in moved else "nothing to move aside",
+        )
+        self._open()
+
+    def _move_own(self, suffix: str, aside: str) -> bool:
+        """Rename our file `path + suffix` to `aside + suffix`; leave anyone else's."""
+        try:
+            if os.lstat(self.path + suffix).st_uid != self.uid:
+                return False
+        except FileNotFoundError:
+            return False
+        os.rename(self.path + suffix, aside + suffix)
+        return True
 
 
 class _Transaction:
@@ -254,7 +366,32 @@ class _Transaction:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:  # SQLite may have rolled back by itself
+            self.db.execute("ROLLBACK")
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    """WAL journal and the current schema (adding what a database from an older version lacks)."""
+    db.execute("PRAGMA journal_mode=WAL")  # its -wal and -shm files copy the database's mode
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(executions)")}
+    if "record_id" not in columns:  # a database from before record ids
+        db.execute("ALTER TABLE executions ADD COLUMN record_id TEXT")
+    db.execute(  # several NULLs (records without an id) are allowed
+        "CREATE UNIQUE INDEX IF NOT EXISTS executions_record ON executions (record_id)"
+    )
+
+
+def _free_name(name: str) -> str:
+    """`name`, or `name-2`, `name-3`... whichever is not taken."""
+    candidate, number = name, 1
+    while any(os.path.lexists(candidate + suffix) for suffix in ("", "-wal", "-shm")):
+        number += 1
+        candidate = f"{name}-{number}"
+    return candidate
 
 
 def _filters(
