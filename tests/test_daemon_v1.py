@@ -160,10 +160,11 @@ def test_a_plan_that_straddles_registrations_is_shifted_past_them(daemon: Daemon
     assert refused["can_schedule"] is False
     # [t0+10, t0+110) holds the three registrations: the first attempt must reach t0+110.
     assert parse_rfc3339(str(refused["wait_until"])) == t0 + 110
-    # The plan is booked at t0+110 and t0+160: a third plan of two fits only from t0+130.
+    # The plan is booked at t0+110 and t0+160: another plan of two fits only from t0+160
+    # (from any earlier start, [t0+110, t0+210) would hold four).
     with go_connection(daemon) as raw:
         third = schedule(raw, "v1-shift", 3, 100_000, t0, [0, 50_000])
-    assert parse_rfc3339(str(third["wait_until"])) == t0 + 130
+    assert parse_rfc3339(str(third["wait_until"])) == t0 + 160
 
 
 def test_registrations_stop_counting_once_expired(daemon: Daemon) -> None:

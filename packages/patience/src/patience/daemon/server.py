@@ -28,7 +28,7 @@ from typing import Any
 
 from patience import __version__
 from patience.config import Config, ConfigError, load
-from patience.daemon import paths, protocol
+from patience.daemon import paths, protocol, state
 from patience.daemon.coordinator import Client, Coordinator, CoordinatorError, Waiter
 from patience.daemon.logthrottle import LogThrottle
 from patience.daemon.protocol import (
@@ -49,6 +49,8 @@ from patience.daemon.protocol import (
     RegisterResponse,
     RegisterSchedule,
     RegisterScheduleResponse,
+    ReportGrants,
+    ReportGrantsResponse,
     ResourceStateRequest,
     ResourceStateResponse,
     RunMetrics,
@@ -59,6 +61,7 @@ from patience.daemon.protocol import (
 )
 from patience.daemon.redis_admission import RedisAdmission
 from patience.daemon.storage import MetricsStore
+from patience.durations import format_duration
 from patience.ratelimit.algorithms import RateLimitError
 
 log = logging.getLogger("patience.daemon")
@@ -66,6 +69,7 @@ log = logging.getLogger("patience.daemon")
 MAX_PENDING = 64  # unanswered requests per connection before we stop reading from it
 MAX_BUFFERED = 64 << 20  # unfinished input held across all connections
 HOUSEKEEPING = 1.0  # seconds between idle checks
+MAX_CLIENT_IDS = 16  # distinct client ids one connection may speak for in its life
 REFUSED_LINGER = 5.0  # seconds a refused connection may stay open to read its refusal
 FLUSH_EVERY = 5.0  # seconds between rate-limit usage flushes
 PRUNE_EVERY = 600.0  # seconds between retention passes
@@ -120,6 +124,7 @@ class Daemon:
         self.admission = _admission(config, self.coordinator, self._deliver)
         self.max_connections = config.number("daemon.max_connections")
         self.idle_timeout = _seconds(config, "daemon.idle_timeout")
+        self.line_timeout = _seconds(config, "daemon.line_timeout")
         self.store: MetricsStore | None = None
         self.connections: set[Connection] = set()
         self.waiters: dict[Waiter, Connection] = {}
@@ -139,6 +144,7 @@ class Daemon:
             RegisterRequest: self._register,
             RunMetrics: self._run_metrics,
             Acquire: self._acquire,
+            ReportGrants: self._report_grants,
             RegisterSchedule: self._register_schedule,
             Metrics: self._metrics,
             Query: self._query,
@@ -161,23 +167,27 @@ class Daemon:
         self._take_lock()
         self._clear_stale_socket()
         self._listener = self._bind()
-        _write_pid(self.pid_path)
-        if self.config.flag("daemon.metrics_enabled"):
-            try:
+        try:
+            _write_pid(self.pid_path, self.uid)
+            if self.config.flag("daemon.metrics_enabled"):
                 self.store = MetricsStore(
                     self.storage_path,
                     _seconds(self.config, "daemon.retention_age"),
                     self.config.number("daemon.retention_count"),
                 )
-            except Exception as exc:
-                self._cleanup()
-                raise StartError(
-                    f"cannot open the metrics store {self.storage_path}: {exc}"
-                ) from None
+        except paths.PathError as exc:  # a file someone else placed there, or open to others
+            self._cleanup()
+            raise StartError(str(exc)) from None
+        except Exception as exc:
+            self._cleanup()
+            raise StartError(f"cannot open the metrics store {self.storage_path}: {exc}") from None
         _raise_fd_limit(self.max_connections + 64)
 
     def _take_lock(self) -> None:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = paths.open_private_file(self.lock_path, self.uid, "lock file")
+        except paths.PathError as exc:
+            raise StartError(str(exc)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -236,8 +246,7 @@ class Daemon:
 
     def _cleanup(self) -> None:
         for path in (self.socket_path, self.pid_path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            paths.remove_own_file(path, self.uid)  # a name someone else placed there stays
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # the lock file stays: removing it would race a new daemon
             self._lock_fd = -1
@@ -246,6 +255,7 @@ class Daemon:
         """Serve until SIGTERM/SIGINT, then stop gracefully."""
         loop = asyncio.get_running_loop()
         assert self._listener is not None
+        self._restore_state()
         server = await loop.create_unix_server(
             lambda: Connection(self), sock=self._listener, backlog=1024
         )
@@ -267,6 +277,7 @@ class Daemon:
             server.close()
             housekeeping.cancel()
             await self._close_connections()
+            self._save_state()  # before the lock is released: the next daemon reads it
             if self.admission is not None:
                 await self.admission.close()
             self._flush_usage()
@@ -276,8 +287,12 @@ class Daemon:
             log.info("stopped")
 
     async def _close_connections(self) -> None:
-        """Answer every waiting request, let replies drain, then close."""
-        stopping = protocol.encode(ErrorResponse(error="the daemon is stopping; retry later"))
+        """Answer every waiting request, let replies drain, then close. The answer's code says
+        the daemon is going away: a client treats it as unavailability (falls back, reconnects),
+        not as a refusal."""
+        stopping = protocol.encode(
+            ErrorResponse(error="the daemon is stopping; retry later", code=protocol.STOPPING)
+        )
         for waiter, connection in list(self.waiters.items()):
             connection.resolve(waiter, stopping)
         self.waiters.clear()
@@ -288,6 +303,47 @@ class Daemon:
             await asyncio.sleep(0.01)
         for connection in list(self.connections):
             connection.transport.abort()
+
+    def _save_state(self) -> None:
+        """Keep the recent grants for the next daemon (state.py); the Redis backend keeps them
+        in Redis instead. A failure is logged: stopping goes on."""
+        if self.admission is not None:
+            return
+        now = _now()
+        offset = time.time() - now
+        saved = [
+            state.SavedResource(rid, window, [(at + offset, n, c) for at, n, c in grants])
+            for rid, window, grants in self.coordinator.saved_grants(now)
+        ]
+        where = state.path_for(self.socket_path)
+        try:
+            resources, grants = state.save(where, self.uid, saved, now + offset)
+        except (OSError, paths.PathError) as exc:
+            log.error("could not save the rate-limit state to %s: %s", where, exc)
+            return
+        if resources < len(saved):
+            log.warning("saved %d of %d resources (the state file's bound)", resources, len(saved))
+        log.info("saved %d recent grants of %d resources to %s", grants, resources, where)
+
+    def _restore_state(self) -> None:
+        """Count the grants the previous daemon saved at its stop as our own."""
+        if self.admission is not None:
+            return
+        try:
+            saved = state.load(state.path_for(self.socket_path), self.uid)
+        except state.StateError as exc:
+            log.warning("%s; starting without the previous daemon's grants", exc)
+            return
+        now = _now()
+        offset = time.time() - now
+        for resource in saved:
+            grants = [(at - offset, n, c) for at, n, c in resource.grants]
+            try:
+                self.coordinator.restore_grants(resource.id, resource.window, grants, now)
+            except CoordinatorError as exc:
+                log.warning("state file: skipped %s: %s", resource.id, exc)
+        if saved:
+            log.info("restored the recent grants of %d resources", len(saved))
 
     def reload(self) -> None:
         """SIGHUP: read every configuration source again; a bad value keeps the old
@@ -307,6 +363,7 @@ class Daemon:
         self.coordinator.client_ttl = _seconds(fresh, "daemon.client_ttl")
         self.max_connections = fresh.number("daemon.max_connections")
         self.idle_timeout = _seconds(fresh, "daemon.idle_timeout")
+        self.line_timeout = _seconds(fresh, "daemon.line_timeout")
         if self.store is not None:
             self.store.retention = _seconds(fresh, "daemon.retention_age")
             self.store.retention_count = fresh.number("daemon.retention_count")
@@ -320,9 +377,8 @@ class Daemon:
         while True:
             await asyncio.sleep(HOUSEKEEPING)
             now = _now()
-            idle = self.idle_timeout
-            for connection in [c for c in self.connections if c.idle_since(now) > idle]:
-                connection.transport.close()
+            for connection in list(self.connections):
+                connection.expire(now, self.idle_timeout, self.line_timeout)
             self.coordinator.expire(now, time.time())
             if now - last_flush >= FLUSH_EVERY:
                 last_flush = now
@@ -347,13 +403,12 @@ class Daemon:
 
     # ---- connections ---------------------------------------------------------------------------
 
-    def admit(self, sock: socket.socket | None) -> str | None:
-        """Why this new connection is refused, or None to serve it."""
+    def admit(self, peer: tuple[int, int] | None) -> str | None:
+        """Why a new connection from `peer` (uid, gid) is refused, or None to serve it."""
         if self.stopping:
             return "the daemon is stopping; retry later"
-        if sock is not None and hasattr(socket, "SO_PEERCRED"):
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            _, uid, gid = struct.unpack("3i", creds)
+        if peer is not None:
+            uid, gid = peer
             if not self._peer_allowed(uid, gid):
                 log.warning("refused a connection from uid %d", uid)
                 return f"permission denied: uid {uid} may not use this daemon"
@@ -380,8 +435,24 @@ class Daemon:
         """The connection's client; one that skipped the handshake gets an anonymous id."""
         if connection.client is None:
             self._anonymous += 1
-            connection.client = self.coordinator.connect(f"anonymous-{self._anonymous}", "", _now())
+            self._speak_for(connection, f"anonymous-{self._anonymous}", "", _now())
+        assert connection.client is not None
         return connection.client
+
+    def _speak_for(self, connection: Connection, client_id: str, tool: str, now: float) -> None:
+        """The connection speaks for `client_id` from now on, instead of its client so far. The
+        ids one connection may use are capped, so that it cannot crowd out other clients."""
+        ids = connection.client_ids
+        if client_id not in ids and len(ids) >= MAX_CLIENT_IDS:
+            raise CoordinatorError(
+                f"too many client ids on one connection ({MAX_CLIENT_IDS});"
+                " open another connection for another client"
+            )
+        client = self.coordinator.connect(client_id, tool, now, connection.uid)
+        ids.add(client_id)
+        if connection.client is not None:
+            self.coordinator.disconnect(connection.client, now)
+        connection.client = client
 
     def forget(self, connection: Connection) -> None:
         now = _now()
@@ -418,16 +489,13 @@ class Daemon:
             missing = "client_id" if message.client_id is None else "tool"
             raise ProtocolError(f"invalid handshake format: protocol 2.0 needs {missing}")
         now = _now()
-        if connection.client is not None:  # a second handshake: the connection changes client
-            self.coordinator.disconnect(connection.client, now)
-            connection.client = None
         if version == "1.0":
             self._anonymous += 1
             client_id = message.client_id or f"{message.client or 'v1'}-{self._anonymous}"
-            connection.client = self.coordinator.connect(client_id, message.tool or "patience", now)
+            self._speak_for(connection, client_id, message.tool or "patience", now)
             return protocol.encode(HandshakeResponse(status="ok", message="handshake successful"))
         assert message.client_id is not None and message.tool is not None
-        connection.client = self.coordinator.connect(message.client_id, message.tool, now)
+        self._speak_for(connection, message.client_id, message.tool, now)
         return protocol.encode(
             HandshakeResponse(
                 status="ok",
@@ -517,6 +585,15 @@ class Daemon:
             return result
         return protocol.encode(result)
 
+    def _report_grants(self, connection: Connection, message: ReportGrants) -> bytes:
+        """A client back from an outage: its grants of the last window (Unix seconds) count."""
+        now = _now()
+        offset = time.time() - now
+        times = [at - offset for at in message.times]
+        counted = self.coordinator.report_grants(self.client_for(connection), message, times, now)
+        self._arm(now)
+        return protocol.encode(ReportGrantsResponse(counted=counted))
+
     def _register_schedule(self, connection: Connection, message: RegisterSchedule) -> bytes:
         self.coordinator.register_schedule(self.client_for(connection), message, _now())
         return protocol.encode(RegisterScheduleResponse(status="ok"))
@@ -588,7 +665,7 @@ class Daemon:
                 resources=len(self.coordinator.resources),
                 clients=len(self.coordinator.clients),
                 connections=len(self.connections),
-                waiting=len(self.waiters),
+                waiting=len(self.waiters) + self.coordinator.sleeping_v1(time.time()),
                 metrics_enabled=self.store is not None,
                 backend="redis" if self.admission is not None else "memory",
                 redis_url=self.admission.url if self.admission is not None else None,
@@ -634,16 +711,20 @@ class Connection(asyncio.Protocol):
         self.daemon = daemon
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: Client | None = None
+        self.client_ids: set[str] = set()  # every id it has spoken for (MAX_CLIENT_IDS)
+        self.uid = -1  # the peer's, when the system tells
         self.buffer = b""
+        self.line_began = 0.0  # when the unfinished line in `buffer` began
         self.outbox: deque[bytes | Waiter] = deque()  # replies not yet sent, in request order
-        self.last_active = 0.0
+        self.last_active = 0.0  # the last request (not a blank line) or reply
         self.paused_by_outbox = False
         self.paused_by_writer = False
         self.refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        refusal = self.daemon.admit(transport.get_extra_info("socket"))
+        peer = _peer(transport.get_extra_info("socket"))
+        refusal = self.daemon.admit(peer)
         if refusal is not None:
             # Say why, then only wait for the client to hang up: closing on it while its first
             # request is unread would reset the connection and lose our reply.
@@ -653,13 +734,15 @@ class Connection(asyncio.Protocol):
             asyncio.get_running_loop().call_later(REFUSED_LINGER, self.transport.close)
             return
         self.daemon.connections.add(self)
+        self.uid = peer[0] if peer is not None else -1
         self.last_active = _now()
 
     def data_received(self, data: bytes) -> None:
         if self.refused or self.transport.is_closing():
             return
-        self.last_active = _now()
+        now = began = _now()
         if self.buffer:
+            began = self.line_began  # the unfinished line goes on
             self.daemon.buffered -= len(self.buffer)
             data = self.buffer + data
             self.buffer = b""
@@ -676,12 +759,14 @@ class Connection(asyncio.Protocol):
                     self._refuse("the daemon is busy (too much unfinished input); retry later")
                     return
                 self.buffer = rest
+                self.line_began = now if lines else began
                 self.daemon.buffered += len(rest)
         for line in lines:
             if len(line) > protocol.MAX_LINE:
                 self._refuse(f"line longer than {protocol.MAX_LINE} bytes; closing")
                 return
             if line.strip():
+                self.last_active = now
                 self._answer(self.daemon.handle(self, line))
 
     def _answer(self, reply: bytes | Waiter) -> None:
@@ -712,8 +797,20 @@ class Connection(asyncio.Protocol):
     def waiting(self) -> list[Waiter]:
         return [item for item in self.outbox if isinstance(item, Waiter)]
 
-    def idle_since(self, now: float) -> float:
-        return 0.0 if self.outbox else now - self.last_active
+    def expire(self, now: float, idle_timeout: float, line_timeout: float) -> None:
+        """Close the connection if a line stayed unfinished past `line_timeout` (with an error:
+        a byte at a time must not hold a connection open) or no request came for
+        `idle_timeout` (blank lines are none). One waiting for a reply is neither; a line's
+        time counts from our last reply too, as we stop reading while replies are held back."""
+        if self.outbox:
+            return
+        if self.buffer and now - max(self.line_began, self.last_active) > line_timeout:
+            self._refuse(
+                f"no complete line within {format_duration(line_timeout)}"
+                " (daemon.line_timeout); closing"
+            )
+        elif now - self.last_active > idle_timeout:
+            self.transport.close()
 
     def pause_writing(self) -> None:
         self.paused_by_writer = True
@@ -755,6 +852,15 @@ class Connection(asyncio.Protocol):
             self.buffer = b""
         self.transport.write(protocol.encode(ErrorResponse(error=message)))
         self.transport.close()
+
+
+def _peer(sock: socket.socket | None) -> tuple[int, int] | None:
+    """The (uid, gid) of the process at the other end, where the system tells (SO_PEERCRED)."""
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, uid, gid = struct.unpack("3i", creds)
+    return uid, gid
 
 
 def _text(config: Config, key: str) -> str:
@@ -859,17 +965,19 @@ def _admission(
         raise StartError(f"{where}: {exc}", exit_code=2) from None
 
 
-def _write_pid(path: str) -> None:
-    temporary = f"{path}.{os.getpid()}"
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(f"{os.getpid()}\n")
-    os.replace(temporary, path)
+def _write_pid(path: str, uid: int) -> None:
+    try:
+        paths.write_private_file(path, uid, "pid file", f"{os.getpid()}\n")
+    except OSError as exc:
+        raise paths.PathError(f"cannot write the pid file {path}: {exc.strerror}") from None
 
 
 def _read_pid(path: str) -> int | None:
+    """The pid in a pid file, only for a message: never read through a symbolic link."""
     try:
-        with open(path, encoding="ascii") as f:
-            return int(f.read().strip())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, encoding="ascii") as f:
+            return int(f.read(32).strip())
     except (OSError, ValueError):
         return None
 
