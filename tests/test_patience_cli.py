@@ -184,7 +184,7 @@ USAGE_ERRORS = [
     ),
     (["exp", "-x", "0.5", "--", "true"], "--multiplier: 0.5 is too small (at least 1.0)"),
     (["exp", "-x", "abc", "--", "true"], '--multiplier: "abc" is not a number'),
-    (["exp", "-x", "nan", "--", "true"], "--multiplier: nan is too small"),
+    (["exp", "-x", "nan", "--", "true"], '--multiplier: "nan" is not a number'),
     (["poly", "-e", "11", "--", "true"], "--exponent: 11 is too large (at most 10.0)"),
     (["exp", "-m", "forever", "--", "true"], "--max-delay:"),
     (["lin", "-i", "1", "--", "true"], '--increment: "1" has no unit'),

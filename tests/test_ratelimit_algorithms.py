@@ -310,7 +310,7 @@ def test_describe_reads_like_the_configuration() -> None:
         ("fixed-window", 1, math.inf, "window inf is not a positive duration"),
         ("fixed-window", 1, math.nan, "window nan is not a positive duration"),
         ("diophantine", 1, "1m", "window '1m' is not a number of seconds"),
-        ("gcra", 1, 1e-12, r"window 1e-12 is under 1ns \(try 1ms or more\)"),
+        ("gcra", 1, 1e-12, r"window 0.001ns is under 1ms \(try 1ms or more\)"),
     ],
 )
 def test_bad_limits_are_refused_with_the_fix(

@@ -27,6 +27,7 @@ from patience.cliparse import (
 )
 from patience.daemon_options import DAEMON_OPTIONS
 from patience.durations import format_duration, offset_list, parse_duration, positive_duration
+from patience.numbers import whole
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,8 +47,8 @@ def exit_codes(text: str) -> frozenset[int]:
     for part in text.split(","):
         low, dash, high = part.strip().partition("-")
         try:
-            first = int(low)
-            last = int(high) if dash else first
+            first = whole(low.strip())
+            last = whole(high.strip()) if dash else first
         except ValueError:
             raise ValueError(f'"{part.strip()}" is not an exit code (try 1,2,75 or 1-5)') from None
         if not 0 <= first <= last <= 255:
@@ -72,11 +73,15 @@ def fallback_name(text: str) -> str:
 
 
 def readable_file(text: str) -> str:
+    """--config: a file the configuration loader can read (see config/sources.py)."""
+    from patience.config.sources import check_file
+
     try:
-        with open(text, "rb"):
-            pass
+        check_file(text)
     except OSError as exc:
         raise ValueError(f'cannot read "{text}": {exc.strerror or exc}') from None
+    except ValueError as exc:
+        raise ValueError(f'cannot read "{text}": {exc}') from None
     return text
 
 
@@ -282,12 +287,17 @@ def _adaptive(v: dict[str, object], command: list[str]) -> Pacing:
 
 
 def _diophantine(v: dict[str, object], _command: list[str]) -> Pacing:
+    """--rate-limit per --window must be a limit the limiters take (checked there, once)."""
     from patience.pacing import Diophantine
-    from patience.ratelimit.algorithms import SlidingWindowLog
+    from patience.ratelimit.algorithms import RateLimitError, SlidingWindowLog
 
     planned = v["retry_offsets"]
     assert isinstance(planned, list)
-    return Diophantine(planned, SlidingWindowLog(int(str(v["rate_limit"])), _float(v["window"])))
+    try:
+        limiter = SlidingWindowLog(int(str(v["rate_limit"])), _float(v["window"]))
+    except RateLimitError as exc:
+        raise UsageError(f"diophantine: --rate-limit/--window: {exc}") from None
+    return Diophantine(planned, limiter)
 
 
 def _float(value: object) -> float:

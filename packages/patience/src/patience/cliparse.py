@@ -9,7 +9,7 @@ Why not argparse: it pulls in `re`, `gettext` and more (~9 ms here), and `rpr` s
 
 from __future__ import annotations
 
-import math
+from patience.numbers import decimal, whole
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -166,10 +166,7 @@ def parse_int(low: int | None = None, high: int | None = None) -> Callable[[str]
     """A converter for a whole number within [low, high]."""
 
     def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f'"{text}" is not a whole number') from None
+        value = whole(text)
         if low is not None and value < low:
             raise ValueError(f"{value} is too small (at least {low})")
         if high is not None and value > high:
@@ -183,11 +180,8 @@ def parse_float(low: float | None = None, high: float | None = None) -> Callable
     """A converter for a number within [low, high]."""
 
     def convert(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f'"{text}" is not a number') from None
-        if math.isnan(value) or (low is not None and value < low):
+        value = decimal(text)
+        if low is not None and value < low:
             raise ValueError(f"{text} is too small (at least {low})")
         if high is not None and value > high:
             raise ValueError(f"{text} is too large (at most {high})")

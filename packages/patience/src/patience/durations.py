@@ -6,6 +6,8 @@ tools parse durations on every start.
 
 from __future__ import annotations
 
+from patience.numbers import refuse_foreign_digits
+
 _UNITS = {
     "ns": 1e-9,
     "us": 1e-6,
@@ -19,6 +21,9 @@ _UNITS = {
 }
 _UNIT_CHARS = frozenset("nsuµμmhd")
 _DIGITS = frozenset("0123456789.")
+# The longest duration anyone means (100 years): a bound we choose, so that no wait, deadline
+# or message has to cope with an unbounded or infinite number.
+LONGEST = 36500 * 86400.0
 
 
 class DurationError(ValueError):
@@ -26,12 +31,21 @@ class DurationError(ValueError):
 
 
 def parse_duration(text: str) -> float:
-    """Return the duration in seconds. Negative durations are refused: no caller wants one."""
+    """Return the duration in seconds. Negative durations are refused: no caller wants one;
+    nor are durations over LONGEST."""
+    total = _parse(text)
+    if total > LONGEST:
+        raise DurationError(f'"{text}" is too long (at most {format_duration(LONGEST)})')
+    return total
+
+
+def _parse(text: str) -> float:
     s = text.strip()
     if not s:
         raise DurationError("empty duration (try 5s, 500ms or 1m30s)")
+    refuse_foreign_digits(text, "a duration", DurationError)
     if s[0] == "-":
-        if parse_duration(s[1:]) > 0:
+        if _parse(s[1:]) > 0:
             raise DurationError(f'"{text}" is negative (durations are 0 or more)')
         return 0.0
     if s[0] == "+":
@@ -72,6 +86,8 @@ def format_duration(seconds: float) -> str:
         return "-" + format_duration(-seconds)
     if seconds == 0:
         return "0s"
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.3g}ns"
     if seconds < 1e-3:
         return f"{seconds * 1e6:.0f}us"
     if seconds < 1.0:

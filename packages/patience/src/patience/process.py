@@ -4,7 +4,7 @@ The child runs from argv (no shell) in its own process group with stdin from /de
 Output is either inherited (byte for byte, no copy through us), discarded, or captured
 through pipes and handed chunk by chunk to a sink that forwards it, so memory stays bounded
 whatever the output size. A timeout sends SIGTERM to the whole group, then SIGKILL after a
-grace period. SIGINT/SIGTERM sent to the tool are forwarded to every live child group.
+grace period. SIGINT/SIGTERM/SIGHUP sent to the tool are forwarded to every live child group.
 
 Start-up matters (rpr spawns patience once per run), so this module uses `os.posix_spawnp`
 and `_signal` directly: `subprocess` and the enum-based `signal` wrapper cost ~5-10 ms each
@@ -25,8 +25,12 @@ if TYPE_CHECKING:
 
 SIGINT = _signal.SIGINT
 SIGTERM = _signal.SIGTERM
+SIGHUP = _signal.SIGHUP
 SIGKILL = _signal.SIGKILL
 _CHUNK = 65536
+# poll() takes a C int of milliseconds (at most ~24.8 days): a longer wait is cut to polls of
+# at most a day, and every wait loop looks at the clock again after each one.
+_LONGEST_POLL_MS = 86_400_000
 
 # How a run's output is handled: inherit our stdout/stderr, discard it, or feed a sink.
 INHERIT = "inherit"
@@ -117,7 +121,10 @@ interrupts = _Interrupts()
 
 
 def install_signal_forwarding() -> None:
-    """Route SIGINT/SIGTERM to the live child groups instead of killing the tool outright.
+    """Route SIGINT/SIGTERM/SIGHUP to the live child groups instead of killing the tool
+    outright: the children run in their own groups, so a closed terminal's SIGHUP would
+    otherwise kill the tool and orphan them. A SIGHUP ignored at start (`nohup`) stays
+    ignored.
 
     A wakeup pipe makes any wait in the main thread return as soon as a signal arrives.
     """
@@ -128,6 +135,8 @@ def install_signal_forwarding() -> None:
     interrupts.wakeup_r = r
     _signal.signal(SIGINT, interrupts.handler)
     _signal.signal(SIGTERM, interrupts.handler)
+    if _signal.getsignal(SIGHUP) != _signal.SIG_IGN:
+        _signal.signal(SIGHUP, interrupts.handler)
 
 
 def interrupted() -> int | None:
@@ -150,11 +159,17 @@ def sleep_until(deadline: float) -> bool:
             return True
         if remaining > 0.003 and interrupts.wakeup_r >= 0:
             # poll() counts whole milliseconds: wake a little early, then sleep precisely.
-            poller.poll(int((remaining - 0.002) * 1000))
+            _poll(poller, (remaining - 0.002) * 1000)
             _drain(interrupts.wakeup_r)
         else:
             time.sleep(remaining)
     return False
+
+
+def _poll(poller: select.poll, ms: float | None) -> list[tuple[int, int]]:
+    """Wait for an event for at most `ms` milliseconds, whole ones (None: no limit), or a day
+    if that is shorter: the callers loop until their own deadline."""
+    return poller.poll(None if ms is None else int(min(ms, _LONGEST_POLL_MS)))
 
 
 def _drain(fd: int) -> None:
@@ -337,9 +352,9 @@ def _wait(
             deadlines = [d for d in (term_deadline if not timed_out else None, kill_deadline) if d]
             if pidfd < 0:
                 deadlines.append(now + 0.01)
-            wait_ms = None if not deadlines else max(0, int((min(deadlines) - now) * 1000) + 1)
+            wait_ms = None if not deadlines else max(0.0, (min(deadlines) - now) * 1000 + 1)
             exited = False
-            for fd, _ in poller.poll(wait_ms):
+            for fd, _ in _poll(poller, wait_ms):
                 if fd == pidfd:
                     exited = True
                 elif fd == wakeup:

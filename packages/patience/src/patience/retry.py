@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from patience.process import RunResult, Sink
     from patience.ratelimit.gate import Gate
 
-_SIGNAL_NAMES = {2: "SIGINT", 15: "SIGTERM"}
+_SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 15: "SIGTERM"}
 
 
 class Reporter:

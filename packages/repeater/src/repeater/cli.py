@@ -26,6 +26,7 @@ from patience.cliparse import (
 )
 from patience.daemon_options import DAEMON_OPTIONS
 from patience.durations import offset_list, parse_duration, positive_duration
+from patience.numbers import decimal
 from repeater import __version__
 from repeater.advanced_modes import (
     ADAPTIVE_OPTIONS,
@@ -71,7 +72,7 @@ def jitter_spec(text: str) -> str:
     """Validated now, resolved against --every later: "10%" or a duration."""
     if text.endswith("%"):
         try:
-            pct = float(text[:-1])
+            pct = decimal(text[:-1])
         except ValueError:
             raise ValueError(f'"{text}" is not a percentage (try 10%)') from None
         if not 0 <= pct <= 100:

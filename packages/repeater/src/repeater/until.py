@@ -27,6 +27,9 @@ def parse_until_time(text: str, now: float) -> float:
     """
     from datetime import datetime, timedelta
 
+    from patience.numbers import refuse_foreign_digits
+
+    refuse_foreign_digits(text, "a time")
     clock = _clock_time(text)
     if clock is not None:
         today = datetime.fromtimestamp(now).replace(

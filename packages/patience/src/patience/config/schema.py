@@ -11,6 +11,8 @@ from __future__ import annotations
 from patience.cliparse import _FALSE, _TRUE
 from patience.config.toml_text import value as toml_value
 from patience.durations import DurationError, format_duration, parse_duration
+from patience.numbers import refuse_foreign_digits, whole
+from patience.ratelimit.algorithms import MAX_LIMIT, MAX_WINDOW, MIN_WINDOW
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,8 +83,9 @@ class Whole(Kind):
         return raw
 
     def parse(self, text: str) -> object:
+        refuse_foreign_digits(text, self.expected)
         try:
-            number = int(text.strip())
+            number = whole(text.strip())
         except ValueError:
             raise self.refuse(text) from None
         return self.check(number)
@@ -92,8 +95,8 @@ class Seconds(Kind):
     """A duration written as text ("30s", "1h30m"); the number 0 is also accepted where 0 is
     allowed, since `timeout = 0` ("none") is natural to write."""
 
-    def __init__(self, positive: bool, high: float | None = None) -> None:
-        self.positive, self.high = positive, high
+    def __init__(self, positive: bool, high: float | None = None, low: float | None = None) -> None:
+        self.positive, self.high, self.low = positive, high, low
         self.expected = 'a duration such as "30s" or "1m30s"'
         if positive:
             self.expected = 'a duration greater than 0, such as "30s"'
@@ -109,6 +112,10 @@ class Seconds(Kind):
             raise ValueError(f"expected a duration: {exc}") from None
         if self.positive and seconds <= 0:
             raise self.refuse(raw)
+        if self.low is not None and seconds < self.low:
+            raise ValueError(
+                f"expected a duration of at least {format_duration(self.low)}, got {shown(raw)}"
+            )
         if self.high is not None and seconds > self.high:
             raise ValueError(
                 f"expected a duration of at most {format_duration(self.high)}, got {shown(raw)}"
@@ -198,7 +205,6 @@ class Key:
         self.name, self.kind, self.default, self.fallback = name, kind, default, fallback
 
 
-_YEARS_10 = 10 * 365 * 86400.0  # the daemon protocol's longest duration
 ALGORITHMS = ("diophantine", "fixed-window", "gcra")
 LOG_LEVEL = Choice("debug", "info", "warning", "error", aliases={"warn": "warning"})
 _FLAG = Flag()
@@ -220,6 +226,7 @@ KEYS: dict[str, Key] = {
         Key("daemon.retention_count", Whole(1), 1_000_000),  # and beyond this many, oldest go
         Key("daemon.max_connections", Whole(1), 512),  # the excess is answered with an error
         Key("daemon.idle_timeout", _POSITIVE, 300.0),  # a silent connection is closed after
+        Key("daemon.line_timeout", _POSITIVE, 10.0),  # an unfinished request line is cut after
         Key("daemon.client_ttl", _NONNEG, 60.0),  # a client unseen this long is forgotten
         Key("daemon.peer_group", Text()),  # a group whose members may also connect
         Key("daemon.backend", Choice("memory", "redis"), "memory"),  # where limit state lives
@@ -288,8 +295,8 @@ LEGACY_RPR_SECTIONS = {
 
 # The fields of one `[rate_limiting.resources]` entry; limit and window are required.
 RESOURCE_FIELDS: dict[str, Kind] = {
-    "limit": Whole(1, 1 << 40),
-    "window": Seconds(positive=True, high=_YEARS_10),
+    "limit": Whole(1, MAX_LIMIT),
+    "window": Seconds(positive=True, low=MIN_WINDOW, high=MAX_WINDOW),
     "algorithm": Choice(*ALGORITHMS),
 }
 

@@ -2,7 +2,8 @@
 
 Files: existence is checked with a stat first; tomllib (and PyYAML, for a YAML file) are
 imported only when there is a file to read, so a start with no configuration costs a few
-system calls and a few dictionary lookups.
+system calls and a few dictionary lookups. A file is read only if it is a regular file of at
+most MAX_BYTES: a FIFO would block the start for ever and /dev/zero would fill the memory.
 
 Environment: the rule, kept from the Go tools, is that `PATIENCE_<KEY>` sets `[patience] <key>`
 and `RPR_<KEY>` sets `[repeater] <key>` (`PATIENCE_ATTEMPTS`, `RPR_TIMEOUT`, ...). Two are
@@ -16,6 +17,7 @@ looking the variables up does not load the schema.
 from __future__ import annotations
 
 import os
+import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from patience.config.cache import ParseCache
     from patience.config.layout import Document
 
+MAX_BYTES = 1 << 20  # a configuration file is a few KiB; a larger one is the wrong file
 SYSTEM_DIR = "/etc/patience"
 SYSTEM_NAMES = ("config.toml", "config.yaml")
 PROJECT_NAMES = (".patience.toml", "patience.toml")
@@ -65,10 +68,12 @@ def read(label: str, path: str, cache: ParseCache | None = None) -> Document:
 
     doc = Document(label, path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_bytes(path)
     except OSError as exc:
         doc.errors.append(f"{path}: cannot read ({exc.strerror})")
+        return doc
+    except ValueError as exc:
+        doc.errors.append(f"{path}: cannot read ({exc})")
         return doc
     data = MISSING if cache is None else cache.get(path, raw)
     if data is MISSING:
@@ -81,6 +86,53 @@ def read(label: str, path: str, cache: ParseCache | None = None) -> Document:
             cache.put(path, raw, data)
     read_document(doc, data)
     return doc
+
+
+def read_bytes(path: str) -> bytes:
+    """A configuration file's bytes. OSError when it cannot be opened; ValueError (saying
+    why) when it is not a regular file or is over MAX_BYTES."""
+    with open(_open_regular(path), "rb") as f:
+        raw = f.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:  # it grew after the size was checked
+        raise ValueError(_too_large(len(raw)))
+    return raw
+
+
+def check_file(path: str) -> None:
+    """Raise as `read_bytes` would for a file that cannot be read, without reading it."""
+    os.close(_open_regular(path))
+
+
+def _open_regular(path: str) -> int:
+    """Open without blocking (a FIFO with no writer would wait for one for ever), then look
+    at what was opened: the checks and the read are on the same file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(_not_regular(info.st_mode))
+        if info.st_size > MAX_BYTES:
+            raise ValueError(_too_large(info.st_size))
+    except ValueError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _not_regular(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "Is a directory"  # as the system says it
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a special file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    return f"{kind}, not a regular file; name a TOML or YAML file"
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"{size / (1 << 20):.1f} MiB, over the {MAX_BYTES >> 20} MiB a configuration file may"
+        " have; is it the right file?"
+    )
 
 
 def _parse(path: str, raw: bytes) -> object:

@@ -24,6 +24,13 @@ else:  # `collections` costs ~2 ms to import; its deque lives in the builtin `_c
 
 DEFAULT_ALGORITHM = "diophantine"
 ALGORITHMS = ("diophantine", "sliding-window", "fixed-window", "gcra")
+# The limits any limiter takes, wherever they come from (flags, configuration, the daemon's
+# protocol, which carries the same bounds): up to 2^40 tokens per window, windows from 1ms
+# (GCRA counts in nanoseconds; a shorter window means nothing for starting processes) to
+# 10 years.
+MAX_LIMIT = 1 << 40
+MIN_WINDOW = 0.001
+MAX_WINDOW = 3650 * 86400.0
 
 
 class RateLimitError(ValueError):
@@ -61,7 +68,7 @@ class Limiter:
     algorithm = ""
 
     def __init__(self, limit: int, window: float) -> None:
-        _check_limit(limit, window)
+        check_limit(limit, window)
         self.limit = limit
         self.window = float(window)
         self._lock = allocate_lock()
@@ -250,8 +257,6 @@ class GCRA(Limiter):
             raise RateLimitError(f"GCRA burst {burst!r} is not a positive whole number")
         self.burst = burst
         self._interval = round(self.window * 1e9)  # T, in units of 1/limit ns
-        if self._interval < 1:
-            raise RateLimitError(f"rate-limit window {window!r} is under 1ns (try 1ms or more)")
         self._tolerance = self._interval * burst
         self._tat = -(1 << 126)  # long ago: the first request finds the limiter full
 
@@ -323,15 +328,27 @@ def make_limiter(algorithm: str, limit: int, window: float) -> Limiter:
     return cls(limit, window)
 
 
-def _check_limit(limit: int, window: float) -> None:
+def check_limit(limit: int, window: float) -> None:
+    """Raise RateLimitError unless `limit` per `window` is one a limiter can take."""
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise RateLimitError(f"rate limit {limit!r} is not a whole number (use e.g. 10)")
     if limit < 1:
         raise RateLimitError(f"rate limit {limit} is not positive (use 1 or more)")
+    if limit > MAX_LIMIT:
+        raise RateLimitError(f"rate limit {limit} is too large (at most {MAX_LIMIT}, 2^40)")
     if isinstance(window, bool) or not isinstance(window, (int, float)):
         raise RateLimitError(f"rate-limit window {window!r} is not a number of seconds")
     if not 0 < window < float("inf"):
         raise RateLimitError(f"rate-limit window {window!r} is not a positive duration (try 1m)")
+    if window < MIN_WINDOW:
+        raise RateLimitError(
+            f"rate-limit window {format_duration(window)} is under 1ms (try 1ms or more)"
+        )
+    if window > MAX_WINDOW:
+        raise RateLimitError(
+            f"rate-limit window {format_duration(window)} is too long (at most"
+            f" {format_duration(MAX_WINDOW)})"
+        )
 
 
 _BY_NAME: dict[str, type[Limiter]] = {
