@@ -8,10 +8,21 @@ seconds until something fitted, which overshoots and can loop for a long time).
 
 How it is computed. Let c_R(x) and c_P(x) count registered and planned times in [x, x + W).
 Shifting the plan by d overfills a window holding a planned time when, for some k >= 1,
-c_P(y) >= k and c_R(y + d) >= limit + 1 - k. Both level sets are unions of intervals
-(lo, hi], so the bad shifts are a union of open intervals (a - hi_P, b - lo_P); the answer
-is the first point at or after 0 outside all of them. The arithmetic is exact: every float
-is a fraction with a power-of-two denominator, so all times are scaled to integers first.
+c_P(y) >= k and c_R(y + d) >= limit + 1 - k. Both level sets are unions of runs (lo, hi], and
+a planned run a with a registered run b makes the shifts (b_lo - a_hi, b_hi - a_lo) bad; the
+answer is the first point at or after 0 outside all of them. The arithmetic is exact: every
+float is a fraction with a power-of-two denominator, so all times are scaled to integers first.
+
+Cost. The runs of all levels together number at most the times (a run starts where a count
+rises), so one pass finds them. The bad shifts, up to n·m of them, are never listed: each
+planned run walks the registered runs of its level in order (a binary search skips those
+already passed), a heap merges the walks, and the search stops at the first free shift. That
+is O((n + m) log(n + m)) plus a log per bad interval passed before the answer. Only contrived
+inputs make that count large (registered times laid out so that the shifted plan meets a
+different one at every shift, for a long way); so after SEARCH_STEPS_PER_TIME · (n + m) steps
+the search settles for the first shift that puts the whole plan, a window either side, where
+nothing is registered: it surely fits, it may be later than the least. A step passes one
+interval, so with at most 16 planned (or registered) times the answer is always the least.
 
 One deliberate difference from the Go check: windows holding only registered times do not
 count against the plan. Registered times that already overfill a window (two clients that
@@ -20,6 +31,8 @@ were both told "fits" before either registered) would otherwise refuse every pla
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from heapq import heapify, heappop, heapreplace
 from itertools import pairwise
 
 from patience.ratelimit.algorithms import RateLimitError
@@ -30,6 +43,11 @@ if TYPE_CHECKING:
 
     Segments = list[tuple[int, int, int]]  # (lo, hi, count): count holds on (lo, hi]
     Intervals = list[tuple[int, int]]
+    Walk = tuple[int, int, list[int], list[int]]  # a planned run (lo, hi], registered runs' ends
+
+# The steps the search for the least shift may take per registered or planned time before it
+# settles for a shift that surely fits (see "Cost" above).
+SEARCH_STEPS_PER_TIME = 16
 
 
 def check_schedule(
@@ -46,7 +64,8 @@ def check_schedule(
     bits = max(_fraction_bits(v) for v in (*registered, *planned, window))
     scale = 1 << bits
     span = _scaled(window, scale)
-    planned_levels = _levels(sorted(_scaled(v, scale) for v in planned), span)
+    planned_times = sorted(_scaled(v, scale) for v in planned)
+    planned_levels = _levels(planned_times, span)
     crowd = max(count for _, _, count in planned_levels)
     if crowd > limit:
         from patience.durations import format_duration
@@ -55,11 +74,14 @@ def check_schedule(
             f"{crowd} planned attempts fall within one {format_duration(window)} window but the"
             f" limit is {limit}: no delay can make them fit (space them out or raise the limit)"
         )
-    registered_levels = _levels(sorted(_scaled(v, scale) for v in registered), span)
-    bad = _bad_shifts(registered_levels, planned_levels, limit, crowd)
+    registered_times = sorted(_scaled(v, scale) for v in registered)
+    walks = _walks(_levels(registered_times, span), planned_levels, limit, crowd)
+    budget = SEARCH_STEPS_PER_TIME * (len(registered) + len(planned))
     start = 0
     while True:
-        exact = _first_free(bad, start)
+        exact = _first_free(walks, start, budget)
+        if exact is None:
+            exact = _clear_stretch(registered_times, planned_times, span, start)
         if exact == 0:
             return 0.0
         shift = exact / scale  # correctly rounded; bump it if it rounded down
@@ -123,39 +145,102 @@ def _levels(points: list[int], span: int) -> Segments:
     return segments
 
 
-def _at_least(segments: Segments, threshold: int) -> Intervals:
-    """The x where the count is >= threshold, as merged intervals (lo, hi]."""
-    merged: Intervals = []
+def _runs(segments: Segments, wanted: range) -> dict[int, Intervals]:
+    """For each threshold t in `wanted`: the x where the count is >= t, as maximal runs (lo, hi].
+
+    One pass: a run at or above t opens where the count rises to t and closes where it falls
+    below, so the work is the total rise of the count (at most the number of points).
+    """
+    runs: dict[int, Intervals] = {}
+    opened: list[int] = []  # opened[t - 1]: where the current run at or above t began
+    end = segments[0][0] if segments else 0
     for lo, hi, count in segments:
-        if count < threshold:
-            continue
-        if merged and merged[-1][1] == lo:
-            merged[-1] = (merged[-1][0], hi)
-        else:
-            merged.append((lo, hi))
-    return merged
+        if lo != end:  # the count was 0 in between
+            _close(runs, opened, 0, end, wanted)
+        _close(runs, opened, count, lo, wanted)
+        opened.extend([lo] * (count - len(opened)))
+        end = hi
+    _close(runs, opened, 0, end, wanted)
+    return runs
 
 
-def _bad_shifts(registered: Segments, planned: Segments, limit: int, crowd: int) -> Intervals:
-    """The open intervals of shifts d that overfill a window holding a planned time, by lo."""
-    bad: Intervals = []
-    for k in range(1, crowd + 1):
-        crowded = _at_least(registered, limit + 1 - k)
+def _close(
+    runs: dict[int, Intervals], opened: list[int], level: int, at: int, wanted: range
+) -> None:
+    """End at `at` the runs of the thresholds above `level`."""
+    while len(opened) > level:
+        threshold = len(opened)
+        lo = opened.pop()
+        if threshold in wanted:
+            runs.setdefault(threshold, []).append((lo, at))
+
+
+def _walks(registered: Segments, planned: Segments, limit: int, crowd: int) -> list[Walk]:
+    """The bad shifts as walks, one per planned run a at a level k: the shifts
+    (b_lo - a_hi, b_hi - a_lo) for each registered run b at level limit + 1 - k, in order.
+
+    Runs b closer together than every planned run of the level is long make overlapping bad
+    shifts for each of them, so they are joined first: fewer steps, the same union.
+    """
+    planned_runs = _runs(planned, range(1, crowd + 1))
+    registered_runs = _runs(registered, range(limit + 1 - crowd, limit + 1))
+    walks: list[Walk] = []
+    for k, plan in planned_runs.items():
+        crowded = registered_runs.get(limit + 1 - k)
         if not crowded:
             continue
-        for plan_lo, plan_hi in _at_least(planned, k):
-            for reg_lo, reg_hi in crowded:
-                if reg_hi - plan_lo > 0:  # only shifts >= 0 matter
-                    bad.append((reg_lo - plan_hi, reg_hi - plan_lo))
-    bad.sort()
-    return bad
+        los, his = _joined(crowded, min(hi - lo for lo, hi in plan))
+        walks.extend((a_lo, a_hi, los, his) for a_lo, a_hi in plan)
+    return walks
 
 
-def _first_free(bad: Intervals, start: int) -> int:
-    """The least d >= start inside none of the open intervals (sorted by their lower end)."""
+def _joined(runs: Intervals, gap: int) -> tuple[list[int], list[int]]:
+    """The runs with those less than `gap` apart joined, as their lower and upper ends."""
+    los, his = [runs[0][0]], [runs[0][1]]
+    for lo, hi in runs[1:]:
+        if lo - his[-1] < gap:
+            his[-1] = hi
+        else:
+            los.append(lo)
+            his.append(hi)
+    return los, his
+
+
+def _first_free(walks: list[Walk], start: int, budget: int) -> int | None:
+    """The least d >= start inside none of the walks' open intervals, or None when the search
+    would take more than `budget` steps.
+
+    A heap holds each walk's next interval by its lower end; every shift below `shift` is
+    known to be bad, and an interval starting below it extends that to its upper end.
+    """
+    heap = []
+    for number, (a_lo, a_hi, los, his) in enumerate(walks):
+        at = bisect_right(his, start + a_lo)
+        if at < len(his):
+            heap.append((los[at] - a_hi, number, at))
+    heapify(heap)
     shift = start
-    for lo, hi in bad:
-        if lo >= shift:
+    for _ in range(budget):
+        if not heap or heap[0][0] >= shift:
+            return shift
+        _, number, at = heap[0]
+        a_lo, a_hi, los, his = walks[number]
+        shift = max(shift, his[at] - a_lo)
+        at = bisect_right(his, shift + a_lo, at + 1)
+        if at < len(his):
+            heapreplace(heap, (los[at] - a_hi, number, at))
+        else:
+            heappop(heap)
+    return None
+
+
+def _clear_stretch(registered: list[int], planned: list[int], span: int, start: int) -> int:
+    """The least d >= start that puts the whole plan, a window either side, where nothing is
+    registered: a shift that surely fits, found in one pass, for when the exact search is
+    cut short."""
+    shift = start
+    for r in registered[bisect_right(registered, planned[0] + start - span) :]:
+        if r >= planned[-1] + shift + span:
             break
-        shift = max(shift, hi)
+        shift = r - planned[0] + span
     return shift
