@@ -488,7 +488,8 @@ def main_help() -> str:
         "  --config FILE  read settings from FILE\n\n"
         "Exit codes: 0 success; the last attempt's exit status when attempts run out\n"
         "(124 timed out, 128+N killed by signal N); 126/127 the command cannot be run / was\n"
-        "not found; 2 usage or config error; 130 interrupted (SIGINT); 143 terminated.\n"
+        "not found; 2 usage or config error; 129 hung up (SIGHUP); 130 interrupted (SIGINT);\n"
+        "143 terminated (SIGTERM).\n"
     )
 
 

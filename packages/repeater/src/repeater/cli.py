@@ -404,7 +404,8 @@ def main_help() -> str:
         "  -v, --version  show the version\n"
         "  --config FILE  read settings from FILE\n\n"
         "Exit codes: 0 no run failed; 1 a run failed; 2 usage error; 126/127 the command\n"
-        "cannot be run / was not found; 130 interrupted (SIGINT); 143 terminated (SIGTERM).\n"
+        "cannot be run / was not found; 129 hung up (SIGHUP); 130 interrupted (SIGINT);\n"
+        "143 terminated (SIGTERM).\n"
     )
 
 
