@@ -25,6 +25,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from patience.daemon import paths
 from patience.daemon.protocol import ExecutionMetrics
@@ -77,6 +78,7 @@ _MAGIC = b"SQLite format 3\0"
 log = logging.getLogger("patience.daemon")
 
 Row = dict[str, object]
+T = TypeVar("T")
 
 
 UsageRow = tuple[int, str, str, int, int, int, float]
@@ -133,7 +135,7 @@ class MetricsStore:
             return list(records)
         seen = {
             row[0]
-            for row in self._checked().execute(
+            for row in self._read(
                 "SELECT record_id FROM executions"
                 " WHERE record_id IN (SELECT value FROM json_each(?))",
                 (json.dumps(ids),),
@@ -195,7 +197,7 @@ class MetricsStore:
         return self._write(drop)
 
     def count(self) -> int:
-        return int(self._checked().execute("SELECT count(*) FROM executions").fetchone()[0])
+        return int(self._read("SELECT count(*) FROM executions")[0][0])
 
     # ---- queries (the seed's MetricsQuery) ---------------------------------------------------
 
@@ -205,7 +207,7 @@ class MetricsStore:
         """The seed's AggregatedMetrics, one row per resource (active_clients filled in by
         the caller, which knows who is connected)."""
         where, args = _filters(resource_id, start, end, tools)
-        cursor = self._checked().execute(
+        rows = self._read(
             "SELECT resource_id, count(*), sum(success), avg(duration), max(start_time)"
             f" FROM executions{where} GROUP BY resource_id ORDER BY resource_id",
             args,
@@ -219,14 +221,14 @@ class MetricsStore:
                 "average_duration": avg,
                 "last_execution": last,
             }
-            for rid, total, ok, avg, last in cursor
+            for rid, total, ok, avg, last in rows
         ]
 
     def tool_comparison(
         self, resource_id: str | None, start: float | None, end: float | None, tools: Sequence[str]
     ) -> list[Row]:
         where, args = _filters(resource_id, start, end, tools)
-        cursor = self._checked().execute(
+        rows = self._read(
             "SELECT tool, count(*), sum(success), avg(duration), min(duration), max(duration),"
             " max(start_time), count(DISTINCT resource_id)"
             f" FROM executions{where} GROUP BY tool ORDER BY tool",
@@ -245,7 +247,7 @@ class MetricsStore:
                 "last_execution": last,
                 "resources": resources,
             }
-            for tool, total, ok, avg, low, high, last, resources in cursor
+            for tool, total, ok, avg, low, high, last, resources in rows
         ]
 
     def rate_limit_usage(
@@ -253,7 +255,7 @@ class MetricsStore:
     ) -> list[Row]:
         """Tokens granted and requests refused per resource, at one-minute resolution."""
         where, args = _filters(resource_id, start, end, tools, by_minute=True)
-        cursor = self._checked().execute(
+        rows = self._read(
             "SELECT resource_id, sum(granted), sum(denied), sum(waited), sum(wait_total),"
             f" min(minute), max(minute) FROM usage{where}"
             " GROUP BY resource_id ORDER BY resource_id",
@@ -269,21 +271,33 @@ class MetricsStore:
                 "first_minute": first * 60,
                 "last_minute": last * 60,
             }
-            for rid, granted, denied, waited, wait_total, first, last in cursor
+            for rid, granted, denied, waited, wait_total, first, last in rows
         ]
 
     # ---- a sound file -----------------------------------------------------------------------
 
     def _write(self, work: Callable[[sqlite3.Connection], int]) -> int:
-        """Run `work` in one transaction in a sound file. A file found damaged before, during
-        (SQLite calls it corrupt) or after the commit is replaced by a fresh database and the
-        work done again there: its result is true of a file that is sound. Damaged twice in a
-        row, the work is reported as not done."""
+        """Run `work` in one transaction in a sound file (see _sound)."""
+
+        def transaction(db: sqlite3.Connection) -> int:
+            with _Transaction(db):
+                return work(db)
+
+        return self._sound(transaction)
+
+    def _read(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
+        """The rows of a query, read from a sound file (see _sound)."""
+        return self._sound(lambda db: db.execute(sql, args).fetchall())
+
+    def _sound(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on a sound file. A file found damaged before, during (SQLite calls it
+        corrupt) or after it is replaced by a fresh database and the work done again there:
+        its result is true of a file that is sound. Damaged twice in a row, the work is
+        reported as not done."""
         for _ in range(2):
             db = self._checked()
             try:
-                with _Transaction(db):
-                    result = work(db)
+                result = work(db)
                 damage = self._damage()
             except sqlite3.DatabaseError as exc:
                 if exc.sqlite_errorcode & 0xFF not in (
@@ -296,7 +310,7 @@ class MetricsStore:
                 return result
             self._start_afresh(damage)
         raise sqlite3.DatabaseError(
-            f"the metrics database {self.path} was damaged again while being written"
+            f"the metrics database {self.path} was damaged again while being used"
         )
 
     def _checked(self) -> sqlite3.Connection:
@@ -323,7 +337,7 @@ class MetricsStore:
         if len(header) < 100:
             return f"it was truncated to {ours.st_size} bytes"
         if not header.startswith(_MAGIC):
-            return "it was overwritten (its SQLite header is gone)"
+            return "it was overwritten: its SQLite header is gone"
         page_size = int.from_bytes(header[16:18])
         page_size = 65536 if page_size == 1 else page_size  # how the format writes 65536
         pages = int.from_bytes(header[28:32])
