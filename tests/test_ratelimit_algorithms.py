@@ -201,6 +201,29 @@ def test_sliding_log_memory_is_bounded_by_the_limit() -> None:
     assert len(limiter._log) <= 5
 
 
+def test_sliding_log_memory_does_not_grow_with_tokens() -> None:
+    """Tokens granted at one time are one run of the log: a million tokens cost what one does."""
+    limiter = SlidingWindowLog(10**9, 365 * 86400.0)
+    for now in (0.0, 1.0, 1.0, 2.0):
+        assert limiter.acquire(now, 10**6).granted
+    assert len(limiter._log) == 3
+    assert limiter.remaining(2.0) == 10**9 - 4 * 10**6
+
+
+def test_sliding_log_answers_inside_a_run() -> None:
+    """Admission may need only part of a run to leave; the run's time then decides."""
+    limiter = SlidingWindowLog(10, 10.0)
+    limiter.acquire(0.0, 4)
+    limiter.acquire(1.0, 6)
+    assert limiter.available_at(2.0, 4) == 10.0  # the run of 0 leaves
+    assert limiter.available_at(2.0, 5) == 11.0  # and one token of the run of 1
+    refused = limiter.acquire(2.0, 5)
+    assert (refused.retry_after, refused.reset_after, refused.remaining) == (9.0, 9.0, 0)
+    assert limiter.remaining(10.0) == 4
+    assert not limiter.acquire(10.5, 5).granted
+    assert limiter.acquire(11.0, 10).granted
+
+
 def test_fixed_window_lets_twice_the_limit_through_across_a_boundary() -> None:
     """The documented weakness, shown: 3 at the end of one window, 3 at the start of the next."""
     limiter = FixedWindow(3, 10.0)

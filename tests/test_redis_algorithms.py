@@ -129,6 +129,21 @@ def test_large_limits_and_times_stay_exact(store: Store, algorithm: str) -> None
     )
 
 
+def test_the_sliding_log_keeps_runs_not_tokens(store: Store) -> None:
+    """Tokens granted at one time are one entry in Redis, whatever their number, and answers
+    that fall inside a run stay exact."""
+    same_decisions(
+        store,
+        "diophantine",
+        (10**9, 3600.0, 1.7e9, [(0.0, 10**5), (0.0, 10**5), (1.0, 10**5), (1.0, 10**9)]),
+    )
+    spec = make_limiter("diophantine", 10**9, 3600.0)
+    resource = f"runs-{next(_ids)}"
+    for now in (1.7e9, 1.7e9, 1.7e9 + 1.0):
+        assert store.acquire(resource, spec, 10**5, now).granted
+    assert store.server.client().llen(state_keys(resource, spec)[1]) == 2
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_a_waiting_daemon_claims_the_next_turn(store: Store, algorithm: str) -> None:
     """Daemon b, refused while a holds the limit, has the next capacity kept for it until it

@@ -128,9 +128,10 @@ class Limiter:
 class SlidingWindowLog(Limiter):
     """Exact: no half-open window [t, t + window) ever holds more than `limit` tokens.
 
-    The log keeps the time of each token still inside the window, oldest first, so memory
-    is bounded by the limit; expired entries leave from the left (amortised O(1)). This is
-    what the Go tools call "diophantine".
+    The log keeps the tokens still inside the window, oldest first, as runs (time, count):
+    the tokens granted at one time are one run, so memory grows with the grants in a window
+    (never with the tokens they take or with the limit), and expired runs leave from the left
+    (amortised O(1)). This is what the Go tools call "diophantine".
 
     A token taken at s counts at time t while t < s + window; that one expression decides
     expiry, admission and `available_at`, so they always agree to the last bit.
@@ -140,50 +141,59 @@ class SlidingWindowLog(Limiter):
 
     def __init__(self, limit: int, window: float) -> None:
         super().__init__(limit, window)
-        self._log: deque[float] = deque()
+        self._log: deque[tuple[float, int]] = deque()
+        self._used = 0  # the tokens in the log
 
     def _expire(self, now: float) -> None:
         log = self._log
         window = self.window
-        while log and log[0] + window <= now:
-            log.popleft()
+        while log and log[0][0] + window <= now:
+            self._used -= log.popleft()[1]
 
     def _acquire(self, now: float, tokens: int) -> Decision:
         self._expire(now)
         log = self._log
-        used = len(log)
+        used = self._used
         if used + tokens <= self.limit:
-            if tokens == 1:
-                log.append(now)
+            if log and log[-1][0] == now:
+                log[-1] = (now, log[-1][1] + tokens)
             else:
-                log.extend([now] * tokens)
+                log.append((now, tokens))
+            self._used = used + tokens
             return Decision(True, self.limit - used - tokens, self.limit, 0.0, self.window)
-        admit_at = log[used + tokens - self.limit - 1] + self.window
-        reset_at = log[-1] + self.window
+        admit_at = self._time_of(used + tokens - self.limit - 1) + self.window
+        reset_at = log[-1][0] + self.window
         return Decision(False, self.limit - used, self.limit, admit_at - now, reset_at - now)
 
     def _available_at(self, now: float, tokens: int) -> float:
-        log = self._log
         gone = self._expired(now)
-        used = len(log) - gone
+        used = self._used - gone
         if used + tokens <= self.limit:
             return now
-        # The oldest (used + tokens - limit) entries still counting must leave first.
-        return log[gone + used + tokens - self.limit - 1] + self.window
+        # The oldest (used + tokens - limit) tokens still counting must leave first.
+        return self._time_of(gone + used + tokens - self.limit - 1) + self.window
 
     def _remaining(self, now: float) -> int:
-        return self.limit - len(self._log) + self._expired(now)
+        return self.limit - self._used + self._expired(now)
 
     def _expired(self, now: float) -> int:
-        """How many entries no longer count at `now`, without removing them: `now` may be a
-        future time a caller asks about, and those entries still count before it."""
+        """How many tokens no longer count at `now`, without removing them: `now` may be a
+        future time a caller asks about, and those tokens still count before it."""
         window = self.window
         gone = 0
-        for t in self._log:
-            if t + window > now:
+        for at, count in self._log:
+            if at + window > now:
                 break
-            gone += 1
+            gone += count
         return gone
+
+    def _time_of(self, index: int) -> float:
+        """When the log's token number `index` (from 0, oldest first) was taken."""
+        for at, count in self._log:
+            if index < count:
+                return at
+            index -= count
+        raise IndexError(index)
 
 
 class FixedWindow(Limiter):

@@ -28,9 +28,11 @@ next admission releases the claim. A daemon that never sees another daemon's cla
 exactly as the Python class: a claim only ever refuses what the algorithm alone would admit.
 
 Keys. `patience:ratelimit:{<resource>}:<algorithm>:<limit>:<window>` + `:state` (a hash: the
-latest time, and the fixed window's index and count or GCRA's theoretical arrival time) and,
-for the sliding-window log, `:log` (a list of grant times, at most `limit` long). Daemons that
-configure different limits for a resource therefore keep separate states. Every write sets
+latest time, and the sliding log's token count, the fixed window's index and count or GCRA's
+theoretical arrival time) and, for the sliding-window log, `:runs` (a list of runs, a grant
+time and its tokens: one per grant time still in the window, however many tokens each took,
+so memory never grows with tokens or limits). Daemons that configure different limits for a
+resource therefore keep separate states. Every write sets
 PEXPIRE to the window plus a second: by then the state says nothing the empty state would not,
 so nothing outlives its use.
 """
@@ -114,32 +116,57 @@ local function claim(retry)
 end
 """
 
-# SlidingWindowLog. KEYS[2]: the log, oldest first (times only grow: the clock is clamped).
+# SlidingWindowLog. KEYS[2]: the log, oldest first, as runs "<time> <count>" (the tokens
+# granted at one time; times only grow: the clock is clamped). The state's `used` sums the
+# counts; it is only ever written with the log, so an empty or expired log means 0.
 _SLIDING = """
 local log = KEYS[2]
+local function whole(n) return string.format('%d', n) end
+local function parse(entry)
+  local at, count = string.match(entry, '^(%S+) (%d+)$')
+  return tonumber(at), tonumber(count)
+end
+local used = 0
+if redis.call('LLEN', log) > 0 then used = tonumber(redis.call('HGET', state, 'used')) end
+local left = used
 while true do
   local first = redis.call('LINDEX', log, 0)
-  if not first or tonumber(first) + window > now then break end
+  if not first then break end
+  local at, count = parse(first)
+  if at + window > now then break end
   redis.call('LPOP', log)
+  used = used - count
 end
-local used = redis.call('LLEN', log)
+if used ~= left then redis.call('HSET', state, 'used', whole(used)) end
 if used + tokens <= limit then
   if used + tokens + reserved > limit then return held(limit - used) end
-  local stamp, batch = fmt(now), {}
-  for i = 1, tokens do
-    batch[#batch + 1] = stamp
-    if #batch == 1000 or i == tokens then
-      redis.call('RPUSH', log, unpack(batch))
-      batch = {}
-    end
+  local last = redis.call('LINDEX', log, -1)
+  local at, count = nil, 0
+  if last then at, count = parse(last) end
+  if at == now then
+    redis.call('LSET', log, -1, fmt(now) .. ' ' .. whole(count + tokens))
+  else
+    redis.call('RPUSH', log, fmt(now) .. ' ' .. whole(tokens))
   end
   redis.call('PEXPIRE', log, expiry)
-  save()
+  save('used', whole(used + tokens))
   release()
   return {1, limit - used - tokens, '0', fmt(window)}
 end
-local admit_at = tonumber(redis.call('LINDEX', log, used + tokens - limit - 1)) + window
-local reset_at = tonumber(redis.call('LINDEX', log, -1)) + window
+-- The oldest (used + tokens - limit) tokens must leave first: find the run of the last one.
+local index, admit_at, from = used + tokens - limit - 1, nil, 0
+while admit_at == nil do
+  for _, entry in ipairs(redis.call('LRANGE', log, from, from + 63)) do
+    local at, count = parse(entry)
+    if index < count then
+      admit_at = at + window
+      break
+    end
+    index = index - count
+  end
+  from = from + 64
+end
+local reset_at = parse(redis.call('LINDEX', log, -1)) + window
 save()
 claim(admit_at - now)
 return {0, limit - used, fmt(admit_at - now), fmt(reset_at - now)}
@@ -357,5 +384,5 @@ def state_keys(resource_id: str, limiter: Limiter) -> list[str]:
     """The keys holding one resource's state under one limit (the log only for diophantine)."""
     base = f"{PREFIX}{{{resource_id}}}:{limiter.algorithm}:{limiter.limit}:{limiter.window!r}"
     if limiter.algorithm == "diophantine":
-        return [base + ":state", base + ":log"]
+        return [base + ":state", base + ":runs"]
     return [base + ":state"]
