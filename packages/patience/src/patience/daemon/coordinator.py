@@ -60,6 +60,8 @@ from patience.ratelimit.resources import validate_resource_id
 
 MAX_RESOURCES = 100_000
 MAX_CLIENTS = 100_000
+MAX_CLIENTS_PER_OWNER = 10_000  # client ids tracked for one peer uid
+SWEEP = 5_000  # clients and resources looked at per clean-up pass
 MAX_BOOKED = 1_000_000  # protocol 1.0 booked attempts kept, all resources together
 MAX_BOOKED_PER_RESOURCE = 100_000
 _HISTORY = 65_536  # recent grants kept per resource: fair-share counts, replay into a new limiter
@@ -121,12 +123,17 @@ class Use:
 
 
 class Client:
-    __slots__ = ("booking", "connections", "id", "last_seen", "tool", "uses")
+    """`owner` is the uid of the peer that first spoke for it; `last_seen`, once it has no
+    connections and no waiters, is when it went idle."""
 
-    def __init__(self, client_id: str, tool: str, now: float) -> None:
+    __slots__ = ("booking", "connections", "id", "last_seen", "owner", "tool", "uses", "waiting")
+
+    def __init__(self, client_id: str, tool: str, now: float, owner: int = 0) -> None:
         self.id = client_id
         self.tool = tool
+        self.owner = owner
         self.connections = 0
+        self.waiting = 0  # its waiters in the queues
         self.last_seen = now
         self.uses: dict[str, Use] = {}
         # Protocol 1.0: the resource and attempt count of its last plan, which its register
@@ -187,6 +194,10 @@ class Coordinator:
         self.usage: dict[tuple[str, str], list[float]] = {}  # (resource, tool) -> counters
         self.remote = False  # admissions are decided elsewhere: see take and settle
         self._booked_total = 0  # protocol 1.0 bookings held, all resources together
+        # Clients with no connection and no waiter, by owner, least recently seen first.
+        self._idle: dict[int, OrderedDict[str, Client]] = {}
+        self._owned: dict[int, int] = {}  # clients tracked per owner
+        self._sweep: _Sweep | None = None  # the clean-up round in progress
 
     # ---- configuration ------------------------------------------------------------------------
 
@@ -227,17 +238,20 @@ class Coordinator:
 
     # ---- clients ----------------------------------------------------------------------------
 
-    def connect(self, client_id: str, tool: str, now: float) -> Client:
-        """A connection speaks for `client_id`; several connections may share one id."""
+    def connect(self, client_id: str, tool: str, now: float, owner: int = 0) -> Client:
+        """A connection of peer uid `owner` speaks for `client_id`; several connections may
+        share one id. A new id may push out the least recently seen idle client."""
         client = self.clients.get(client_id)
         if client is None:
-            if len(self.clients) >= MAX_CLIENTS:
-                raise CoordinatorError(
-                    f"too many clients ({MAX_CLIENTS}) are tracked; retry once idle ones expire"
-                )
-            client = self.clients[client_id] = Client(client_id, tool, now)
-        elif tool:
-            client.tool = tool
+            self._make_room(owner, now)
+            client = self.clients[client_id] = Client(client_id, tool, now, owner)
+            self._owned[owner] = self._owned.get(owner, 0) + 1
+        else:
+            idle = self._idle.get(client.owner)
+            if idle is not None:
+                idle.pop(client_id, None)
+            if tool:
+                client.tool = tool
         client.connections += 1
         client.last_seen = now
         return client
@@ -245,6 +259,54 @@ class Coordinator:
     def disconnect(self, client: Client, now: float) -> None:
         client.connections -= 1
         client.last_seen = now
+        self._check_idle(client)
+
+    def _done_waiting(self, client: Client, now: float) -> None:
+        client.waiting -= 1
+        client.last_seen = now
+        self._check_idle(client)
+
+    def _check_idle(self, client: Client) -> None:
+        """Track a client that has just lost its last connection or waiter as idle."""
+        if not client.connections and not client.waiting and self.clients.get(client.id) is client:
+            self._idle.setdefault(client.owner, OrderedDict())[client.id] = client
+
+    def _make_room(self, owner: int, now: float) -> None:
+        """Forget the least recently seen idle client of `owner` when it has as many as it may,
+        and of anyone when the daemon tracks as many as it may; refuse when none is idle."""
+        if self._owned.get(owner, 0) >= MAX_CLIENTS_PER_OWNER and not self._evict(
+            self._idle.get(owner), now
+        ):
+            raise CoordinatorError(
+                f"too many clients ({MAX_CLIENTS_PER_OWNER}) of uid {owner} are connected or"
+                " waiting; close some connections or retry later"
+            )
+        if len(self.clients) >= MAX_CLIENTS:
+            oldest = min(
+                (idle for idle in self._idle.values() if idle),
+                key=lambda idle: next(iter(idle.values())).last_seen,
+                default=None,
+            )
+            if not self._evict(oldest, now):
+                raise CoordinatorError(
+                    f"too many clients ({MAX_CLIENTS}) are connected or waiting; retry later"
+                )
+
+    def _evict(self, idle: OrderedDict[str, Client] | None, now: float) -> bool:
+        if not idle:
+            return False
+        self._forget(next(iter(idle.values())), now)
+        return True
+
+    def _forget(self, client: Client, now: float) -> None:
+        """An idle client goes, and its declared limits with it."""
+        del self.clients[client.id]
+        del self._idle[client.owner][client.id]
+        self._owned[client.owner] -= 1
+        for resource_id in client.uses:
+            resource = self.resources.get(resource_id)
+            if resource is not None and resource.declared.pop(client.id, None) is not None:
+                self._apply_spec(resource, now)
 
     # ---- protocol 2.0: tokens -------------------------------------------------------------------
 
@@ -298,6 +360,7 @@ class Coordinator:
         if queue is None:
             queue = resource.queue[client.id] = deque()
         queue.append(waiter)
+        client.waiting += 1
         if len(resource.queue) == 1 and len(queue) == 1:
             resource.ready_at = now + retry_after
         else:  # the newcomer may be within its share where those ahead are not
@@ -315,6 +378,7 @@ class Coordinator:
         if not waiter.live:
             return
         waiter.live = False
+        self._done_waiting(waiter.client, now)
         resource = waiter.resource
         queue = resource.queue[waiter.client.id]
         was_head = next(iter(resource.queue)) == waiter.client.id and queue[0] is waiter
@@ -452,6 +516,7 @@ class Coordinator:
         waiters = queue[client_id]
         waiters.popleft()
         waiter.live = False
+        self._done_waiting(waiter.client, now)
         if waiters:
             queue.move_to_end(client_id)  # round-robin: this client goes to the back
         else:
@@ -685,7 +750,7 @@ class Coordinator:
                 execution_count=use.executions,
                 rate_limit_tokens=use.tokens,
                 connected=client.connections > 0,
-                schedule=use.schedule,
+                schedule=use.schedule if use.schedule_ends >= now else None,  # None: finished
             )
             by_tool[client.tool] = by_tool.get(client.tool, 0) + 1
         limit = None
@@ -801,36 +866,85 @@ class Coordinator:
     # ---- clean-up -------------------------------------------------------------------------------
 
     def expire(self, now: float, wall_now: float) -> None:
-        """Forget clients gone for longer than client_ttl (their declared limits go with them),
-        finished schedules, expired registrations and idle resources with nothing to remember."""
-        ttl = self.client_ttl
-        for client in [
-            c for c in self.clients.values() if not c.connections and now - c.last_seen > ttl
-        ]:
-            del self.clients[client.id]
-            for resource_id in client.uses:
-                resource = self.resources.get(resource_id)
-                if resource is not None and resource.declared.pop(client.id, None) is not None:
-                    self._apply_spec(resource, now)
-        for client in self.clients.values():
-            for use in client.uses.values():
-                if use.schedule is not None and use.schedule_ends < now:
-                    use.schedule, use.schedule_ends = None, math.inf
-        in_use = {rid for c in self.clients.values() for rid in c.uses}
-        for resource in list(self.resources.values()):
-            self._prune_bookings(resource, wall_now)
-            idle = not (
-                resource.queue
-                or resource.bookings
-                or resource.declared
-                or resource.id in in_use
-                or now - resource.last_activity <= ttl
-            )
-            if idle and (
-                resource.limiter is None
-                or resource.limiter.remaining(now) == resource.limiter.limit
-            ):
+        """Forget clients idle for longer than client_ttl (their declared limits go with them),
+        expired bookings and idle resources with nothing to remember. A pass does about SWEEP
+        steps (a client, one of its resources, a resource), the rest waits for the next:
+        idle clients are kept in the order they went idle, so those due are found at once,
+        and resources are looked at in rounds, a slice per pass."""
+        budget = SWEEP
+        for idle in list(self._idle.values()):
+            while idle and budget > 0:
+                client = next(iter(idle.values()))
+                if now - client.last_seen <= self.client_ttl:
+                    break
+                self._forget(client, now)
+                budget -= 1 + len(client.uses)
+        sweep = self._sweep
+        if sweep is None:
+            sweep = self._sweep = _Sweep(list(self.clients.values()), list(self.resources), now)
+        while sweep.clients and budget > 0:
+            uses = sweep.clients.pop().uses
+            sweep.in_use.update(uses)
+            budget -= 1 + len(uses)
+        while sweep.resources and budget > 0:
+            resource = self.resources.get(sweep.resources.pop())
+            budget -= 1
+            if resource is not None and self._forgettable(resource, sweep, now, wall_now):
                 del self.resources[resource.id]
+        if not (sweep.clients or sweep.resources):
+            self._sweep = None
+
+    def _forgettable(self, resource: Resource, sweep: _Sweep, now: float, wall_now: float) -> bool:
+        """Nothing to remember: nobody waits, books, declares or uses it (a resource gets a use
+        only along with activity, so one active since the round began may have a use the round
+        did not see), no activity within client_ttl, and a full limiter."""
+        self._prune_bookings(resource, wall_now)
+        if (
+            resource.queue
+            or resource.bookings
+            or resource.declared
+            or resource.id in sweep.in_use
+            or now - resource.last_activity <= self.client_ttl
+            or resource.last_activity >= sweep.started
+        ):
+            return False
+        limiter = resource.limiter
+        return limiter is None or limiter.remaining(now) == limiter.limit
+
+
+class _Sweep:
+    """One clean-up round: the clients to look at for the resources they use, then the ids of
+    the resources to check, both as they were when the round began."""
+
+    __slots__ = ("clients", "in_use", "resources", "started")
+
+    def __init__(self, clients: list[Client], resources: list[str], started: float) -> None:
+        self.clients = clients
+        self.resources = resources
+        self.in_use: set[str] = set()
+        self.started = started
+
+
+def _replay(spec: LimitSpec, history: deque[tuple[float, int, str]]) -> Limiter:
+    """A limiter for `spec` that has seen the recent grants: the newest that fit within the
+    limit, in order (for the sliding-window log exactly the state that decides what comes
+    next; older grants can no longer refuse anything it would not)."""
+    limiter = make_limiter(spec.algorithm, spec.limit, spec.window)
+    for at, tokens, _ in _newest(history, spec.limit):
+        limiter.acquire(at, tokens)
+    return limiter
+
+
+def _newest(history: deque[tuple[float, int, str]], limit: int) -> list[tuple[float, int, str]]:
+    """The newest grants whose tokens add up to at most `limit`, oldest first."""
+    newest = []
+    total = 0
+    for grant in reversed(history):
+        total += grant[1]
+        if total > limit:
+            break
+        newest.append(grant)
+    return newest[::-1]
 
 
 def _strictest(declared: dict[str, LimitSpec]) -> LimitSpec | None:

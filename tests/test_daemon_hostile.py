@@ -1,0 +1,192 @@
+"""Bounded by the daemon, never by the client: hostile but well-formed traffic (connections
+that drip a byte at a time, floods of client ids, a hundred thousand resources) cannot lock
+others out or stall the daemon. Each test drives a real daemon over its real socket."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+from daemon_support import Daemon, Raw, running
+
+HANDSHAKE = '{{"type":"handshake","versions":["2.0"],"client_id":"{}","tool":"repeater"}}\n'
+
+
+def pipelined(raw: Raw, lines: list[str], batch: int = 2000) -> Iterator[dict[str, object]]:
+    """Send `lines` in batches without waiting between requests; the replies, in order."""
+    for start in range(0, len(lines), batch):
+        chunk = lines[start : start + batch]
+        raw.send("".join(chunk))
+        for _ in chunk:
+            reply = raw.line()
+            assert reply, "the daemon closed the connection"
+            yield json.loads(reply)
+
+
+def served_within(daemon: Daemon, seconds: float) -> float:
+    """How long a well-behaved client, retrying every 0.1s, takes to get a pong (asserts it
+    gets one within `seconds`)."""
+    started = time.monotonic()
+    refusals = []
+    while time.monotonic() - started < seconds:
+        with Raw(daemon.socket, timeout=5.0) as raw:
+            reply = raw.ask('{"type":"ping"}')
+            if reply["type"] == "pong":
+                return time.monotonic() - started
+            refusals.append(reply)
+        time.sleep(0.1)
+    raise AssertionError(f"not served within {seconds}s: {refusals[-1:]}")
+
+
+class Drippers:
+    """Connections writing one byte every `pause`: half never finish a line, half send only
+    blank lines. A thread keeps them dripping until each is closed by the daemon."""
+
+    def __init__(self, daemon: Daemon, count: int, pause: float = 0.3) -> None:
+        self.sockets: list[socket.socket] = []
+        for _ in range(count):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(daemon.socket)
+            self.sockets.append(sock)
+        self.pause = pause
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._drip, daemon=True)
+        self.thread.start()
+
+    def _drip(self) -> None:
+        open_ = dict(enumerate(self.sockets))
+        first = True
+        while open_ and not self.stop.wait(self.pause):
+            for i, sock in list(open_.items()):
+                byte = b"\n" if i % 2 else (b"{" if first else b" ")
+                try:
+                    sock.send(byte)
+                except OSError:  # closed by the daemon
+                    del open_[i]
+            first = False
+
+    def replies(self) -> list[bytes]:
+        """What each connection was told before the daemon closed it."""
+        self.stop.set()
+        self.thread.join()
+        out = []
+        for sock in self.sockets:
+            sock.settimeout(10.0)
+            data = b""
+            try:
+                while chunk := sock.recv(65536):
+                    data += chunk
+            except ConnectionResetError:
+                pass
+            sock.close()
+            out.append(data)
+        return out
+
+
+def test_slow_drip_connections_cannot_hold_every_slot() -> None:
+    """40 connections dripping a byte every 0.3s against 32 slots: each unfinished line meets
+    its deadline (with an error naming it), blank lines are no activity (the idle timeout
+    closes them), so a well-behaved client is served within seconds. A connection waiting on a
+    token far longer than both timeouts is not idle and gets its token."""
+    config = """
+[daemon]
+max_connections = 32
+idle_timeout = "2s"
+line_timeout = "2s"
+
+[rate_limiting.resources]
+"slow" = { limit = 1, window = "10s" }
+"""
+    with running(config) as daemon:
+        with daemon.raw(timeout=20) as waiting:
+            assert waiting.ask('{"type":"acquire","resource_id":"slow"}')["granted"] is True
+            waiting.send('{"type":"acquire","resource_id":"slow","max_wait":15}\n')
+            drippers = Drippers(daemon, 40)
+            time.sleep(1.0)  # every slot taken: a newcomer is refused
+            with daemon.raw() as newcomer:
+                assert "too many connections (32)" in str(newcomer.ask('{"type":"ping"}'))
+            assert served_within(daemon, 20.0) < 6.0  # before the waiting one's slot frees
+            granted = json.loads(waiting.line())
+            assert granted["granted"] is True and granted["waited"] > 8.0
+        replies = drippers.replies()
+        partial = [r for i, r in enumerate(replies) if i % 2 == 0]
+        blank = [r for i, r in enumerate(replies) if i % 2 == 1]
+        deadline = b"no complete line within 2s (daemon.line_timeout); closing"
+        too_many = b"too many connections (32)"
+        assert all(deadline in r or too_many in r for r in partial), partial
+        assert sum(deadline in r for r in partial) >= 12
+        assert all(r == b"" or too_many in r for r in blank), blank
+
+
+def test_a_flood_of_client_ids_on_one_connection_locks_nobody_out() -> None:
+    """100,000 handshakes with distinct client ids, pipelined on one connection: past 16 ids
+    each is refused with an error saying why, so a fresh client still handshakes and acquires
+    at once, and the daemon's memory stays bounded."""
+    with running() as daemon:
+        before = daemon.rss_kib()
+        with daemon.raw(timeout=60) as hostile:
+            lines = [HANDSHAKE.format(f"hostile-{i}") for i in range(100_000)]
+            replies = list(pipelined(hostile, lines, batch=5000))
+        assert [r["type"] for r in replies[:16]] == ["handshake_response"] * 16
+        assert replies[16] == {
+            "type": "error",
+            "error": "too many client ids on one connection (16);"
+            " open another connection for another client",
+        }
+        with daemon.client(client_id="legit") as legit:
+            started = time.monotonic()
+            assert legit.acquire("api:legit").granted
+            assert time.monotonic() - started < 2.0
+        assert daemon.rss_kib() - before < 30_000
+
+
+def test_client_ids_from_many_connections_are_capped_per_user() -> None:
+    """100,000 client ids over 6,250 short connections of one user: the idle ones (least
+    recently seen first) make room for new ones past 10,000 per user, so a fresh client is
+    served at once and the daemon tracks at most 10,000 ids for that user."""
+    with running() as daemon:
+        for n in range(6250):
+            with daemon.raw() as hostile:
+                lines = [HANDSHAKE.format(f"hostile-{n}-{i}") for i in range(16)]
+                assert all(r["type"] == "handshake_response" for r in pipelined(hostile, lines))
+        with daemon.client(client_id="legit") as legit:
+            assert legit.acquire("api:legit").granted
+            assert legit.status()["clients"] <= 10_000
+
+
+def test_housekeeping_with_100k_resources_does_not_stall_requests() -> None:
+    """100,000 resources, each with a token taken from its hourly limit by clients now gone:
+    each housekeeping pass (every second) looks at a bounded slice of them, so pings do not
+    wait behind it: at most one in 5s (noise) takes over 35ms, where the walk over all of
+    them that it replaced held every pass's pings for about 70ms here."""
+    config = """
+[daemon]
+client_ttl = "1s"
+
+[rate_limiting.resources]
+"api:*" = { limit = 10, window = "1h" }
+"""
+    with running(config) as daemon:
+        for c in range(4):
+            with daemon.raw(timeout=60) as client:
+                client.ask(HANDSHAKE.format(f"busy-{c}").strip())
+                lines = [
+                    f'{{"type":"acquire","resource_id":"api:r{c}-{i}"}}\n' for i in range(25_000)
+                ]
+                assert all(r["granted"] for r in pipelined(client, lines))
+        with daemon.raw() as raw:
+            assert raw.ask('{"type":"status"}')["resources"] == 100_000
+            time.sleep(6.0)  # past the usage flush of those acquires and the clients' expiry
+            waits = []
+            until = time.monotonic() + 5.0
+            while time.monotonic() < until:
+                started = time.monotonic()
+                assert raw.ask('{"type":"ping"}')["type"] == "pong"
+                waits.append(time.monotonic() - started)
+                time.sleep(0.002)
+            assert raw.ask('{"type":"status"}')["resources"] == 100_000  # all kept: limits
+        slow = [f"{wait * 1000:.0f}ms" for wait in waits if wait > 0.035]
+        assert len(slow) <= 1, f"pings held up by housekeeping: {slow}"
