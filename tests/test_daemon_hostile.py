@@ -10,7 +10,13 @@ import threading
 import time
 from collections.abc import Iterator
 
+import pytest
+
 from daemon_support import Daemon, Raw, running
+from patience.config.resources import ResourceLimit
+from patience.daemon import coordinator as coordinator_module
+from patience.daemon.coordinator import Coordinator, CoordinatorError, Waiter
+from patience.daemon.protocol import Acquire
 
 HANDSHAKE = '{{"type":"handshake","versions":["2.0"],"client_id":"{}","tool":"repeater"}}\n'
 
@@ -190,3 +196,51 @@ client_ttl = "1s"
             assert raw.ask('{"type":"status"}')["resources"] == 100_000  # all kept: limits
         slow = [f"{wait * 1000:.0f}ms" for wait in waits if wait > 0.035]
         assert len(slow) <= 1, f"pings held up by housekeeping: {slow}"
+
+
+# ---- the coordinator's bookkeeping, with an injected clock -------------------------------------
+
+
+def test_a_new_client_id_evicts_the_least_recently_seen_idle_one_of_its_uid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(coordinator_module, "MAX_CLIENTS_PER_OWNER", 3)
+    coord = Coordinator({"r": ResourceLimit(1, 60.0, None)}, "diophantine", 60.0)
+    a, b, c = (coord.connect(name, "repeater", 0.0, owner=1) for name in "abc")
+    assert coord.acquire(a, Acquire(resource_id="r"), 0.0).granted  # type: ignore[union-attr]
+    assert isinstance(coord.acquire(a, Acquire(resource_id="r", max_wait=100.0), 0.0), Waiter)
+    coord.disconnect(a, 1.0)  # gone, but its request still waits: not idle
+    coord.disconnect(c, 2.0)
+    coord.disconnect(b, 3.0)
+    coord.connect("other-uid", "repeater", 4.0, owner=2)  # another uid's count is its own
+    coord.connect("d", "repeater", 5.0, owner=1)
+    assert set(coord.clients) == {"a", "b", "d", "other-uid"}  # c: idle longest
+    coord.connect("e", "repeater", 6.0, owner=1)
+    assert set(coord.clients) == {"a", "d", "e", "other-uid"}
+    with pytest.raises(CoordinatorError, match=r"too many clients \(3\) of uid 1 are connected"):
+        coord.connect("f", "repeater", 7.0, owner=1)
+    coord.poll(100.0)  # a's wait ends: a is idle now, and goes first
+    coord.connect("f", "repeater", 101.0, owner=1)
+    assert set(coord.clients) == {"d", "e", "f", "other-uid"}
+
+
+def test_housekeeping_checks_resources_a_slice_per_pass_and_keeps_what_is_in_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(coordinator_module, "SWEEP", 10)
+    coord = Coordinator({}, "diophantine", 1.0)
+    user = coord.connect("user", "repeater", 0.0)
+    for i in range(50):
+        coord.acquire(user, Acquire(resource_id=f"r{i}"), 0.0)
+    coord.disconnect(user, 0.0)
+    coord.connect("keeper", "repeater", 0.0)
+    coord.acquire(coord.clients["keeper"], Acquire(resource_id="r7"), 0.0)
+    counts = []
+    for second in range(2, 20):
+        if second == 5:  # used mid-round: kept, though the round began before the use
+            coord.acquire(coord.clients["keeper"], Acquire(resource_id="r3"), 4.5)
+        coord.expire(float(second), 0.0)
+        counts.append(len(coord.resources))
+    assert "user" not in coord.clients
+    assert all(before - after <= 10 for before, after in zip([50, *counts], counts, strict=False))
+    assert set(coord.resources) == {"r3", "r7"}
