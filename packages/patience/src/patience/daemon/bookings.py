@@ -26,15 +26,20 @@ __all__ = ["Answer", "Bookings", "decide"]
 class Answer:
     """A decision on one plan: `fits` (the reply's can_schedule), `start` (the time the plan
     starts: `wait_until` on a refusal), `times` (the attempts booked), and `never` (the whole
-    plan can never fit, so only its first attempt was booked)."""
+    plan can never fit, so only its first attempt was booked); `limit` per `window` seconds is
+    the limit it was decided by."""
 
-    __slots__ = ("fits", "never", "start", "times")
+    __slots__ = ("fits", "limit", "never", "start", "times", "window")
 
-    def __init__(self, fits: bool, start: float, times: list[float], never: bool) -> None:
+    def __init__(
+        self, fits: bool, start: float, times: list[float], never: bool, limit: int, window: float
+    ) -> None:
         self.fits = fits
         self.start = start
         self.times = times
         self.never = never
+        self.limit = limit
+        self.window = window
 
 
 class Bookings:
@@ -101,12 +106,12 @@ def decide(
         never, offsets = True, [first]
         shift = check_schedule(booked, _plan(base, offsets), limit, window)
     if shift == 0.0:
-        return Answer(not never, base, _plan(base, offsets), never)
+        return Answer(not never, base, _plan(base, offsets), never, limit, window)
     millis = math.ceil((base + shift) * 1000)
     while (more := check_schedule(booked, _plan(millis / 1000, offsets), limit, window)) > 0:
         millis += max(1, math.ceil(more * 1000))  # float rounding put it a hair early
     start = millis / 1000
-    return Answer(False, start, _plan(start, offsets), never)
+    return Answer(False, start, _plan(start, offsets), never, limit, window)
 
 
 def _plan(start: float, offsets_ms: list[int]) -> list[float]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from patience.config.resources import ResourceLimit, find_pattern
 from patience.daemon.bookings import Answer, Bookings, decide
@@ -45,6 +45,7 @@ from patience.daemon.protocol import (
     RateLimitState,
     RegisteredRequest,
     RegisterSchedule,
+    ReportGrants,
     ScheduleConfig,
     ScheduleRequest,
     SharedResource,
@@ -143,6 +144,7 @@ class Client:
 
 class Resource:
     __slots__ = (
+        "asked",
         "bookings",
         "configured",
         "declared",
@@ -168,6 +170,7 @@ class Resource:
         self.limiter: Limiter | None = None
         self.history: deque[tuple[float, int, str]] = deque()  # (time, tokens, client id)
         self.held: dict[str, int] = {}  # tokens each client holds in the current window
+        self.asked: dict[str, float] = {}  # when each client last asked (for the shares)
         self.grace = 0.0
         # Waiting requests: client id -> its waiters, in round-robin order.
         self.queue: OrderedDict[str, deque[Waiter]] = OrderedDict()
@@ -223,18 +226,12 @@ class Coordinator:
         spec = resource.configured or _strictest(resource.declared)
         if spec is None:
             resource.spec = resource.limiter = None
-        elif not spec.same_as(resource.spec):
-            limiter = make_limiter(spec.algorithm, spec.limit, spec.window)
-            for at, tokens, _ in resource.history:  # recent grants count against the new limit
-                if tokens <= spec.limit:
-                    limiter.acquire(at, tokens)
-            resource.spec, resource.limiter = spec, limiter
+        elif not spec.same_as(resource.spec):  # recent grants count against the new limit
+            resource.spec, resource.limiter = spec, _replay(spec, resource.history)
             resource.grace = min(GRACE, spec.window / spec.limit)
         else:
             resource.spec = spec  # same numbers, maybe another source
-        if resource.queue:
-            resource.ready_at = now
-            self._waiting.add(resource)
+        self._requeue(resource, now)
 
     # ---- clients ----------------------------------------------------------------------------
 
@@ -318,7 +315,7 @@ class Coordinator:
             self._declare(client, resource, request, now)
         if resource.id not in client.uses:
             client.uses[resource.id] = Use()
-        resource.last_activity = now
+        resource.last_activity = resource.asked[client.id] = now
         limiter = resource.limiter
         tokens = request.tokens
         if limiter is None:
@@ -345,6 +342,7 @@ class Coordinator:
                     window=limiter.window,
                     algorithm=limiter.algorithm,
                     limit_source=resource.spec.source if resource.spec else None,
+                    share=self.share(resource, client.id, now),
                 )
             retry_after = decision.retry_after
         elif first:  # over its share while others compete: let them go first
@@ -354,7 +352,9 @@ class Coordinator:
             retry_after = max(limiter.available_at(now, tokens), ready_at) - now
         if retry_after > request.max_wait:
             self._count(resource, client, denied=1)
-            return self._refusal(resource, tokens, retry_after, 0.0, now)
+            refusal = self._refusal(resource, tokens, retry_after, 0.0, now)
+            refusal.share = self.share(resource, client.id, now)
+            return refusal
         waiter = Waiter(client, resource, tokens, now, now + request.max_wait)
         queue = resource.queue.get(client.id)
         if queue is None:
@@ -538,6 +538,7 @@ class Coordinator:
             response.window = limiter.window
             response.algorithm = limiter.algorithm
             response.limit_source = resource.spec.source
+            response.share = self.share(resource, waiter.client.id, now)
         resolved.append((waiter, response))
         return True
 
@@ -572,7 +573,9 @@ class Coordinator:
         competing = len(resource.held.keys() | resource.queue.keys())
         return competing == 1 or (held + tokens) * competing <= limit
 
-    def _declare(self, client: Client, resource: Resource, request: Acquire, now: float) -> None:
+    def _declare(
+        self, client: Client, resource: Resource, request: Acquire | ReportGrants, now: float
+    ) -> None:
         if request.limit is None or request.window is None:
             missing = "window" if request.window is None else "limit"
             raise CoordinatorError(f"{missing}: a declared limit needs both limit and window")
@@ -683,6 +686,96 @@ class Coordinator:
         self._apply_spec(resource, now)
         return resource
 
+    # ---- restarts and outages ----------------------------------------------------------------
+
+    def share(self, resource: Resource, client_id: str, now: float) -> int | None:
+        """The client's safe share of the limit, for when it cannot reach the daemon (as
+        youtube/doorman's safe capacity): the limit divided among the clients that asked for,
+        hold or wait for tokens of the resource in the last window (this one included), the
+        remainder one token each to the first in id order, so that the shares of a stable set
+        of clients add up to the limit exactly. None without a limit."""
+        limiter = resource.limiter
+        if limiter is None:
+            return None
+        asked = resource.asked
+        for gone in [c for c, at in asked.items() if at <= now - limiter.window]:
+            del asked[gone]
+        others = asked.keys() | resource.held.keys() | resource.queue.keys()
+        others.discard(client_id)
+        base, extra = divmod(limiter.limit, len(others) + 1)
+        rank = sum(1 for other in others if other < client_id)
+        return base + (rank < extra)
+
+    def report_grants(
+        self, client: Client, request: ReportGrants, times: Sequence[float], now: float
+    ) -> int:
+        """A client back from an outage gives its own account of its grants in the last window
+        (`times`, monotonic, one token each): it replaces what this daemon remembers of that
+        client's grants, so that its local grants count and none counts twice. Only times
+        within the window count, at most the limit of them (the newest). Returns how many."""
+        client.last_seen = now
+        resource = self._resource(request.resource_id, now)
+        if request.limit is not None or request.window is not None:
+            self._declare(client, resource, request, now)
+        resource.last_activity = now
+        client.uses.setdefault(resource.id, Use())
+        spec, limiter = resource.spec, resource.limiter
+        if spec is None or limiter is None:
+            return 0
+        self._trim(resource, now, limiter.window)
+        counted = sorted(min(t, now) for t in times if t > now - limiter.window)[-limiter.limit :]
+        others = [grant for grant in resource.history if grant[2] != client.id]
+        mine = [(t, 1, client.id) for t in counted]
+        self._set_history(resource, heapq.merge(others, mine))
+        self._requeue(resource, now)
+        return len(counted)
+
+    def saved_grants(self, now: float) -> list[tuple[str, float, list[tuple[float, int, str]]]]:
+        """What a restart must not forget, per limited resource: its window and its grants
+        still within it (monotonic times, oldest first; the newest up to the limit)."""
+        saved = []
+        for resource in self.resources.values():
+            limiter = resource.limiter
+            if limiter is None or not resource.history:
+                continue
+            self._trim(resource, now, limiter.window)
+            newest = _newest(resource.history, limiter.limit)
+            if newest:
+                saved.append((resource.id, limiter.window, newest))
+        return saved
+
+    def restore_grants(
+        self,
+        resource_id: str,
+        window: float,
+        grants: Sequence[tuple[float, int, str]],
+        now: float,
+    ) -> None:
+        """Grants an earlier daemon made (monotonic times, oldest first) count here as if made
+        here: those still within `window` join the history (and the limiter, once the
+        resource has a limit). A bad resource id raises CoordinatorError."""
+        resource = self._resource(resource_id, now)
+        recent = sorted(g for g in grants if now - window < g[0] <= now and g[1] >= 1)
+        self._set_history(resource, heapq.merge(resource.history, recent))
+
+    def _set_history(self, resource: Resource, grants: Iterable[tuple[float, int, str]]) -> None:
+        """Replace the resource's recent grants (oldest first): the shares held and the
+        limiter are made again from them."""
+        resource.history = deque(grants)
+        while len(resource.history) > _HISTORY:
+            resource.history.popleft()
+        resource.held = {}
+        for _, tokens, client_id in resource.history:
+            resource.held[client_id] = resource.held.get(client_id, 0) + tokens
+        if resource.spec is not None:
+            resource.limiter = _replay(resource.spec, resource.history)
+
+    def _requeue(self, resource: Resource, now: float) -> None:
+        """The limiter changed under the waiters: look at them again now."""
+        if resource.queue:
+            resource.ready_at = now
+            self._waiting.add(resource)
+
     # ---- protocol 2.0: schedules, executions, state ---------------------------------------------
 
     def register_schedule(self, client: Client, request: RegisterSchedule, now: float) -> None:
@@ -788,7 +881,8 @@ class Coordinator:
         """Decide a Go client's plan and book it (see patience.daemon.bookings): the limit in
         force is the configured one, else the strictest declared, as for protocol 2.0."""
         if not request.retry_offsets:  # the Go CLI's probe: nothing to book, nothing to track
-            return Answer(True, float(request.request_time), [], False)
+            window = request.window_ms / 1000
+            return Answer(True, float(request.request_time), [], False, request.rate_limit, window)
         client.last_seen = now
         resource = self._resource(request.resource_id, now, checked=False)
         resource.last_activity = now

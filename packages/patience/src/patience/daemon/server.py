@@ -472,8 +472,13 @@ class Daemon:
             return self._handlers[type(message)](connection, message)
         except (ProtocolError, CoordinatorError, RateLimitError) as exc:
             return protocol.encode(ErrorResponse(error=str(exc)))
-        except Exception:
-            log.exception("internal error on request %.200r", line)
+        except Exception as exc:  # a bug; a client repeating its request must not flood the log
+            self.log_throttle.log(
+                logging.ERROR,
+                f"internal error: {type(exc).__name__}: {exc}"[:300],
+                f"internal error on request {line!r:.200}",
+                exc_info=True,
+            )
             return protocol.encode(ErrorResponse(error="internal error (see the daemon's log)"))
 
     def _warn(self, key: str, message: str) -> None:
@@ -522,19 +527,19 @@ class Daemon:
                 )
             )
         wait_until = _rfc3339(answer.start, round_up=True)
+        limit = f"{answer.limit} per {format_duration(answer.window)}"
         if answer.never:
             reason = (
                 f"{len(message.retry_offsets)} planned attempts (offsets"
                 f" {_offsets(message.retry_offsets)}) can never fit the limit of"
-                f" {message.resource_id}; its first attempt is booked at {wait_until}"
+                f" {message.resource_id}, {limit}; its first attempt is booked at {wait_until}"
             )
             self._warn(
                 f"never-fits:{message.resource_id}", f"protocol 1.0 client {client.id}: {reason}"
             )
         else:
             reason = (
-                f"rate limit of {message.rate_limit} per {message.window_ms}ms for"
-                f" {message.resource_id} reached; booked from {wait_until}"
+                f"the limit of {message.resource_id}, {limit}, is reached; booked from {wait_until}"
             )
         return protocol.encode(
             ScheduleResponse(
@@ -903,8 +908,6 @@ def _rfc3339(unix: float, round_up: bool = False) -> str:
 
 
 def _offsets(offsets_ms: list[int]) -> str:
-    from patience.durations import format_duration
-
     shown = ",".join(format_duration(ms / 1000) for ms in offsets_ms[:8])
     return shown + (",..." if len(offsets_ms) > 8 else "")
 
