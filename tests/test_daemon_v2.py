@@ -159,6 +159,7 @@ def test_schedules_and_resource_state(daemon: Daemon) -> None:
         "source": "config:api:external:*",
         "remaining": 2,
         "waiting": 0,
+        "booked": 0,
     }
     me = state["active_clients"]["rpr-42"]  # type: ignore[index]
     assert me["tool"] == "repeater" and me["connected"] is True

@@ -893,7 +893,7 @@ class Coordinator:
         assert resource.spec is not None
         limit, window = resource.spec.limit, resource.spec.window
         bookings = self._prune_bookings(resource, wall_now)
-        self._check_room(resource, len(request.retry_offsets))
+        self._check_room(resource, len(request.retry_offsets), wall_now)
         answer = decide(
             bookings.times(), request.request_time, request.retry_offsets, limit, window, wall_now
         )
@@ -929,7 +929,7 @@ class Coordinator:
             resource = self._resource(rid, now, checked=False)
             resource.last_activity = now
             self._prune_bookings(resource, wall_now)
-            self._check_room(resource, len(entries))
+            self._check_room(resource, len(entries), wall_now)
             self._book(
                 resource,
                 [float(e.scheduled_at) for e in entries],
@@ -942,12 +942,15 @@ class Coordinator:
         self._booked_total -= before - len(resource.bookings)
         return resource.bookings
 
-    def _check_room(self, resource: Resource, adding: int) -> None:
+    def _check_room(self, resource: Resource, adding: int, wall_now: float) -> None:
         if len(resource.bookings) + adding > MAX_BOOKED_PER_RESOURCE:
             raise CoordinatorError(
                 f"too many booked requests for {resource.id} ({MAX_BOOKED_PER_RESOURCE});"
                 " retry when some expire"
             )
+        if self._booked_total + adding > MAX_BOOKED:
+            for other in self.resources.values():  # housekeeping prunes a slice at a time
+                self._prune_bookings(other, wall_now)
         if self._booked_total + adding > MAX_BOOKED:
             raise CoordinatorError(
                 f"too many booked requests ({MAX_BOOKED}); retry when some expire"
