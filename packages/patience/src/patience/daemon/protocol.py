@@ -15,20 +15,33 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from patience.ratelimit.algorithms import MAX_LIMIT, MAX_WINDOW, RateLimitError, check_limit
+
 PROTOCOL_VERSIONS = ("2.0", "1.0")  # highest first: the server picks the first both speak
 MAX_LINE = 1 << 20  # bytes; a longer line is refused and the connection closed
+# Bounds on what one request may ask for (docs/protocol.md, "Bounds"); limits and windows are
+# bounded where every limiter is (patience.ratelimit.algorithms.check_limit).
+MAX_DEPTH = 512  # JSON nesting always read; deeper lines may meet the decoder's recursion guard
+MAX_TOKENS = 1_000_000  # tokens one acquire may ask for
+MAX_RETRY_OFFSETS = 1000  # planned attempts in one schedule_request (the Go CLI: at most 1000)
+MAX_REGISTER_ENTRIES = 1000  # entries in one register_request
+MAX_V1_ENTRIES_PER_RESOURCE = 10_000  # protocol 1.0 registrations one resource keeps
 
 ResourceId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Tool = Literal["patience", "repeater"]
 Algorithm = Literal["diophantine", "fixed-window", "gcra"]
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=10 * 365 * 86400)]
-Count = Annotated[int, msgspec.Meta(ge=1, le=1 << 40)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT)]
 UnixSeconds = Annotated[int, msgspec.Meta(ge=-(1 << 40), le=1 << 40)]
 
 
 class Request(msgspec.Struct, tag_field="type"):
     """Base of every tagged request."""
+
+    def problem(self) -> str | None:
+        """What breaks a bound the types cannot say (docs/protocol.md, "Bounds"), or None."""
+        return None
 
 
 class StrictRequest(Request, forbid_unknown_fields=True):
@@ -59,9 +72,10 @@ class ScheduleRequest(Request, tag="schedule_request"):
     rate_limit: Count
     window_ms: Count
     request_time: UnixSeconds
-    retry_offsets: Annotated[
-        list[Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]], msgspec.Meta(max_length=10_000)
-    ]
+    retry_offsets: list[Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]]
+
+    def problem(self) -> str | None:
+        return _too_many("retry_offsets", len(self.retry_offsets), MAX_RETRY_OFFSETS)
 
 
 class RegisteredRequest(msgspec.Struct):
@@ -72,7 +86,10 @@ class RegisteredRequest(msgspec.Struct):
 
 
 class RegisterRequest(Request, tag="register_request"):
-    requests: Annotated[list[RegisteredRequest], msgspec.Meta(max_length=10_000)]
+    requests: list[RegisteredRequest]
+
+    def problem(self) -> str | None:
+        return _too_many("requests", len(self.requests), MAX_REGISTER_ENTRIES)
 
 
 class AttemptMetrics(msgspec.Struct):
@@ -106,6 +123,39 @@ class Acquire(StrictRequest, tag="acquire"):
     resource_id: ResourceId
     tokens: Count = 1
     max_wait: Seconds = 0.0
+    limit: Count | None = None
+    window: Annotated[float, msgspec.Meta(gt=0, le=MAX_WINDOW)] | None = None
+    algorithm: Algorithm | None = None
+
+    def problem(self) -> str | None:
+        tokens, limit = self.tokens, self.limit
+        if tokens > MAX_TOKENS:
+            return (
+                f"tokens: {tokens} at once is more than {MAX_TOKENS}"
+                f" (ask for at most {MAX_TOKENS} in one acquire)"
+            )
+        if limit is not None and tokens > limit:
+            return (
+                f"tokens: {tokens} at once can never fit the declared limit of {limit}"
+                f" (ask for at most {limit}, or declare a larger limit)"
+            )
+        return _window_problem(self.window)
+
+
+MAX_REPORTED = 10_000  # grant times one report_grants may carry
+
+
+class ReportGrants(StrictRequest, tag="report_grants"):
+    """A client back from an outage tells the daemon the grants it had in the last window
+    (Unix seconds, one token each: those it made locally and those an earlier daemon gave
+    it), so that a new daemon counts them. `limit`/`window`/`algorithm` declare its limit
+    as in `acquire`."""
+
+    resource_id: ResourceId
+    times: Annotated[
+        list[Annotated[float, msgspec.Meta(ge=0, le=1 << 40)]],
+        msgspec.Meta(max_length=MAX_REPORTED),
+    ]
     limit: Count | None = None
     window: Annotated[float, msgspec.Meta(gt=0, le=10 * 365 * 86400)] | None = None
     algorithm: Algorithm | None = None
@@ -193,6 +243,7 @@ AnyRequest = (
     | ScheduleRequest
     | RegisterRequest
     | Acquire
+    | ReportGrants
     | RegisterSchedule
     | Metrics
     | Query
@@ -208,8 +259,14 @@ class Response(msgspec.Struct, tag_field="type", omit_defaults=True):
     """Base of every reply; fields left at their default are not sent."""
 
 
+STOPPING = "stopping"  # ErrorResponse.code: the daemon is stopping; to a client, it is away
+
+
 class ErrorResponse(Response, tag="error"):
+    """`code` marks an error a client must recognise (only STOPPING so far); absent otherwise."""
+
     error: str
+    code: str | None = None
 
 
 class HandshakeResponse(Response, tag="handshake_response"):
@@ -253,6 +310,11 @@ class AcquireResponse(Response, tag="acquire_response"):
     limit_source: str | None = None
     waited: float | None = None
     reason: str | None = None
+    share: int | None = None  # this client's tokens per window while the daemon is away
+
+
+class ReportGrantsResponse(Response, tag="report_grants_response"):
+    counted: int
 
 
 class RegisterScheduleResponse(Response, tag="register_schedule_response"):
@@ -344,6 +406,7 @@ _TAGS = {
         ScheduleRequest,
         RegisterRequest,
         Acquire,
+        ReportGrants,
         RegisterSchedule,
         Metrics,
         Query,
@@ -356,6 +419,18 @@ _TAGS = {
 
 def decode(line: bytes) -> Request | RunMetrics:
     """One request from one line (without its newline), or ProtocolError naming the problem."""
+    try:
+        message = _decode(line)
+    except RecursionError:  # msgspec's guard, past MAX_DEPTH: refused before the stack runs out
+        raise ProtocolError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
+    problem = message.problem() if isinstance(message, Request) else None
+    if problem is not None:
+        kind = type(message).__struct_config__.tag
+        raise ProtocolError(f"invalid {str(kind).replace('_', ' ')} format: {problem}")
+    return message
+
+
+def _decode(line: bytes) -> Request | RunMetrics:
     try:
         message: Request | RunMetrics = _decoder.decode(line)
         return message
@@ -381,6 +456,22 @@ def decode(line: bytes) -> Request | RunMetrics:
     if not isinstance(kind, str) or kind not in _TAGS:
         raise ProtocolError(f"unknown message type: {_show(kind)}")
     raise ProtocolError(f"invalid {kind.replace('_', ' ')} format: {error}")
+
+
+def _too_many(field: str, count: int, most: int) -> str | None:
+    if count <= most:
+        return None
+    return f"{field}: {count} entries, more than {most} (send at most {most} in one request)"
+
+
+def _window_problem(window: float | None) -> str | None:
+    """A declared window outside what every limiter takes (check_limit), or None."""
+    try:
+        if window is not None:
+            check_limit(1, window)
+    except RateLimitError as exc:
+        return f"window: {exc}"
+    return None
 
 
 def encode(response: Response) -> bytes:
