@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from patience.config.resources import ResourceLimit, find_pattern
 from patience.daemon.bookings import Answer, Bookings, decide
 from patience.daemon.protocol import (
+    MAX_V1_ENTRIES_PER_RESOURCE,
     Acquire,
     AcquireResponse,
     ClientState,
@@ -64,7 +65,6 @@ MAX_CLIENTS = 100_000
 MAX_CLIENTS_PER_OWNER = 10_000  # client ids tracked for one peer uid
 SWEEP = 5_000  # clients and resources looked at per clean-up pass
 MAX_BOOKED = 1_000_000  # protocol 1.0 booked attempts kept, all resources together
-MAX_BOOKED_PER_RESOURCE = 100_000
 _HISTORY = 65_536  # recent grants kept per resource: fair-share counts, replay into a new limiter
 GRACE = 0.02  # seconds a client over its fair share waits for others (at most one token's time)
 ASK_GRACE = 0.5  # remote: seconds past its wait a request may wait to be asked once
@@ -943,9 +943,9 @@ class Coordinator:
         return resource.bookings
 
     def _check_room(self, resource: Resource, adding: int, wall_now: float) -> None:
-        if len(resource.bookings) + adding > MAX_BOOKED_PER_RESOURCE:
+        if len(resource.bookings) + adding > MAX_V1_ENTRIES_PER_RESOURCE:
             raise CoordinatorError(
-                f"too many booked requests for {resource.id} ({MAX_BOOKED_PER_RESOURCE});"
+                f"too many booked requests for {resource.id} ({MAX_V1_ENTRIES_PER_RESOURCE});"
                 " retry when some expire"
             )
         if self._booked_total + adding > MAX_BOOKED:

@@ -25,7 +25,7 @@ MAX_DEPTH = 512  # JSON nesting always read; deeper lines may meet the decoder's
 MAX_TOKENS = 1_000_000  # tokens one acquire may ask for
 MAX_RETRY_OFFSETS = 1000  # planned attempts in one schedule_request (the Go CLI: at most 1000)
 MAX_REGISTER_ENTRIES = 1000  # entries in one register_request
-MAX_V1_ENTRIES_PER_RESOURCE = 10_000  # protocol 1.0 registrations one resource keeps
+MAX_V1_ENTRIES_PER_RESOURCE = 10_000  # protocol 1.0 booked attempts one resource keeps
 
 ResourceId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
