@@ -215,7 +215,7 @@ BAD_VALUES = [
         "[rate_limiting]",
         'fail_mode = "maybe"',
         "rate_limiting.fail_mode",
-        'expected one of open, closed, got "maybe"',
+        'expected one of share, full, closed, got "maybe"',
     ),
     (
         "[rate_limiting]",

@@ -410,7 +410,10 @@ def test_bad_fail_mode_in_config_exits_2_naming_file_and_key(tmp_path: Path) -> 
         ):
             r = w.run(*argv, "--", "true")
             assert r.returncode == 2, r.stderr
-            assert f"{config}: rate_limiting.fail_mode: expected one of open, closed" in r.stderr
+            assert (
+                f"{config}: rate_limiting.fail_mode: expected one of share, full, closed"
+                in r.stderr
+            )
 
 
 def test_without_daemon_nothing_of_the_coordination_is_loaded(tmp_path: Path) -> None:

@@ -19,9 +19,11 @@ client, which a plain start must not pay for.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
+from collections import deque
 
 from patience import process
 from patience.daemon.client import METRICS_BATCH, DaemonClient, DaemonError, DaemonUnavailable
@@ -39,11 +41,15 @@ if TYPE_CHECKING:
     from patience.ratelimit.algorithms import Limiter
 
 CHUNK = 0.5  # seconds the daemon may queue one acquire: the longest a Ctrl-C waits
-RECONNECT_FIRST = 0.25  # seconds before the first reconnection attempt, doubling ...
-RECONNECT_MAX = 5.0  # ... up to this
+RECONNECT_FIRST = 0.05  # seconds between the first reconnection attempts (the first is at once),
+RECONNECT_MAX = 5.0  # ... doubling up to this
+RETURN_CHECK = 0.05  # a start while the daemon is away first looks for it, if not looked lately
+LOCAL_SLICE = 0.25  # a wait for a local token looks for the daemon this often
 GATHER = 0.2  # seconds a metrics batch may gather records before it is sent
 MAX_PENDING = 10_000  # records kept while the daemon is away; beyond, new ones are dropped
 MAX_ARGS, MAX_ARG = 4096, 65_536  # what the daemon accepts of a command line
+MAX_REPORTED = 10_000  # grant times kept for a report (protocol.MAX_REPORTED)
+FALLBACKS = ("share", "full", "closed")  # what a start does while the daemon is away
 
 
 class CoordinationError(Exception):
@@ -54,7 +60,10 @@ class Link:
     """Whether the daemon answers, as this tool last saw it; each change said once on stderr.
 
     `up` is None before the first contact, which starts the daemon when allowed. A loss
-    starts a background thread that reconnects with backoff."""
+    starts a background thread that reconnects with backoff (the first attempt at once);
+    besides, each start while the daemon is away looks for it first (`try_return`), so a
+    daemon that is back (restarted, or started by another tool) is used again at once.
+    `epoch` counts the contacts made: a gate reports its grants once after each."""
 
     def __init__(
         self,
@@ -75,6 +84,8 @@ class Link:
         self.fallback = f"running {resource_id} without a shared limit"  # what a loss means
         self.up: bool | None = None
         self.reason = ""
+        self.epoch = 0
+        self._tried = -math.inf  # when the daemon was last looked for
         self._first = threading.Lock()
         self._cond = threading.Condition()
         self._closed = False
@@ -83,6 +94,7 @@ class Link:
         """Find (or start) the daemon once; True when it answers."""
         with self._first:
             if self.up is None:
+                self._tried = time.monotonic()
                 try:
                     self.manager.ensure(client)
                 except DaemonNotRunning as exc:
@@ -91,6 +103,7 @@ class Link:
                     self._introduce(client)
                     with self._cond:
                         self.up = True
+                        self.epoch += 1
             return bool(self.up)
 
     def lost(self, reason: str) -> None:
@@ -108,36 +121,56 @@ class Link:
                 f"warning: patience-daemon unavailable: {reason}; {self.fallback} until it is back",
             )
 
+    def try_return(self, client: DaemonClient) -> bool:
+        """While the daemon is away: whether it answers again, by one ping through `client`
+        (no start: that is the thread's), at most once per RETURN_CHECK."""
+        now = time.monotonic()
+        if self.up or now - self._tried < RETURN_CHECK:
+            return bool(self.up)
+        self._tried = now
+        if self.manager.check(client) is not None:
+            return False
+        self._back(client)
+        return True
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
 
     def _reconnect(self) -> None:
-        delay = RECONNECT_FIRST
+        delay = 0.0
         while True:
             with self._cond:
-                if self._cond.wait_for(lambda: self._closed, timeout=delay):
+                if self._cond.wait_for(lambda: self._closed or bool(self.up), timeout=delay):
                     return
+            self._tried = time.monotonic()
             client = DaemonClient(self.manager.socket_path, self.manager.tool)
             try:
                 self.manager.ensure(client)
-                self._introduce(client)
             except DaemonNotRunning:
-                delay = min(2 * delay, RECONNECT_MAX)
+                delay = min(max(2 * delay, RECONNECT_FIRST), RECONNECT_MAX)
                 continue
+            else:
+                self._back(client)
+                return
             finally:
                 client.close()
-            with self._cond:
-                if self._closed:
-                    return
-                self.up = True
-            say(
-                self.prog,
-                f"patience-daemon is back on {self.manager.socket_path};"
-                f" coordinating {self.resource_id} through it again",
-            )
-            return
+
+    def _back(self, client: DaemonClient) -> None:
+        """The daemon answers again (through `client`): say so once."""
+        self._introduce(client)
+        with self._cond:
+            if self.up is not False or self._closed:
+                return
+            self.up = True
+            self.epoch += 1
+            self._cond.notify_all()
+        say(
+            self.prog,
+            f"patience-daemon is back on {self.manager.socket_path};"
+            f" coordinating {self.resource_id} through it again",
+        )
 
     def _introduce(self, client: DaemonClient) -> None:
         """Tell the daemon our schedule (shown in its resource state); best effort."""
@@ -153,9 +186,16 @@ class DaemonGate:
 
     `declared` (limit, window seconds, algorithm) is sent with each request: the daemon
     applies it when its configuration has no limit for the resource. `local` is the same
-    limit kept in this process, fed with every grant so that a fallback is exact from its
-    first start; with `learn`, a gate without one adopts the limit the daemon reports.
-    `failure` says why the gate closed (fail mode closed, or the daemon refused us)."""
+    limit kept in this process, fed with every grant; with `learn`, a gate without one adopts
+    the limit the daemon reports. `failure` says why the gate closed (fallback "closed", or
+    the daemon refused us).
+
+    While the daemon is away (`fallback`): "share" keeps to the share of the limit the daemon
+    last gave this client (the limit divided among the clients using it, so that together
+    they stay within it), "full" to the whole limit, "closed" stops. Either counts this
+    client's own grants of the last window, so the switch hands out no fresh burst. Back at
+    the daemon, the gate first reports those grants (`report_grants`), so that a daemon that
+    restarted or replaced a crashed one counts them."""
 
     def __init__(
         self,
@@ -165,7 +205,7 @@ class DaemonGate:
         declared: tuple[int, float, str] | None,
         local: Limiter | None,
         learn: bool,
-        fail_closed: bool,
+        fallback: str,
         runs: str,
     ) -> None:
         self.link = link
@@ -173,11 +213,15 @@ class DaemonGate:
         self.declared = declared
         self.local = local
         self.learn = learn and local is None
-        self.fail_closed = fail_closed
+        self.fallback = fallback
+        self.fail_closed = fallback == "closed"
         self.runs = runs  # "runs" or "attempts", for the fail-closed message
         self.failure: str | None = None
-        if local is not None:
-            self._limit_known(local)
+        self.share: int | None = None  # the daemon's last word on our share
+        self.recent: deque[float] = deque(maxlen=MAX_REPORTED)  # our grants, monotonic
+        self.outage: Limiter | None = None  # what we keep to while the daemon is away
+        self.reported = 0  # the link epoch whose report is done
+        self._describe_fallback()
 
     def wait_turn(self, until: float | None = None) -> bool:
         """Block until this start may go (True), or the tool is interrupted, the gate has
@@ -191,7 +235,10 @@ class DaemonGate:
             if self.link.up is None:
                 self.link.first_contact(self.client)
             if not self.link.up and not self.fail_closed:
-                return self.local is None or LocalGate(self.local).wait_turn(until)
+                turn = self._local_turn(until)
+                if turn is not None:
+                    return turn
+                continue  # the daemon is back
             granted = self._ask(until)
             if granted is not None:
                 return granted
@@ -199,7 +246,7 @@ class DaemonGate:
                 self.failure = (
                     f"patience-daemon unavailable: {self.link.reason}; the fail mode is"
                     f" closed, so no more {self.runs} start (start it with: patience-daemon"
-                    f" --socket {self.link.manager.socket_path}, or use --daemon-fail-mode open)"
+                    f" --socket {self.link.manager.socket_path}, or use --daemon-fail-mode share)"
                 )
                 return False
         return False
@@ -210,6 +257,7 @@ class DaemonGate:
         slept here and asked again, so that a Ctrl-C is never kept waiting long."""
         limit, window, algorithm = self.declared or (None, None, None)
         try:
+            self._report()
             while True:
                 grant = self.client.acquire(
                     self.link.resource_id,
@@ -218,6 +266,9 @@ class DaemonGate:
                     window=window,
                     algorithm=algorithm,
                 )
+                if grant.share is not None and grant.share != self.share:
+                    self.share = grant.share
+                    self._describe_fallback()
                 if grant.granted:
                     self._granted(grant)
                     return True
@@ -234,6 +285,69 @@ class DaemonGate:
             self.failure = f"patience-daemon refused {self.link.resource_id}: {exc}"
             return False
 
+    def _report(self) -> None:
+        """Once after each contact: our grants of the last window (made here while the daemon
+        was away, or given by a daemon that has since stopped), so that the daemon counts them.
+        A daemon that does not know the message cannot count them; we go on."""
+        if self.reported == self.link.epoch:
+            return
+        self.reported = self.link.epoch
+        self.outage = None  # the next outage starts from the share in force then
+        if self.local is None:
+            return
+        times = self._recent(self.local.window, MAX_REPORTED)
+        if not times:
+            return
+        offset = time.time() - time.monotonic()
+        limit, window, algorithm = self.declared or (None, None, None)
+        try:
+            self.client.report_grants(
+                self.link.resource_id, [at + offset for at in times], limit, window, algorithm
+            )
+        except DaemonError:
+            pass
+
+    def _local_turn(self, until: float | None) -> bool | None:
+        """A start while the daemon is away: True under the fallback limit, False when
+        interrupted or no token comes before `until`, None as soon as the daemon is back. The
+        wait looks for the daemon every LOCAL_SLICE."""
+        limiter = self._outage_limiter()
+        while True:
+            if self.link.try_return(self.client):
+                return None
+            now = time.monotonic()
+            if limiter is None:  # no limit known here
+                self._record(now)
+                return True
+            if self.share == 0 and self.fallback == "share":  # only the daemon lets us go
+                if until is not None and now >= until:
+                    return False
+                wake = now + LOCAL_SLICE if until is None else min(until, now + LOCAL_SLICE)
+            else:
+                free_at = limiter.available_at(now)
+                if free_at <= now and limiter.acquire(now).granted:
+                    self._record(now)
+                    return True
+                if until is not None and free_at > until:
+                    return False
+                wake = min(free_at, now + LOCAL_SLICE)
+            if not process.sleep_until(wake):
+                return False
+
+    def _outage_limiter(self) -> Limiter | None:
+        """The limit kept while the daemon is away, made at an outage's first start: our
+        share (or the whole limit: fallback "full", or no share known yet), holding our own
+        grants of the last window. None when no limit is known here."""
+        local = self.local
+        if self.outage is None and local is not None:
+            from patience.ratelimit.algorithms import make_limiter
+
+            share = local.limit if self.fallback == "full" or self.share is None else self.share
+            self.outage = make_limiter(local.algorithm, max(share, 1), local.window)
+            for at in self._recent(local.window, max(share, 1)):
+                self.outage.acquire(at)
+        return self.outage
+
     def _granted(self, grant: Grant) -> None:
         now = time.monotonic()
         if self.learn and grant.limit is not None and grant.window is not None:
@@ -243,12 +357,38 @@ class DaemonGate:
                 from patience.ratelimit.algorithms import make_limiter
 
                 self.local = make_limiter(grant.algorithm or "diophantine", *known[:2])
-                self._limit_known(self.local)
+                self._describe_fallback()
+        self._record(now)
+
+    def _record(self, now: float) -> None:
+        """One start of ours, granted by the daemon or here: the local limit and the next
+        report count it."""
+        self.recent.append(now)
         if self.local is not None:
             self.local.acquire(now)
 
-    def _limit_known(self, local: Limiter) -> None:
-        self.link.fallback = f"limiting {self.link.resource_id} to {local.describe()} locally"
+    def _recent(self, window: float, most: int) -> list[float]:
+        """Our grants of the last `window`, the newest `most` of them, oldest first."""
+        since = time.monotonic() - window
+        times = [at for at in self.recent if at > since]
+        return times[-most:]
+
+    def _describe_fallback(self) -> None:
+        """What the warning of a loss will say we do meanwhile."""
+        local, resource = self.local, self.link.resource_id
+        if local is None:
+            return
+        if self.fallback == "full" or self.share is None:
+            self.link.fallback = f"limiting {resource} to {local.describe()} locally"
+        elif self.share == 0:
+            self.link.fallback = (
+                f"waiting to run {resource} (its share of {local.describe()} is none:"
+                " more clients than the limit)"
+            )
+        else:
+            self.link.fallback = (
+                f"limiting {resource} to its share, {self.share} of {local.describe()}, locally"
+            )
 
 
 class MetricsReporter:
@@ -430,15 +570,18 @@ def coordinate(
         )
     except ValueError as exc:
         raise CoordinationError(str(exc)) from None
-    if declared is None and local is None:
-        configured = config.limit_for(resource_id)
-        if configured is not None:
-            from patience.ratelimit.algorithms import make_limiter
+    configured = config.limit_for(resource_id)
+    if declared is None and local is None and configured is not None:
+        from patience.ratelimit.algorithms import make_limiter
 
-            algorithm = configured.algorithm or "diophantine"
-            declared = (configured.limit, configured.window, algorithm)
-            local = make_limiter(algorithm, configured.limit, configured.window)
-    fail_closed = values["daemon_fail_mode"] == "closed"
+        algorithm = configured.algorithm or "diophantine"
+        declared = (configured.limit, configured.window, algorithm)
+        local = make_limiter(algorithm, configured.limit, configured.window)
+    mode = values["daemon_fail_mode"]  # the command line's, else [rate_limiting] fail_mode
+    if "daemon_fail_mode" not in parsed.explicit and configured and configured.fallback:
+        mode = configured.fallback  # the resource's own entry is more specific
+    fallback = mode if isinstance(mode, str) and mode in FALLBACKS else "share"
+    fail_closed = fallback == "closed"
     coordinated = config.flag("rate_limiting.coordination_enabled")
     manager = DaemonManager(
         socket_path,
@@ -466,7 +609,7 @@ def coordinate(
             declared=declared,
             local=local,
             learn=learn,
-            fail_closed=fail_closed,
+            fallback=fallback,
             runs="runs" if prog == "rpr" else "attempts",
         )
     elif local is not None:

@@ -9,13 +9,19 @@ from __future__ import annotations
 from patience.cliparse import Option, parse_choice
 from patience.durations import positive_duration
 
-FAIL_MODES = ("open", "closed")
+FAIL_MODES = ("share", "full", "closed")  # and "open", the first spelling of "share"
 
 
 def resource_id(text: str) -> str:
     from patience.ratelimit.resources import validate_resource_id
 
     return validate_resource_id(text)
+
+
+def fail_mode(text: str) -> str:
+    if text == "open":
+        return "share"
+    return parse_choice(*FAIL_MODES)(text)
 
 
 def socket_path(text: str) -> str:
@@ -63,10 +69,10 @@ DAEMON_OPTIONS = [
     Option(
         "daemon_fail_mode",
         "--daemon-fail-mode",
-        convert=parse_choice(*FAIL_MODES),
+        convert=fail_mode,
         metavar="MODE",
-        help="daemon unreachable: open runs on under the same limit enforced locally"
-        " (default), closed stops with an error",
+        help="daemon unreachable: share runs on within this client's share of the limit"
+        " (default; also open), full within the whole limit, closed stops with an error",
     ),
 ]
 

@@ -212,7 +212,7 @@ class Config:
             limit = found.value
             assert isinstance(limit, ResourceLimit)
             chosen = limit.algorithm or algorithm
-            limits[resource] = ResourceLimit(limit.limit, limit.window, chosen)
+            limits[resource] = ResourceLimit(limit.limit, limit.window, chosen, limit.fallback)
         return limits
 
     def limit_for(self, resource_id: str) -> ResourceLimit | None:

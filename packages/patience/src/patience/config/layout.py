@@ -147,10 +147,11 @@ def _resources(doc: Document, value: object, written: str) -> None:
             example = '{ limit = 100, window = "1m" }'
             doc.errors.append(f"{doc.where(name)}: expected {' and '.join(missing)} ({example})")
         limit, window = checked.get("limit"), checked.get("window")
-        algorithm = checked.get("algorithm")
+        algorithm, fallback = checked.get("algorithm"), checked.get("fallback")
         if isinstance(limit, int) and isinstance(window, float):
             assert algorithm is None or isinstance(algorithm, str)
-            value = ResourceLimit(limit, window, algorithm)
+            assert fallback is None or isinstance(fallback, str)
+            value = ResourceLimit(limit, window, algorithm, fallback)
             doc.resources[resource] = Entry(resource, value, table, name, doc.where(name))
 
 

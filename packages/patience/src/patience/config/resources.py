@@ -14,24 +14,29 @@ if TYPE_CHECKING:
 
 class ResourceLimit:
     """At most `limit` acquisitions per `window` seconds. `algorithm` is None when the entry
-    names none: the effective `rate_limiting.default_algorithm` applies."""
+    names none: the effective `rate_limiting.default_algorithm` applies. `fallback` (share,
+    full, closed) is what the tools do while the daemon is away, None when the entry names
+    none: `rate_limiting.fail_mode` applies."""
 
-    __slots__ = ("algorithm", "limit", "window")
+    __slots__ = ("algorithm", "fallback", "limit", "window")
 
-    def __init__(self, limit: int, window: float, algorithm: str | None = None) -> None:
+    def __init__(
+        self, limit: int, window: float, algorithm: str | None = None, fallback: str | None = None
+    ) -> None:
         self.limit, self.window, self.algorithm = limit, window, algorithm
+        self.fallback = fallback
+
+    def _key(self) -> tuple[int, float, str | None, str | None]:
+        return (self.limit, self.window, self.algorithm, self.fallback)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ResourceLimit) and (
-            (self.limit, self.window, self.algorithm)
-            == (other.limit, other.window, other.algorithm)
-        )
+        return isinstance(other, ResourceLimit) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.limit, self.window, self.algorithm))
+        return hash(self._key())
 
     def __repr__(self) -> str:
-        return f"ResourceLimit({self.limit}, {self.window}, {self.algorithm!r})"
+        return f"ResourceLimit({self.limit}, {self.window}, {self.algorithm!r}, {self.fallback!r})"
 
 
 def find_limit(limits: Mapping[str, ResourceLimit], resource_id: str) -> ResourceLimit | None:

@@ -207,6 +207,9 @@ class Key:
 
 ALGORITHMS = ("diophantine", "fixed-window", "gcra")
 LOG_LEVEL = Choice("debug", "info", "warning", "error", aliases={"warn": "warning"})
+# While the daemon is away: keep to this client's share of the limit, to the whole limit, or
+# stop. "open", the first spelling of fail-open, is the share.
+FALLBACK = Choice("share", "full", "closed", aliases={"open": "share"})
 _FLAG = Flag()
 _NONNEG = Seconds(positive=False)
 _POSITIVE = Seconds(positive=True)
@@ -234,7 +237,7 @@ KEYS: dict[str, Key] = {
         Key("daemon.redis_clock", Choice("daemon", "redis"), "daemon"),  # whose time counts
         Key("rate_limiting.default_algorithm", Choice(*ALGORITHMS), "diophantine"),
         Key("rate_limiting.coordination_enabled", _FLAG, True),
-        Key("rate_limiting.fail_mode", Choice("open", "closed"), "open"),
+        Key("rate_limiting.fail_mode", FALLBACK, "share"),  # the daemon away: see FALLBACK
         Key("repeater.default_interval", _POSITIVE),
         Key("repeater.default_timeout", _NONNEG, 0.0),  # 0: no timeout
         Key("repeater.continue_on_error", _FLAG, True),
@@ -298,6 +301,7 @@ RESOURCE_FIELDS: dict[str, Kind] = {
     "limit": Whole(1, MAX_LIMIT),
     "window": Seconds(positive=True, low=MIN_WINDOW, high=MAX_WINDOW),
     "algorithm": Choice(*ALGORITHMS),
+    "fallback": FALLBACK,
 }
 
 

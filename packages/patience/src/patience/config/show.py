@@ -61,8 +61,11 @@ def _resources(config: Config) -> list[str]:
 def _fields(limit: ResourceLimit) -> dict[str, object]:
     from patience.durations import format_duration
 
-    return {
+    fields: dict[str, object] = {
         "limit": limit.limit,
         "window": format_duration(limit.window),
         "algorithm": limit.algorithm,
     }
+    if limit.fallback is not None:
+        fields["fallback"] = limit.fallback
+    return fields

@@ -42,6 +42,7 @@ class Grant:
         "remaining",
         "reset_after",
         "retry_after",
+        "share",
         "tokens",
         "waited",
         "window",
@@ -59,6 +60,8 @@ class Grant:
         self.limit_source: str | None = reply.get("limit_source")  # type: ignore[assignment]
         self.waited = float(reply.get("waited") or 0.0)  # type: ignore[arg-type]
         self.reason: str | None = reply.get("reason")  # type: ignore[assignment]
+        # This client's tokens per window when it must go on without the daemon.
+        self.share: int | None = reply.get("share")  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return (
@@ -165,12 +168,27 @@ class DaemonClient:
             "tokens": tokens,
             "max_wait": max_wait,
         }
-        if limit is not None:
-            message["limit"] = limit
-            message["window"] = window
-        if algorithm is not None:
-            message["algorithm"] = algorithm
+        _declare(message, limit, window, algorithm)
         return Grant(self.request(message, max_wait + self.timeout))
+
+    def report_grants(
+        self,
+        resource_id: str,
+        times: Sequence[float],
+        limit: int | None = None,
+        window: float | None = None,
+        algorithm: str | None = None,
+    ) -> int:
+        """Tell the daemon this client's grants of the last window (Unix seconds), after an
+        outage; returns how many it counts. `limit`/`window`/`algorithm` as in `acquire`."""
+        message: dict[str, object] = {
+            "type": "report_grants",
+            "resource_id": resource_id,
+            "times": list(times),
+        }
+        _declare(message, limit, window, algorithm)
+        counted = self.request(message)["counted"]
+        return counted if isinstance(counted, int) else 0
 
     def send_metrics(self, records: Sequence[dict[str, object]]) -> int:
         """Store execution records (the ExecutionMetrics schema); returns how many the daemon
@@ -245,6 +263,9 @@ class DaemonClient:
             self.close()
             raise DaemonUnavailable(f"the daemon on {self.socket_path} sent a malformed reply")
         if reply.get("type") == "error":
+            if reply.get("code") == "stopping":  # it is going away: as if it were gone
+                self.close()
+                raise DaemonUnavailable(f"the daemon on {self.socket_path} is stopping")
             raise DaemonError(str(reply.get("error")))
         return reply
 
@@ -265,6 +286,17 @@ class DaemonClient:
                     raise _Closed
                 raise DaemonUnavailable(f"the daemon on {self.socket_path} closed the connection")
             buffer += chunk
+
+
+def _declare(
+    message: dict[str, object], limit: int | None, window: float | None, algorithm: str | None
+) -> None:
+    """Add the client's own limit to a request that may declare one."""
+    if limit is not None:
+        message["limit"] = limit
+        message["window"] = window
+    if algorithm is not None:
+        message["algorithm"] = algorithm
 
 
 class _Closed(Exception):

@@ -5,7 +5,9 @@ Auto-start runs `patience-daemon --socket PATH` detached: its own session (a Ctr
 for the tool does not reach it), stdin from /dev/null, its output appended to
 `daemon.log` in the user's state directory. Two tools auto-starting at the same moment both
 spawn one; the daemon's lock file lets exactly one serve and the other exits at once, and
-both tools then wait for, and connect to, the winner.
+both tools then wait for, and connect to, the winner. A daemon started while the previous one
+is still stopping (a restart) loses to it the same way: once that one has exited, the tool
+starts another at once.
 """
 
 from __future__ import annotations
@@ -101,11 +103,13 @@ class DaemonManager:
 
     def wait_ready(self, daemon: subprocess.Popen[bytes], client: DaemonClient | None) -> None:
         """Wait until a daemon answers, up to the start timeout. Ours may exit at once, having
-        lost a start race: then the winner answers within RACE_GRACE, or none will. Plain
-        sleeps: this may run in a background thread, which must not drain the main thread's
-        signal wakeups."""
+        lost the lock to another: while the holder (its pid file) lives, it is starting or
+        stopping; one that stops without answering leaves the place to a new daemon of ours.
+        With no live holder, one answers within RACE_GRACE or none will. Plain sleeps: this may
+        run in a background thread, which must not drain the main thread's signal wakeups."""
         deadline = time.monotonic() + self.start_timeout
         exited = float("inf")
+        holder_seen = False
         while True:
             reason = self.check(client)
             if reason is None:
@@ -113,7 +117,12 @@ class DaemonManager:
             now = time.monotonic()
             if exited == float("inf") and daemon.poll() is not None:
                 exited = now
-            if now >= min(deadline, exited + RACE_GRACE):
+            if exited != float("inf"):
+                if _alive(_read_pid(self.socket_path + ".pid")):
+                    holder_seen = True
+                elif holder_seen:  # the holder stopped without serving: ours may take over
+                    daemon, exited, holder_seen = self.start(), float("inf"), False
+            if now >= deadline or (not holder_seen and now >= exited + RACE_GRACE):
                 raise DaemonNotRunning(
                     f"patience-daemon did not start on {self.socket_path}"
                     f" ({_last_line(log_path(os.environ))})"
@@ -144,6 +153,33 @@ def _daemon_command() -> list[str]:
         return [beside]
     code = "import sys; from patience.daemon.cli import main; sys.exit(main())"
     return [sys.executable, "-c", code]
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            return int(f.read(32).strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether process `pid` runs; a daemon this tool started earlier and that has exited is
+    reaped here (a zombie would look alive)."""
+    if pid is None or pid <= 0:
+        return False
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _last_line(path: str) -> str:
