@@ -193,9 +193,11 @@ class DaemonGate:
     While the daemon is away (`fallback`): "share" keeps to the share of the limit the daemon
     last gave this client (the limit divided among the clients using it, so that together
     they stay within it), "full" to the whole limit, "closed" stops. Either counts this
-    client's own grants of the last window, so the switch hands out no fresh burst. Back at
-    the daemon, the gate first reports those grants (`report_grants`), so that a daemon that
-    restarted or replaced a crashed one counts them."""
+    client's own grants of the last window, so the switch hands out no fresh burst, and holds
+    for one window more once the daemon is back: a new daemon cannot know the grants of the
+    clients that have not come back yet. Back at the daemon, the gate first reports its grants
+    of the last window (`report_grants`), so that a daemon that restarted or replaced a
+    crashed one counts them."""
 
     def __init__(
         self,
@@ -219,7 +221,8 @@ class DaemonGate:
         self.failure: str | None = None
         self.share: int | None = None  # the daemon's last word on our share
         self.recent: deque[float] = deque(maxlen=MAX_REPORTED)  # our grants, monotonic
-        self.outage: Limiter | None = None  # what we keep to while the daemon is away
+        self.outage: Limiter | None = None  # what we keep to while the daemon is away ...
+        self.outage_ends = math.inf  # ... and until then, once it is back
         self.reported = 0  # the link epoch whose report is done
         self._describe_fallback()
 
@@ -227,9 +230,6 @@ class DaemonGate:
         """Block until this start may go (True), or the tool is interrupted, the gate has
         closed (False; `failure` says which) or no token comes before `until`."""
         if self.failure is not None:
-            return False
-        free_at = self.local.available_at(time.monotonic()) if self.local is not None else 0.0
-        if (until is not None and free_at > until) or not process.sleep_until(free_at):
             return False
         while process.interrupted() is None:
             if self.link.up is None:
@@ -258,6 +258,9 @@ class DaemonGate:
         limit, window, algorithm = self.declared or (None, None, None)
         try:
             self._report()
+            free_at = self._free_at(time.monotonic())  # no need to ask before
+            if (until is not None and free_at > until) or not process.sleep_until(free_at):
+                return False
             while True:
                 grant = self.client.acquire(
                     self.link.resource_id,
@@ -292,7 +295,8 @@ class DaemonGate:
         if self.reported == self.link.epoch:
             return
         self.reported = self.link.epoch
-        self.outage = None  # the next outage starts from the share in force then
+        if self.outage is not None:
+            self.outage_ends = time.monotonic() + self.outage.window
         if self.local is None:
             return
         times = self._recent(self.local.window, MAX_REPORTED)
@@ -325,7 +329,7 @@ class DaemonGate:
                 wake = now + LOCAL_SLICE if until is None else min(until, now + LOCAL_SLICE)
             else:
                 free_at = limiter.available_at(now)
-                if free_at <= now and limiter.acquire(now).granted:
+                if free_at <= now:
                     self._record(now)
                     return True
                 if until is not None and free_at > until:
@@ -339,6 +343,7 @@ class DaemonGate:
         share (or the whole limit: fallback "full", or no share known yet), holding our own
         grants of the last window. None when no limit is known here."""
         local = self.local
+        self.outage_ends = math.inf
         if self.outage is None and local is not None:
             from patience.ratelimit.algorithms import make_limiter
 
@@ -347,6 +352,17 @@ class DaemonGate:
             for at in self._recent(local.window, max(share, 1)):
                 self.outage.acquire(at)
         return self.outage
+
+    def _free_at(self, now: float) -> float:
+        """When the limits kept here let the next start go: the local limit, and the outage's
+        for one window after the daemon came back (ending then)."""
+        free_at = self.local.available_at(now) if self.local is not None else 0.0
+        if self.outage is not None and self.link.up:
+            if now >= self.outage_ends or self.share == 0:
+                self.outage = None
+            else:
+                free_at = max(free_at, self.outage.available_at(now))
+        return free_at
 
     def _granted(self, grant: Grant) -> None:
         now = time.monotonic()
@@ -361,11 +377,13 @@ class DaemonGate:
         self._record(now)
 
     def _record(self, now: float) -> None:
-        """One start of ours, granted by the daemon or here: the local limit and the next
+        """One start of ours, granted by the daemon or here: the limits kept here and the next
         report count it."""
         self.recent.append(now)
         if self.local is not None:
             self.local.acquire(now)
+        if self.outage is not None:
+            self.outage.acquire(now)
 
     def _recent(self, window: float, most: int) -> list[float]:
         """Our grants of the last `window`, the newest `most` of them, oldest first."""
