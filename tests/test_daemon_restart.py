@@ -328,6 +328,30 @@ def test_fail_open_clients_keep_together_within_the_sum_of_their_shares(tmp_path
         assert most_in_window(starts, SPAN) <= 2 * LIMIT  # plus what was granted just before
 
 
+def test_the_fallback_is_chosen_per_resource(tmp_path: Path) -> None:
+    """`fallback` in a resource's entry: "closed" stops the tool while the daemon is away; the
+    command line's --daemon-fail-mode wins ("open", its first spelling, is the share); a bad
+    value is an error naming the file and key."""
+    with world(tmp_path) as w:
+        configure(w)
+        config = w.home / "config" / "patience" / "config.toml"
+        entry = f'"{R}" = {{ limit = {LIMIT}, window = "2s", fallback = "closed" }}'
+        config.write_text(f"[rate_limiting.resources]\n{entry}\n")
+        run = ["count", "--times", "2", "--no-daemon-auto-start", *w.daemon_flags(R)]
+        closed = w.rpr(*run, "--", "true")
+        assert closed.returncode == 1, closed.stderr
+        assert "the fail mode is closed" in closed.stderr
+        shared = w.rpr(*run, "--daemon-fail-mode", "open", "--", "true")
+        assert shared.returncode == 0, shared.stderr
+        [warning] = warnings(shared.stderr)
+        assert f"limiting {R} to {LIMIT} per 2s (diophantine) locally" in warning  # no share yet
+        config.write_text(f"[rate_limiting.resources]\n{entry.replace('closed', 'halfway')}\n")
+        bad = w.rpr(*run, "--", "true")
+        assert bad.returncode == 2
+        assert f"{config}: " in bad.stderr
+        assert '.fallback: expected one of share, full, closed, got "halfway"' in bad.stderr
+
+
 # --- back at once -------------------------------------------------------------------------------
 
 

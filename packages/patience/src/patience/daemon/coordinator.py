@@ -315,12 +315,13 @@ class Coordinator:
             self._declare(client, resource, request, now)
         if resource.id not in client.uses:
             client.uses[resource.id] = Use()
-        resource.last_activity = resource.asked[client.id] = now
+        resource.last_activity = now
         limiter = resource.limiter
         tokens = request.tokens
         if limiter is None:
             self._grant(client, resource, tokens, now)
             return AcquireResponse(granted=True, tokens=tokens, retry_after=0.0, reset_after=0.0)
+        resource.asked[client.id] = now
         self._trim(resource, now, limiter.window)
         if tokens > limiter.limit:
             raise CoordinatorError(
