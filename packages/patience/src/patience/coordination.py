@@ -5,13 +5,15 @@ takes the place of `LocalGate` (each start first acquires a token for its resour
 daemon, which does the waiting), and a `MetricsReporter`, which sends one execution record
 per start in batches from a background thread, so the run loop never waits for it.
 
-When the daemon is unreachable or dies (the seed's FallbackRateLimiter): one warning line,
-and the same limit goes on being enforced locally, since every token the daemon granted is
-also recorded in a local limiter; a background thread reconnects with backoff (starting the
-daemon again when auto-start is on) and says once when coordination is back. With the fail
-mode "closed" the tool stops with an error instead. A start is never lost or doubled: a
-token is taken from exactly one of the daemon or the local limiter, and records that could
-not be sent wait (bounded) until the daemon is back or the tool exits.
+When the daemon is unreachable, stopping or dies (the seed's FallbackRateLimiter): one
+warning line, and the tool goes on within its share of the limit (the daemon's last word;
+fallback "share"), or the whole limit ("full"), counting its own grants of the last window so
+that the switch hands out no fresh burst; with "closed" it stops with an error instead. A
+background thread reconnects (starting the daemon again when auto-start is on), each start
+looks for the daemon first, and coordination is back from the first start that finds it (said
+once), beginning with a report of this tool's recent grants. A start is never lost or
+doubled: a token is taken from exactly one of the daemon or the local limiter, and records
+that could not be sent wait (bounded) until the daemon is back or the tool exits.
 
 The tools import this module only when the daemon is enabled: it loads threading and the
 client, which a plain start must not pay for.
@@ -45,6 +47,7 @@ RECONNECT_FIRST = 0.05  # seconds between the first reconnection attempts (the f
 RECONNECT_MAX = 5.0  # ... doubling up to this
 RETURN_CHECK = 0.05  # a start while the daemon is away first looks for it, if not looked lately
 LOCAL_SLICE = 0.25  # a wait for a local token looks for the daemon this often
+RESEND = 0.25  # how often unsent metrics look whether the daemon is back
 GATHER = 0.2  # seconds a metrics batch may gather records before it is sent
 MAX_PENDING = 10_000  # records kept while the daemon is away; beyond, new ones are dropped
 MAX_ARGS, MAX_ARG = 4096, 65_536  # what the daemon accepts of a command line
@@ -504,7 +507,7 @@ class MetricsReporter:
                 last_try = True
                 continue
             with self._cond:  # the daemon is away: look again later
-                self._cond.wait_for(lambda: self._closing, timeout=RECONNECT_FIRST)
+                self._cond.wait_for(lambda: self._closing, timeout=RESEND)
 
     def _deliver(self, batch: list[dict[str, object]], closing: bool) -> bool:
         link = self.link
