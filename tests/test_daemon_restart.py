@@ -62,10 +62,10 @@ def test_the_shares_of_the_clients_add_up_to_the_limit(limit: int, clients: int)
 def test_a_grant_carries_the_share_of_the_clients_using_the_resource() -> None:
     coord = coordinator()
     assert take(coord, "a", 0.0).share == LIMIT  # alone: the whole limit
-    assert take(coord, "b", 0.1).share == 2  # 5 among a and b: a gets the extra token
-    assert take(coord, "a", 0.2).share == 3
-    assert take(coord, "c", 0.3).share == 1  # 5 among three: 2, 2, 1
-    assert take(coord, "c", 2.5).share == LIMIT  # the others' grants left the window
+    assert take(coord, "b", 0.2).share == 2  # 5 among a and b: a gets the extra token
+    assert take(coord, "a", 0.4).share == 3
+    assert take(coord, "c", 0.6).share == 1  # 5 among three: 2, 2, 1
+    assert take(coord, "c", 2.7).share == LIMIT  # the others' grants left the window
 
 
 def test_a_report_counts_and_replaces_the_reporters_own_grants() -> None:

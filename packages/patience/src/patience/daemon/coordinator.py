@@ -67,6 +67,7 @@ SWEEP = 5_000  # clients and resources looked at per clean-up pass
 MAX_BOOKED = 1_000_000  # protocol 1.0 booked attempts kept, all resources together
 _HISTORY = 65_536  # recent grants kept per resource: fair-share counts, replay into a new limiter
 GRACE = 0.02  # seconds a client over its fair share waits for others (at most one token's time)
+SHARES_EVERY = 0.1  # seconds a resource's shares are reused before they are worked out again
 ASK_GRACE = 0.5  # remote: seconds past its wait a request may wait to be asked once
 
 
@@ -158,6 +159,8 @@ class Resource:
         "pending",
         "queue",
         "ready_at",
+        "shares",
+        "shares_at",
         "spec",
         "tokens",
     )
@@ -171,6 +174,8 @@ class Resource:
         self.history: deque[tuple[float, int, str]] = deque()  # (time, tokens, client id)
         self.held: dict[str, int] = {}  # tokens each client holds in the current window
         self.asked: dict[str, float] = {}  # when each client last asked (for the shares)
+        self.shares: dict[str, int] = {}  # each client's share, worked out at shares_at
+        self.shares_at = -math.inf
         self.grace = 0.0
         # Waiting requests: client id -> its waiters, in round-robin order.
         self.queue: OrderedDict[str, deque[Waiter]] = OrderedDict()
@@ -698,14 +703,16 @@ class Coordinator:
         limiter = resource.limiter
         if limiter is None:
             return None
-        asked = resource.asked
-        for gone in [c for c, at in asked.items() if at <= now - limiter.window]:
-            del asked[gone]
-        others = asked.keys() | resource.held.keys() | resource.queue.keys()
-        others.discard(client_id)
-        base, extra = divmod(limiter.limit, len(others) + 1)
-        rank = sum(1 for other in others if other < client_id)
-        return base + (rank < extra)
+        shares = resource.shares
+        if client_id not in shares or now - resource.shares_at >= SHARES_EVERY:
+            asked = resource.asked
+            for gone in [c for c, at in asked.items() if at <= now - limiter.window]:
+                del asked[gone]
+            clients = asked.keys() | resource.held.keys() | resource.queue.keys() | {client_id}
+            base, extra = divmod(limiter.limit, len(clients))
+            shares = {c: base + (rank < extra) for rank, c in enumerate(sorted(clients))}
+            resource.shares, resource.shares_at = shares, now
+        return shares[client_id]
 
     def report_grants(
         self, client: Client, request: ReportGrants, times: Sequence[float], now: float
