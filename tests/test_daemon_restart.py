@@ -431,6 +431,8 @@ def test_restart_and_kill_under_four_clients_keep_the_limit(tmp_path: Path) -> N
             f" {restarted - starts[0]:.2f}s, kill at {killed - starts[0]:.2f}s"
         )
         assert worst <= 2 * LIMIT
+        log = (w.home / "state" / "patience" / "daemon.log").read_text()
+        assert "restored the recent grants of 1 resources" in log  # the SIGTERM's state file
         assert len(starts) >= 20 * LIMIT / WINDOW * 0.8  # the limit was used, not starved
 
 
