@@ -272,6 +272,10 @@ def test_reported_grants_count_at_the_daemon() -> None:
                 {"type": "report_grants", "resource_id": R, "times": [1] * 10_001}
             )
             assert "$.times" in str(raw.ask(too_many)["error"])
+            short = raw.ask(
+                f'{{"type":"report_grants","resource_id":"{R}","times":[],"limit":1,"window":1e-4}}'
+            )
+            assert "window: rate-limit window 100us is under 1ms" in str(short["error"])
 
 
 def test_the_window_after_a_restart_is_honoured(tmp_path: Path) -> None:

@@ -157,8 +157,11 @@ class ReportGrants(StrictRequest, tag="report_grants"):
         msgspec.Meta(max_length=MAX_REPORTED),
     ]
     limit: Count | None = None
-    window: Annotated[float, msgspec.Meta(gt=0, le=10 * 365 * 86400)] | None = None
+    window: Annotated[float, msgspec.Meta(gt=0, le=MAX_WINDOW)] | None = None
     algorithm: Algorithm | None = None
+
+    def problem(self) -> str | None:
+        return _window_problem(self.window)
 
 
 class ScheduleConfig(msgspec.Struct, forbid_unknown_fields=True):
