@@ -389,11 +389,34 @@ def test_quiet_leaves_only_errors(tmp_path: Path) -> None:
 def test_statistics_block() -> None:
     r = patience("fixed", "-d", "20ms", "--", "sh", "-c", 'test "$PATIENCE_ATTEMPT" = 2')
     assert r.returncode == 0
-    block = r.stderr[r.stderr.index("Run Statistics:") :]
-    assert "Attempts:        2" in block
-    assert "Successful:      1" in block
-    assert "Failed:          1" in block
-    assert "Time waiting:" in block and "Total time:" in block
+    block = r.stderr[r.stderr.index("\nRun Statistics:") :]
+    lines = block.splitlines()
+    # The Go tool's labels, in its order, after a blank line; then our two extra figures.
+    assert lines[:5] == [
+        "",
+        "Run Statistics:",
+        "  Total Attempts: 2",
+        "  Successful Runs: 1",
+        "  Failed Runs: 1",
+    ]
+    assert lines[5].startswith("  Total Duration: ")
+    assert lines[6] == "  Final Reason: command succeeded"
+    assert lines[7].startswith("  Time Waiting: ") and lines[8].startswith("  Longest Attempt: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["-a", "2", "--", "false"], "max attempts reached"),
+        (["--failure-pattern", "boom", "--", "sh", "-c", "echo boom"], "failure pattern matched"),
+        (["--retry-on", "1", "--", "sh", "-c", "exit 3"], "exit status 3 is not in --retry-on"),
+        (["-d", "1s", "--max-time", "500ms", "--", "false"], "--max-time reached"),
+    ],
+)
+def test_statistics_give_the_final_reason(args: list[str], reason: str) -> None:
+    r = patience("fixed", "-d", "1ms", *args)
+    assert r.returncode != 0
+    assert f"\n  Final Reason: {reason}\n" in r.stderr
 
 
 def test_interrupted_is_reported_even_when_the_attempt_exits_0(tmp_path: Path) -> None:

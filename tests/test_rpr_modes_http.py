@@ -128,6 +128,15 @@ def test_json_hints_and_custom_fields() -> None:
     assert close_to(pauses(runs), [1.0], slack=0.3)
 
 
+def test_empty_custom_fields_mean_none() -> None:
+    """`--http-custom-fields ""` (the Go tool's default value) is accepted: no extra field."""
+    custom = ["sh", "-c", "echo '{\"wait_for\": 1}'"]
+    args = ["count", "--times", "2", "--http-aware", "--http-custom-fields", "", "--json"]
+    runs, _, proc = json_runs(*args, "--", *custom)
+    assert proc.returncode == 0, proc.stderr
+    assert close_to(pauses(runs), [0.0], slack=0.2)
+
+
 def test_header_parsing_can_be_switched_off() -> None:
     for flag in ("--http-no-parse-headers", "--no-http-parse-headers"):
         runs, _, _ = json_runs(

@@ -64,16 +64,19 @@ class Stats:
         self.waited = 0.0
         self.longest = 0.0
 
-    def render(self, elapsed: float) -> str:
+    def render(self, elapsed: float, reason: str) -> str:
+        """The Go tool's block, labels and order kept (scripts read them), then our two
+        extra figures."""
         rows = [
-            ("Attempts", str(self.attempts)),
-            ("Successful", str(self.succeeded)),
-            ("Failed", str(self.attempts - self.succeeded)),
-            ("Total time", format_duration(elapsed)),
-            ("Time waiting", format_duration(self.waited)),
-            ("Longest attempt", format_duration(self.longest)),
+            ("Total Attempts", str(self.attempts)),
+            ("Successful Runs", str(self.succeeded)),
+            ("Failed Runs", str(self.attempts - self.succeeded)),
+            ("Total Duration", format_duration(elapsed)),
+            ("Final Reason", reason),
+            ("Time Waiting", format_duration(self.waited)),
+            ("Longest Attempt", format_duration(self.longest)),
         ]
-        return "Run Statistics:\n" + "".join(f"  {k + ':':17}{v}\n" for k, v in rows)
+        return "\nRun Statistics:\n" + "".join(f"  {k}: {v}\n" for k, v in rows)
 
 
 class Retry:
@@ -124,16 +127,16 @@ class Retry:
             if not self._wait(due, budget_end):
                 if self.gate is not None and self.gate.failure is not None:
                     self.reporter.error(self.gate.failure)
-                    return self._finish(1)
+                    return self._finish(1, "no rate-limit token (see the error above)")
                 if process.interrupted() is None:
                     self.reporter.line(
                         "[retry] Not retrying: the next rate-limit token comes after"
                         f" --max-time {format_duration(self.max_time or 0.0)}."
                     )
                     self.reporter.line(f"❌ [retry] Command failed after {_plural(attempt - 1)}.")
-                    return self._finish(last_status)
+                    return self._finish(last_status, "--max-time reached")
                 self.reporter.line("[retry] Interrupted while waiting. Not retrying.")
-                return self._finish(self._interrupted_status())
+                return self._finish(self._interrupted_status(), self._interruption())
             timeout, by_budget = self.timeout, False
             if budget_end is not None:
                 left = budget_end - time.monotonic()
@@ -159,14 +162,14 @@ class Retry:
             if result.interrupted:
                 # patience itself was told to stop: say so in the exit status, whatever
                 # the attempt made of the signal.
-                name = _SIGNAL_NAMES.get(process.interrupted() or 0, "a signal")
+                interruption = self._interruption()
                 self.reporter.line(
-                    f"{self.reporter.attempt(attempt)} interrupted ({name}). Not retrying."
+                    f"{self.reporter.attempt(attempt)} {interruption}. Not retrying."
                 )
-                return self._finish(self._interrupted_status())
+                return self._finish(self._interrupted_status(), interruption)
             if success:
                 self.reporter.line(f"✅ [retry] Command succeeded after {_plural(attempt)}.")
-                return self._finish(0)
+                return self._finish(0, "command succeeded")
             if result.timed_out and by_budget:
                 reason = "timed out: --max-time reached"
             stop = self._stop_reason(attempt, result, matched)
@@ -176,8 +179,9 @@ class Retry:
                 due = self.pacing.next(attempt, now, hint)
                 if budget_end is not None and due > budget_end:
                     stop = (
-                        f"Not retrying: waiting {format_duration(due - now)} would pass"
-                        f" --max-time {format_duration(self.max_time or 0.0)}."
+                        f" Not retrying: waiting {format_duration(due - now)} would pass"
+                        f" --max-time {format_duration(self.max_time or 0.0)}.",
+                        "--max-time reached",
                     )
             if stop is None:
                 note = f" ({self.pacing.note})" if self.pacing.note else ""
@@ -186,18 +190,23 @@ class Retry:
                     f" Retrying in {format_duration(due - now)}{note}."
                 )
                 continue
-            self.reporter.line(f"{self.reporter.attempt(attempt)} failed ({reason}).{stop}")
+            said, final = stop
+            self.reporter.line(f"{self.reporter.attempt(attempt)} failed ({reason}).{said}")
             self.reporter.line(f"❌ [retry] Command failed after {_plural(attempt)}.")
-            return self._finish(result.status or 1)
+            return self._finish(result.status or 1, final)
 
-    def _stop_reason(self, attempt: int, result: RunResult, matched: set[str]) -> str | None:
-        """Why a failed attempt is the last one, as the end of its line; None to retry."""
+    def _stop_reason(
+        self, attempt: int, result: RunResult, matched: set[str]
+    ) -> tuple[str, str] | None:
+        """Why a failed attempt is the last one: the end of its line and the statistics'
+        Final Reason; None to retry."""
         if "failure" in matched:
-            return " Not retrying: the failure pattern matched."
+            return " Not retrying: the failure pattern matched.", "failure pattern matched"
         if self.retry_on is not None and result.status not in self.retry_on:
-            return f" Not retrying: exit status {result.status} is not in --retry-on."
+            why = f"exit status {result.status} is not in --retry-on"
+            return f" Not retrying: {why}.", why
         if attempt >= self.attempts:
-            return ""
+            return "", "max attempts reached"
         return None
 
     def _watch(self) -> PatternWatch | None:
@@ -254,9 +263,14 @@ class Retry:
     def _interrupted_status(self) -> int:
         return 128 + (process.interrupted() or 2)
 
-    def _finish(self, status: int) -> int:
+    def _interruption(self) -> str:
+        """`interrupted (SIGINT)`: the signal that told patience to stop."""
+        return f"interrupted ({_SIGNAL_NAMES.get(process.interrupted() or 0, 'a signal')})"
+
+    def _finish(self, status: int, reason: str) -> int:
         if self.stats.attempts:
-            self.reporter.line(self.stats.render(time.monotonic() - self.started).rstrip("\n"))
+            elapsed = time.monotonic() - self.started
+            self.reporter.line(self.stats.render(elapsed, reason).rstrip("\n"))
         for warning in self.pacing.finish():
             self.reporter.error(warning)
         return status

@@ -40,6 +40,9 @@ def _between(
 
 
 def _names(text: str) -> list[str]:
+    """--http-custom-fields: "" (as the Go tool's default) means none."""
+    if not text.strip():
+        return []
     names = [n.strip() for n in text.split(",")]
     if not all(names):
         raise ValueError(f'"{text}" is not a comma-separated list of field names (e.g. wait,retry)')
