@@ -11,35 +11,10 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-# Every strategy name and alias the `patience` command line accepts, to its canonical name.
-# The first seven are plain backoffs built by `make_strategy`; the last three wrap one of them.
-STRATEGY_NAMES = {
-    "fixed": "fixed",
-    "fix": "fixed",
-    "exponential": "exponential",
-    "exp": "exponential",
-    "linear": "linear",
-    "lin": "linear",
-    "jitter": "jitter",
-    "jit": "jitter",
-    "decorrelated-jitter": "decorrelated-jitter",
-    "dj": "decorrelated-jitter",
-    "fibonacci": "fibonacci",
-    "fib": "fibonacci",
-    "polynomial": "polynomial",
-    "poly": "polynomial",
-    "http-aware": "http-aware",
-    "ha": "http-aware",
-    "adaptive": "adaptive",
-    "adapt": "adaptive",
-    "diophantine": "diophantine",
-    "dioph": "diophantine",
-    "dio": "diophantine",
-}
+    from collections.abc import Callable, Sequence
 
 DEFAULT_MAX_DELAY = 60.0
+MAX_OFFSETS = 1000  # planned attempts of diophantine, as --attempts allows
 
 
 def _default_rng() -> Callable[[], float]:
@@ -246,3 +221,275 @@ def make_strategy(name: str, **params: object) -> Strategy:
         known = ", ".join(sorted(_CLASSES))
         raise ValueError(f'"{name}" is not a backoff strategy (one of {known})')
     return cls(**params)  # type: ignore[arg-type]
+
+
+# Declarations ---------------------------------------------------------------------------
+# Each strategy declares its name, aliases, summary and parameters once, here beside its
+# maths. `patience` and `rpr` build their flags, help and validation from these, and the
+# docs' parameter table is made from them (`python -m patience.backoff`), so the two tools
+# cannot disagree on a name, a default or a bound.
+
+
+class Param:
+    """One parameter: `name` is the keyword of the strategy's class (the flag is --name
+    with dashes). `kind`: "duration" (seconds), "number", "whole", "strategy" (a plain
+    backoff, by name or alias) or "offsets" (durations from the start, e.g. 0,10m,30m).
+    Numbers lie in [low, high], or (low, high] when `low_open`."""
+
+    __slots__ = ("default", "help", "high", "kind", "low", "low_open", "name")
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        default: float | str,
+        help: str,
+        *,
+        low: float | None = None,
+        low_open: bool = False,
+        high: float | None = None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.default = default
+        self.help = help
+        self.low = low
+        self.low_open = low_open
+        self.high = high
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def bounds(self) -> str:
+        """The values allowed, in words: `1..100`, `more than 0, at most 10`, `more than 0s`."""
+        if self.kind == "strategy":
+            return "one of " + ", ".join(PLAIN)
+        if self.kind == "offsets":
+            return f"in order, at most {MAX_OFFSETS}"
+        unit = "s" if self.kind == "duration" else ""
+        if self.low is None:
+            return "any"
+        low, high = f"{self.low:g}{unit}", "" if self.high is None else f"{self.high:g}{unit}"
+        if not self.low_open:
+            return f"{low}..{high}" if high else f"at least {low}"
+        return f"more than {low}, at most {high}" if high else f"more than {low}"
+
+    def check(self, value: float, text: str) -> None:
+        """Refuse `value`, read from `text`, with a ValueError naming the bounds it is out of."""
+        low, high = self.low, self.high
+        if low is not None and self.low_open and not value > low:
+            if self.kind == "duration":
+                least = "zero" if low == 0 else f"{low:g}s"
+                raise ValueError(f'"{text}" must be more than {least}')
+            raise ValueError(f"{text} is out of range ({self.bounds()})")
+        if low is not None and value < low:
+            raise ValueError(f"{text} is too small (at least {low})")
+        if high is not None and value > high:
+            raise ValueError(f"{text} is too large (at most {high})")
+
+    def but(self, *, default: float | None = None, help: str = "") -> Param:
+        """The same parameter with another default or help (a wrapper's own reading)."""
+        return Param(
+            self.name,
+            self.kind,
+            self.default if default is None else default,
+            help or self.help,
+            low=self.low,
+            low_open=self.low_open,
+            high=self.high,
+        )
+
+
+class Declaration:
+    """A strategy as the command lines know it: names, what its delay is, its parameters.
+    `plain` strategies are built by `make_strategy`; the others wrap a plain one."""
+
+    __slots__ = ("aliases", "name", "params", "plain", "summary")
+
+    def __init__(
+        self,
+        name: str,
+        aliases: Sequence[str],
+        summary: str,
+        params: Sequence[Param],
+        *,
+        plain: bool = True,
+    ) -> None:
+        self.name = name
+        self.aliases = tuple(aliases)
+        self.summary = summary
+        self.params = tuple(params)
+        self.plain = plain
+
+
+BASE_DELAY = Param("base_delay", "duration", 1.0, "the first delay", low=0.0, low_open=True)
+MAX_DELAY = Param(
+    "max_delay", "duration", DEFAULT_MAX_DELAY, "no delay is longer", low=0.0, low_open=True
+)
+MULTIPLIER = Param("multiplier", "number", 2.0, "growth factor per attempt", low=1.0, high=100.0)
+FALLBACK = Param(
+    "fallback", "strategy", "exponential", "the backoff used when there is nothing better to go on"
+)
+_FALLBACK_BASE = BASE_DELAY.but(help="the fallback's first delay")
+
+DECLARATIONS: dict[str, Declaration] = {
+    d.name: d
+    for d in (
+        Declaration(
+            "fixed",
+            ["fix"],
+            "the same delay every time",
+            [Param("delay", "duration", 1.0, "wait DUR between attempts", low=0.0)],
+        ),
+        Declaration(
+            "exponential",
+            ["exp"],
+            "base-delay × multiplier^(n-1)",
+            [BASE_DELAY, MULTIPLIER, MAX_DELAY],
+        ),
+        Declaration(
+            "linear",
+            ["lin"],
+            "n × increment",
+            [
+                Param(
+                    "increment",
+                    "duration",
+                    1.0,
+                    "added to the delay after each failed attempt",
+                    low=0.0,
+                    low_open=True,
+                ),
+                MAX_DELAY,
+            ],
+        ),
+        Declaration(
+            "jitter",
+            ["jit"],
+            "random in [0, base-delay × multiplier^(n-1))",
+            [BASE_DELAY, MULTIPLIER, MAX_DELAY],
+        ),
+        Declaration(
+            "decorrelated-jitter",
+            ["dj"],
+            "base-delay + random up to multiplier × the previous delay",
+            [BASE_DELAY, MULTIPLIER.but(default=3.0), MAX_DELAY],
+        ),
+        Declaration(
+            "fibonacci",
+            ["fib"],
+            "fib(n) × base-delay (1, 1, 2, 3, 5, ...)",
+            [BASE_DELAY, MAX_DELAY],
+        ),
+        Declaration(
+            "polynomial",
+            ["poly"],
+            "base-delay × n^exponent",
+            [
+                BASE_DELAY,
+                Param(
+                    "exponent",
+                    "number",
+                    2.0,
+                    "power of the attempt number",
+                    low=0.0,
+                    low_open=True,
+                    high=10.0,
+                ),
+                MAX_DELAY,
+            ],
+        ),
+        Declaration(
+            "http-aware",
+            ["ha"],
+            "wait as long as the server asks (Retry-After, X-RateLimit-*, JSON retry_after)",
+            [
+                FALLBACK,
+                MAX_DELAY.but(default=1800.0, help="cap on any wait, the server's included"),
+                _FALLBACK_BASE,
+            ],
+            plain=False,
+        ),
+        Declaration(
+            "adaptive",
+            ["adapt"],
+            "learn across runs which delays work for this command",
+            [
+                Param(
+                    "learning_rate",
+                    "number",
+                    0.1,
+                    "how fast each outcome moves the estimate",
+                    low=0.001,
+                    high=1.0,
+                ),
+                Param(
+                    "memory_window",
+                    "whole",
+                    50,
+                    "outcomes remembered per command",
+                    low=1,
+                    high=10000,
+                ),
+                FALLBACK,
+                _FALLBACK_BASE,
+                MAX_DELAY,
+            ],
+            plain=False,
+        ),
+        Declaration(
+            "diophantine",
+            ["dioph", "dio"],
+            "attempts at planned offsets, never above a rate limit",
+            [
+                Param("rate_limit", "whole", 100, "at most N attempts in any window", low=1),
+                Param(
+                    "window",
+                    "duration",
+                    3600.0,
+                    "the sliding window of the rate limit",
+                    low=0.0,
+                    low_open=True,
+                ),
+                Param(
+                    "retry_offsets",
+                    "offsets",
+                    "0,10m,30m",
+                    "when each attempt is planned, from the start",
+                ),
+            ],
+            plain=False,
+        ),
+    )
+}
+
+# Every strategy name and alias the `patience` command line accepts, to its canonical name.
+STRATEGY_NAMES = {name: d.name for d in DECLARATIONS.values() for name in (d.name, *d.aliases)}
+PLAIN = tuple(d.name for d in DECLARATIONS.values() if d.plain)
+
+
+def parameter_table() -> str:
+    """The docs' table of every strategy's parameters, made from the declarations."""
+    from patience.durations import format_duration
+
+    def shown(p: Param) -> str:
+        if p.kind == "duration" and isinstance(p.default, float):
+            return format_duration(p.default)
+        return str(p.default)
+
+    rows = [
+        f"| `{d.name}` | `{p.flag}` | {p.kind} | {shown(p)} | {p.bounds()} | {p.help} |"
+        for d in DECLARATIONS.values()
+        for p in d.params
+    ]
+    head = (
+        "| strategy | parameter | type | default | allowed | meaning |\n|---|---|---|---|---|---|"
+    )
+    return "\n".join([head, *rows]) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(parameter_table())

@@ -11,14 +11,15 @@ from __future__ import annotations
 import sys
 
 from patience import __version__
-from patience.backoff import STRATEGY_NAMES
+from patience.backoff import DECLARATIONS, STRATEGY_NAMES
 from patience.cliparse import (
     Option,
     UsageError,
     asks_help,
     load_config,
+    offsets,
+    param_option,
     parse,
-    parse_float,
     parse_global,
     parse_int,
     render_options,
@@ -26,7 +27,7 @@ from patience.cliparse import (
     unknown_choice,
 )
 from patience.daemon_options import DAEMON_OPTIONS
-from patience.durations import format_duration, offset_list, parse_duration, positive_duration
+from patience.durations import format_duration, parse_duration, positive_duration
 from patience.numbers import whole
 
 TYPE_CHECKING = False
@@ -57,21 +58,6 @@ def exit_codes(text: str) -> frozenset[int]:
     return frozenset(codes)
 
 
-def offsets(text: str) -> list[float]:
-    """--retry-offsets: durations from the start, in order, e.g. "0,10m,30m"."""
-    values = offset_list(text)
-    if len(values) > 1000:
-        raise ValueError(f"{len(values)} offsets are more than the 1000 attempts allowed")
-    return values
-
-
-def fallback_name(text: str) -> str:
-    canonical = STRATEGY_NAMES.get(text)
-    if canonical is None or canonical in _WRAPPERS:
-        raise ValueError(f'"{text}" is not a backoff strategy (one of {", ".join(_PLAIN)})')
-    return canonical
-
-
 def readable_file(text: str) -> str:
     """--config: a file the configuration loader can read (see config/sources.py)."""
     from patience.config.sources import check_file
@@ -85,68 +71,23 @@ def readable_file(text: str) -> str:
     return text
 
 
-_PLAIN = (
-    "exponential",
-    "linear",
-    "fixed",
-    "jitter",
-    "decorrelated-jitter",
-    "fibonacci",
-    "polynomial",
-)
-_WRAPPERS = ("http-aware", "adaptive", "diophantine")
-
-
 # Options ---------------------------------------------------------------------------------
 
-
-def _base(help: str = "the first delay") -> Option:
-    return Option(
-        "base_delay",
-        "--base-delay",
-        "-b",
-        convert=parse_duration,
-        default=1.0,
-        metavar="DUR",
-        help=help,
-    )
-
-
-def _multiplier() -> Option:
-    return Option(
-        "multiplier",
-        "--multiplier",
-        "-x",
-        convert=parse_float(1.0, 100.0),
-        default=2.0,
-        metavar="X",
-        help="growth factor per attempt (1..100)",
-    )
-
-
-def _max_delay(default: float = 60.0, help: str = "no delay is longer") -> Option:
-    return Option(
-        "max_delay",
-        "--max-delay",
-        "-m",
-        convert=parse_duration,
-        default=default,
-        metavar="DUR",
-        help=help,
-    )
-
-
-def _fallback() -> Option:
-    return Option(
-        "fallback",
-        "--fallback",
-        "-f",
-        convert=fallback_name,
-        default="exponential",
-        metavar="NAME",
-        help="the backoff used when there is nothing better to go on",
-    )
-
+# The Go tool's short flags of the strategies' parameters (the rest is declared in backoff.py).
+SHORT_FLAGS = {
+    "base_delay": "-b",
+    "multiplier": "-x",
+    "max_delay": "-m",
+    "increment": "-i",
+    "delay": "-d",
+    "exponent": "-e",
+    "fallback": "-f",
+    "learning_rate": "-r",
+    "memory_window": "-w",
+    "rate_limit": "-r",
+    "window": "-w",
+    "retry_offsets": "-o",
+}
 
 COMMON_OPTIONS = [
     Option(
@@ -216,25 +157,19 @@ COMMON_OPTIONS = [
 
 
 class StrategySpec:
-    """A strategy on the command line: name, summary, own options, how it paces attempts."""
+    """A strategy on the command line: its declaration (names, summary, parameters, in
+    backoff.py), the options made from it, how it paces attempts, an example."""
 
     def __init__(
-        self,
-        name: str,
-        summary: str,
-        options: Sequence[Option],
-        build: Callable[[dict[str, object], list[str]], Pacing],
-        example: str,
+        self, name: str, build: Callable[[dict[str, object], list[str]], Pacing], example: str
     ) -> None:
+        declaration = DECLARATIONS[name]
         self.name = name
-        self.summary = summary
-        self.options = list(options)
+        self.summary = declaration.summary
+        self.aliases = list(declaration.aliases)
+        self.options = [param_option(p, SHORT_FLAGS[p.name]) for p in declaration.params]
         self.build = build
         self.example = example
-
-    @property
-    def aliases(self) -> list[str]:
-        return [a for a, c in STRATEGY_NAMES.items() if c == self.name and a != self.name]
 
     def all_options(self) -> list[Option]:
         own = {o.dest for o in self.options}
@@ -309,159 +244,20 @@ SPECS: dict[str, StrategySpec] = {
     spec.name: spec
     for spec in [
         StrategySpec(
-            "http-aware",
-            "wait as long as the server asks (Retry-After, X-RateLimit-*, JSON retry_after)",
-            [
-                _fallback(),
-                _max_delay(1800.0, "cap on any wait, the server's included"),
-                _base("the fallback's first delay"),
-            ],
-            _http_aware,
-            "patience http-aware -- curl -fsi https://api.example.com/",
+            "http-aware", _http_aware, "patience http-aware -- curl -fsi https://api.example.com/"
         ),
         StrategySpec(
-            "exponential",
-            "base-delay × multiplier^(n-1)",
-            [_base(), _multiplier(), _max_delay()],
-            _plain,
-            "patience exponential --base-delay 500ms -- ./flaky.sh",
+            "exponential", _plain, "patience exponential --base-delay 500ms -- ./flaky.sh"
         ),
-        StrategySpec(
-            "linear",
-            "n × increment",
-            [
-                Option(
-                    "increment",
-                    "--increment",
-                    "-i",
-                    convert=parse_duration,
-                    default=1.0,
-                    metavar="DUR",
-                    help="added to the delay after each attempt",
-                ),
-                _max_delay(),
-            ],
-            _plain,
-            "patience linear --increment 2s -- ./flaky.sh",
-        ),
-        StrategySpec(
-            "fixed",
-            "the same delay every time",
-            [
-                Option(
-                    "delay",
-                    "--delay",
-                    "-d",
-                    convert=parse_duration,
-                    default=1.0,
-                    metavar="DUR",
-                    help="wait DUR between attempts",
-                )
-            ],
-            _plain,
-            "patience fixed --delay 5s --attempts 10 -- ping -c1 host",
-        ),
-        StrategySpec(
-            "jitter",
-            "random in [0, base-delay × multiplier^(n-1))",
-            [_base(), _multiplier(), _max_delay()],
-            _plain,
-            "patience jitter -- ./flaky.sh",
-        ),
-        StrategySpec(
-            "decorrelated-jitter",
-            "base-delay + random up to multiplier × the previous delay",
-            [_base(), _multiplier(), _max_delay()],
-            _plain,
-            "patience decorrelated-jitter -- ./flaky.sh",
-        ),
-        StrategySpec(
-            "fibonacci",
-            "fib(n) × base-delay (1, 1, 2, 3, 5, ...)",
-            [_base(), _max_delay()],
-            _plain,
-            "patience fibonacci -- ./flaky.sh",
-        ),
-        StrategySpec(
-            "polynomial",
-            "base-delay × n^exponent",
-            [
-                _base(),
-                Option(
-                    "exponent",
-                    "--exponent",
-                    "-e",
-                    convert=parse_float(0.0, 10.0),
-                    default=2.0,
-                    metavar="E",
-                    help="power of the attempt number",
-                ),
-                _max_delay(),
-            ],
-            _plain,
-            "patience polynomial --exponent 1.5 -- ./flaky.sh",
-        ),
-        StrategySpec(
-            "adaptive",
-            "learn across runs which delays work for this command",
-            [
-                Option(
-                    "learning_rate",
-                    "--learning-rate",
-                    "-r",
-                    convert=parse_float(0.001, 1.0),
-                    default=0.1,
-                    metavar="R",
-                    help="how fast each outcome moves the estimate",
-                ),
-                Option(
-                    "memory_window",
-                    "--memory-window",
-                    "-w",
-                    convert=parse_int(1, 10000),
-                    default=50,
-                    metavar="N",
-                    help="outcomes remembered per command",
-                ),
-                _fallback(),
-                _base("the fallback's first delay"),
-                _max_delay(),
-            ],
-            _adaptive,
-            "patience adaptive -- ./deploy-check.sh",
-        ),
+        StrategySpec("linear", _plain, "patience linear --increment 2s -- ./flaky.sh"),
+        StrategySpec("fixed", _plain, "patience fixed --delay 5s --attempts 10 -- ping -c1 host"),
+        StrategySpec("jitter", _plain, "patience jitter -- ./flaky.sh"),
+        StrategySpec("decorrelated-jitter", _plain, "patience decorrelated-jitter -- ./flaky.sh"),
+        StrategySpec("fibonacci", _plain, "patience fibonacci -- ./flaky.sh"),
+        StrategySpec("polynomial", _plain, "patience polynomial --exponent 1.5 -- ./flaky.sh"),
+        StrategySpec("adaptive", _adaptive, "patience adaptive -- ./deploy-check.sh"),
         StrategySpec(
             "diophantine",
-            "attempts at planned offsets, never above a rate limit",
-            [
-                Option(
-                    "rate_limit",
-                    "--rate-limit",
-                    "-r",
-                    convert=parse_int(1),
-                    default=100,
-                    metavar="N",
-                    help="at most N attempts in any window",
-                ),
-                Option(
-                    "window",
-                    "--window",
-                    "-w",
-                    convert=positive_duration,
-                    default=3600.0,
-                    metavar="DUR",
-                    help="the sliding window of the rate limit",
-                ),
-                Option(
-                    "retry_offsets",
-                    "--retry-offsets",
-                    "-o",
-                    convert=offsets,
-                    default="0,10m,30m",
-                    metavar="LIST",
-                    help="when each attempt is planned, from the start",
-                ),
-            ],
             _diophantine,
             "patience diophantine --rate-limit 10 --window 1m -o 0,5s,30s -- ./call-api.sh",
         ),

@@ -15,6 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from patience.backoff import Param
     from patience.config import Config
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -188,6 +189,74 @@ def parse_float(low: float | None = None, high: float | None = None) -> Callable
         return value
 
     return convert
+
+
+_METAVARS = {"duration": "DUR", "number": "X", "whole": "N", "strategy": "NAME", "offsets": "LIST"}
+
+
+def param_option(param: Param, *short: str, required: bool = False) -> Option:
+    """The option of a strategy parameter declared in patience.backoff: its flag, help,
+    default and bounds as declared there, so every tool reads and refuses it alike.
+    `short` are the tool's own short names; `required`: no default, the user must give it."""
+    bounds = param.bounds()
+    return Option(
+        param.name,
+        param.flag,
+        *short,
+        convert=_param_converter(param),
+        default=None if required else param.default,
+        metavar=_METAVARS[param.kind],
+        help=param.help if bounds == "any" else f"{param.help} ({bounds})",
+    )
+
+
+def _param_converter(param: Param) -> Callable[[str], object]:
+    def duration(text: str) -> float:
+        from patience.durations import parse_duration
+
+        value = parse_duration(text)
+        param.check(value, text)
+        return value
+
+    def number(text: str) -> float:
+        value = decimal(text)
+        param.check(value, text)
+        return value
+
+    def whole_number(text: str) -> int:
+        value = whole(text)
+        param.check(value, text)
+        return value
+
+    converters: dict[str, Callable[[str], object]] = {
+        "duration": duration,
+        "number": number,
+        "whole": whole_number,
+        "strategy": plain_strategy,
+        "offsets": offsets,
+    }
+    return converters[param.kind]
+
+
+def plain_strategy(text: str) -> str:
+    """A plain backoff (not one that wraps another), by name or alias."""
+    from patience.backoff import PLAIN, STRATEGY_NAMES
+
+    canonical = STRATEGY_NAMES.get(text)
+    if canonical not in PLAIN:
+        raise ValueError(f'"{text}" is not a backoff strategy (one of {", ".join(PLAIN)})')
+    return str(canonical)
+
+
+def offsets(text: str) -> list[float]:
+    """Planned attempts as durations from the start, in order, e.g. "0,10m,30m"."""
+    from patience.backoff import MAX_OFFSETS
+    from patience.durations import offset_list
+
+    values = offset_list(text)
+    if len(values) > MAX_OFFSETS:
+        raise ValueError(f"{len(values)} offsets are more than the {MAX_OFFSETS} attempts allowed")
+    return values
 
 
 def parse_choice(*choices: str) -> Callable[[str], str]:

@@ -8,7 +8,8 @@ schedule module is imported by the builder that needs it.
 
 from __future__ import annotations
 
-from patience.cliparse import Option, Parsed, UsageError, parse_float, parse_int
+from patience.backoff import DECLARATIONS
+from patience.cliparse import Option, Parsed, UsageError, param_option, parse_float, parse_int
 from patience.durations import format_duration, parse_duration, positive_duration
 
 TYPE_CHECKING = False
@@ -235,23 +236,6 @@ LOAD_OPTIONS = [
     _SHOW_METRICS,
 ]
 
-_BASE_DELAY = Option(
-    "base_delay",
-    "--base-delay",
-    "-bd",
-    convert=positive_duration,
-    metavar="DUR",
-    help="the first delay",
-)
-_MAX_DELAY = Option(
-    "max_delay",
-    "--max-delay",
-    "-md",
-    convert=positive_duration,
-    default=60.0,
-    metavar="DUR",
-    help="no delay is longer",
-)
 _ATTEMPTS = Option(
     "attempts",
     "--attempts",
@@ -261,57 +245,25 @@ _ATTEMPTS = Option(
     metavar="N",
     help="stop after N runs",
 )
-
-
-def _multiplier(default: str) -> Option:
-    return Option(
-        "multiplier",
-        "--multiplier",
-        convert=parse_float(1.0),
-        default=default,
-        metavar="X",
-        help="growth factor of the delays (at least 1)",
-    )
-
-
-STRATEGY_OPTIONS = {
-    "exponential": [_BASE_DELAY, _multiplier("2.0"), _MAX_DELAY, _ATTEMPTS],
-    "linear": [
-        Option(
-            "increment",
-            "--increment",
-            "-inc",
-            convert=positive_duration,
-            metavar="DUR",
-            help="the delay grows by DUR after each failed run",
-        ),
-        _MAX_DELAY,
-        _ATTEMPTS,
-    ],
-    "fibonacci": [_BASE_DELAY, _MAX_DELAY, _ATTEMPTS],
-    "polynomial": [
-        _BASE_DELAY,
-        Option(
-            "exponent",
-            "--exponent",
-            "-exp",
-            convert=_between(0.0, 10.0, inclusive_high=True),
-            default="2.0",
-            metavar="X",
-            help="delay = base x n^X (0 < X <= 10)",
-        ),
-        _MAX_DELAY,
-        _ATTEMPTS,
-    ],
-    "decorrelated-jitter": [_BASE_DELAY, _multiplier("3.0"), _MAX_DELAY, _ATTEMPTS],
+# The backoff modes, their parameters as declared in patience.backoff (the first one, the
+# base delay or the increment, required as in the Go tool), and the Go tool's short flags.
+BACKOFF_MODES = ("exponential", "linear", "fibonacci", "polynomial", "decorrelated-jitter")
+SHORT_FLAGS = {
+    "base_delay": ("-bd",),
+    "max_delay": ("-md",),
+    "increment": ("-inc",),
+    "exponent": ("-exp",),
 }
-STRATEGY_SUMMARIES = {
-    "exponential": "wait base x multiplier^(n-1) after the n-th failed run in a row",
-    "linear": "wait n x increment after the n-th failed run in a row",
-    "fibonacci": "wait base x fib(n) (1, 1, 2, 3, 5...) after the n-th failed run in a row",
-    "polynomial": "wait base x n^exponent after the n-th failed run in a row",
-    "decorrelated-jitter": "wait a random delay between base and multiplier x the previous one",
-}
+
+
+def backoff_options(name: str) -> list[Option]:
+    """A backoff mode's options: the strategy's parameters, then --attempts."""
+    params = DECLARATIONS[name].params
+    return [
+        *(param_option(p, *SHORT_FLAGS.get(p.name, ()), required=p is params[0]) for p in params),
+        _ATTEMPTS,
+    ]
+
 
 # --- options every mode takes -----------------------------------------------------------
 
@@ -499,7 +451,7 @@ def backoff_builder(name: str) -> Callable[[Values], Schedule]:
         from repeater.backoff_schedules import Backoff
 
         _refuse_fixed_rate_options(v, name)
-        options = [o for o in STRATEGY_OPTIONS[name] if o.dest != "attempts"]
+        options = [o for o in backoff_options(name) if o.dest != "attempts"]
         params = {o.dest: _number(v, o.dest) for o in options}
         first = options[0]  # --base-delay, or --increment for linear
         _in_order(name, (first.long, params[first.dest]), ("--max-delay", params["max_delay"]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 
+from patience.backoff import DECLARATIONS
 from patience.cliparse import (
     Option,
     Parsed,
@@ -31,6 +32,7 @@ from repeater import __version__
 from repeater.advanced_modes import (
     ADAPTIVE_OPTIONS,
     ADAPTIVE_RULE,
+    BACKOFF_MODES,
     BACKOFF_RULE,
     CRON_NOTES,
     CRON_OPTIONS,
@@ -38,10 +40,9 @@ from repeater.advanced_modes import (
     LOAD_OPTIONS,
     LOAD_RULE,
     SHOW_NEXT_OPTION,
-    STRATEGY_OPTIONS,
-    STRATEGY_SUMMARIES,
     UNTIL_OPTIONS,
     backoff_builder,
+    backoff_options,
     build_adaptive,
     build_cron,
     build_load_adaptive,
@@ -285,6 +286,22 @@ def _jitter(spec: object, every: float) -> Callable[[], float] | None:
     return lambda: rng.random() * span
 
 
+def backoff_mode(name: str) -> Mode:
+    """A backoff mode as patience.backoff declares its strategy (aliases, delay, parameters)."""
+    declaration = DECLARATIONS[name]
+    first = declaration.params[0]  # --base-delay, or --increment for linear: required
+    return Mode(
+        name,
+        declaration.aliases,
+        f"wait {declaration.summary} after the n-th failed run in a row",
+        first.name,
+        backoff_builder(name),
+        backoff_options(name),
+        example=f"rpr {name} {first.flag} 1s --attempts 5 -- curl -fsS URL",
+        notes=BACKOFF_RULE + "\n",
+    )
+
+
 MODES: list[Mode] = [
     Mode(
         "interval",
@@ -349,25 +366,7 @@ MODES: list[Mode] = [
         example="rpr load-adaptive --base-interval 10s --target-cpu 50 -- ./batch.sh",
         notes=LOAD_RULE + "\n",
     ),
-    *(
-        Mode(
-            name,
-            aliases,
-            STRATEGY_SUMMARIES[name],
-            first.lstrip("-").replace("-", "_"),
-            backoff_builder(name),
-            STRATEGY_OPTIONS[name],
-            example=f"rpr {name} {first} 1s --attempts 5 -- curl -fsS URL",
-            notes=BACKOFF_RULE + "\n",
-        )
-        for name, aliases, first in (
-            ("exponential", ("exp",), "--base-delay"),
-            ("linear", ("lin",), "--increment"),
-            ("fibonacci", ("fib",), "--base-delay"),
-            ("polynomial", ("poly",), "--base-delay"),
-            ("decorrelated-jitter", ("dj",), "--base-delay"),
-        )
-    ),
+    *(backoff_mode(name) for name in BACKOFF_MODES),
 ]
 
 
