@@ -348,10 +348,10 @@ def _main(args: list[str]) -> int:
     config = _apply_config(parsed)
     if parsed.values["debug_config"]:
         _debug_config(spec, parsed, config)
-    retry = _build(spec, parsed)
+    build = _build(spec, parsed)
     if parsed.values["daemon"]:
-        return _run_coordinated(retry, spec, parsed, config)
-    return retry.run()
+        return _run_coordinated(build, spec, parsed, config)
+    return build(None, None).run()
 
 
 def _default_strategy(config_file: str | None) -> str:
@@ -384,7 +384,9 @@ def _apply_config(parsed: Parsed) -> Config:
     return config
 
 
-def _run_coordinated(retry: Retry, spec: StrategySpec, parsed: Parsed, config: Config) -> int:
+def _run_coordinated(
+    build: RetryBuilder, spec: StrategySpec, parsed: Parsed, config: Config
+) -> int:
     """--daemon: each attempt takes its token from patience-daemon and is reported to it.
     diophantine declares its --rate-limit per --window, so the limit holds across every
     instance; its pacing keeps enforcing it locally should the daemon go away."""
@@ -405,10 +407,8 @@ def _run_coordinated(retry: Retry, spec: StrategySpec, parsed: Parsed, config: C
         )
     except CoordinationError as exc:
         raise UsageError(str(exc)) from None
-    retry.gate = coordination.gate
-    retry.metrics = coordination.metrics
     try:
-        return retry.run()
+        return build(coordination.gate, coordination.metrics).run()
     finally:
         coordination.close()
 
@@ -439,8 +439,11 @@ def _shown(value: object, opt: Option) -> str:
     return str(value)
 
 
-def _build(spec: StrategySpec, parsed: Parsed) -> Retry:
-    from patience.retry import Reporter, Retry
+def _build(spec: StrategySpec, parsed: Parsed) -> RetryBuilder:
+    """Check the settings and build the pacing; the loop itself is made once the gate and
+    the metrics reporter are known (--daemon)."""
+    from patience.retry import Retry
+    from patience.retry_report import Reporter
 
     v = dict(parsed.values, strategy=spec.name)
     if spec.name == "diophantine":
@@ -450,18 +453,25 @@ def _build(spec: StrategySpec, parsed: Parsed) -> Retry:
     max_time = v["max_time"]
     retry_on = v["retry_on"]
     attempts = int(str(v["attempts"]))
-    return Retry(
-        parsed.command,
-        spec.build(v, parsed.command),
-        Reporter(attempts, bool(v["quiet"])),
-        attempts=attempts,
-        timeout=timeout or None,
-        kill_after=_float(v["kill_after"]),
-        max_time=max_time if isinstance(max_time, float) else None,
-        retry_on=retry_on if isinstance(retry_on, frozenset) else None,
-        success_pattern=patterns.get("success_pattern"),
-        failure_pattern=patterns.get("failure_pattern"),
-    )
+    pacing = spec.build(v, parsed.command)
+
+    def build(gate: Gate | None, metrics: MetricsReporter | None) -> Retry:
+        return Retry(
+            parsed.command,
+            pacing,
+            Reporter(attempts, bool(v["quiet"])),
+            attempts=attempts,
+            timeout=timeout or None,
+            kill_after=_float(v["kill_after"]),
+            max_time=max_time if isinstance(max_time, float) else None,
+            retry_on=retry_on if isinstance(retry_on, frozenset) else None,
+            success_pattern=patterns.get("success_pattern"),
+            failure_pattern=patterns.get("failure_pattern"),
+            gate=gate,
+            metrics=metrics,
+        )
+
+    return build
 
 
 def _plan_attempts(v: dict[str, object], explicit: set[str]) -> None:
@@ -502,4 +512,8 @@ if TYPE_CHECKING:
     import re
 
     from patience.config import Config
+    from patience.coordination import MetricsReporter
+    from patience.ratelimit.gate import Gate
     from patience.retry import Retry
+
+    RetryBuilder = Callable[[Gate | None, MetricsReporter | None], Retry]

@@ -23,6 +23,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+__all__ = [
+    "DISCARD",
+    "INHERIT",
+    "RunResult",
+    "Sink",
+    "SpawnError",
+    "install_signal_forwarding",
+    "interrupted",
+    "run",
+    "sleep_until",
+    "write_all",
+]
+
 SIGINT = _signal.SIGINT
 SIGTERM = _signal.SIGTERM
 SIGHUP = _signal.SIGHUP
@@ -364,12 +377,7 @@ def _wait(
             if pidfd < 0 and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
                 exited = True
             if exited:
-                # Take what is already in the pipes; grandchildren holding them open do not
-                # keep the run alive.
-                for fd in list(read_fds):
-                    os.set_blocking(fd, False)
-                    while fd in read_fds and _pump(fd, read_fds, output, poller):
-                        pass
+                _take_rest(read_fds, output, poller)
                 return timed_out
     finally:
         if pidfd >= 0:
@@ -377,6 +385,15 @@ def _wait(
         for fd in read_fds:
             os.close(fd)
         read_fds.clear()
+
+
+def _take_rest(read_fds: dict[int, int], output: str | Sink, poller: select.poll) -> None:
+    """Take what is already in the pipes once the child exited: grandchildren holding them
+    open do not keep the run alive."""
+    for fd in list(read_fds):
+        os.set_blocking(fd, False)
+        while fd in read_fds and _pump(fd, read_fds, output, poller):
+            pass
 
 
 def _pump(fd: int, read_fds: dict[int, int], output: str | Sink, poller: select.poll) -> bool:

@@ -65,8 +65,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from patience.config import Config
+    from patience.coordination import MetricsReporter
+    from patience.ratelimit.algorithms import Limiter
+    from patience.ratelimit.gate import Gate
     from repeater.output import Reporter
     from repeater.runner import Runner
+
+    RunnerBuilder = Callable[[Gate | None, MetricsReporter | None], Runner]
 
 
 def jitter_spec(text: str) -> str:
@@ -467,7 +472,9 @@ def _opt_str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def build_runner(mode: Mode, parsed: Parsed) -> Runner:
+def build_runner(mode: Mode, parsed: Parsed) -> RunnerBuilder:
+    """Check the settings and build the schedule; the loop itself is made once the gate and
+    the metrics reporter are known (--rate, --daemon)."""
     from patience.conditions import PatternError, compile_pattern
     from repeater.runner import Runner
     from repeater.stop import StopConditions
@@ -506,25 +513,42 @@ def build_runner(mode: Mode, parsed: Parsed) -> Runner:
         until=until_conditions(v, ctx),
     )
     timeout = v["timeout"]
-    gate = None
-    if isinstance(v["rate"], tuple):
-        from patience.ratelimit.algorithms import make_limiter
-        from patience.ratelimit.gate import LocalGate
 
-        gate = LocalGate(make_limiter("diophantine", *v["rate"]))
-    return Runner(
-        parsed.command,
-        schedule,
-        stop,
-        reporter,
-        success_pattern=patterns["success_pattern"],
-        failure_pattern=patterns["failure_pattern"],
-        timeout=timeout if isinstance(timeout, float) else None,
-        kill_after=float(str(v["kill_after"])),
-        parallel=int(str(v["parallel"])),
-        gate=gate,
-        hints=hints,
-    )
+    def build(gate: Gate | None, metrics: MetricsReporter | None) -> Runner:
+        return Runner(
+            parsed.command,
+            schedule,
+            stop,
+            reporter,
+            success_pattern=patterns["success_pattern"],
+            failure_pattern=patterns["failure_pattern"],
+            timeout=timeout if isinstance(timeout, float) else None,
+            kill_after=float(str(v["kill_after"])),
+            parallel=int(str(v["parallel"])),
+            gate=gate,
+            hints=hints,
+            metrics=metrics,
+        )
+
+    return build
+
+
+def rate_limiter(v: dict[str, object]) -> Limiter | None:
+    """--rate's limiter: the gate itself alone, the daemon's local fallback with --daemon."""
+    if not isinstance(v["rate"], tuple):
+        return None
+    from patience.ratelimit.algorithms import make_limiter
+
+    return make_limiter("diophantine", *v["rate"])
+
+
+def local_gate(v: dict[str, object]) -> Gate | None:
+    limiter = rate_limiter(v)
+    if limiter is None:
+        return None
+    from patience.ratelimit.gate import LocalGate
+
+    return LocalGate(limiter)
 
 
 def apply_config(parsed: Parsed, mode: Mode, config_file: str | None) -> Config:
@@ -544,11 +568,10 @@ def apply_config(parsed: Parsed, mode: Mode, config_file: str | None) -> Config:
     return config
 
 
-def run_coordinated(runner: Runner, mode: Mode, parsed: Parsed, config: Config) -> int:
+def run_coordinated(build: RunnerBuilder, mode: Mode, parsed: Parsed, config: Config) -> int:
     """--daemon: each run takes its token from patience-daemon (a --rate is declared to it,
     so the limit holds across every instance) and is reported to its metrics store."""
     from patience.coordination import CoordinationError, coordinate
-    from patience.ratelimit.gate import LocalGate
 
     v = parsed.values
     rate = v["rate"]
@@ -558,16 +581,14 @@ def run_coordinated(runner: Runner, mode: Mode, parsed: Parsed, config: Config) 
             parsed,
             config,
             declared=(*rate, "diophantine") if isinstance(rate, tuple) else None,
-            local=runner.gate.limiter if isinstance(runner.gate, LocalGate) else None,
+            local=rate_limiter(v),
             labels={"mode": mode.name},
             schedule=_daemon_schedule(mode, v),
         )
     except CoordinationError as exc:
         raise UsageError(str(exc)) from None
-    runner.gate = coordination.gate
-    runner.metrics = coordination.metrics
     try:
-        return runner.run()
+        return build(coordination.gate, coordination.metrics).run()
     finally:
         coordination.close()
 
@@ -616,7 +637,7 @@ def _main(args: list[str]) -> int:
     if mode.preview is not None and parsed.values["show_next"] and not parsed.saw_separator:
         return mode.preview(parsed)
     config = apply_config(parsed, mode, config_file)
-    runner = build_runner(mode, parsed)
+    build = build_runner(mode, parsed)
     if parsed.values["daemon"]:
-        return run_coordinated(runner, mode, parsed, config)
-    return runner.run()
+        return run_coordinated(build, mode, parsed, config)
+    return build(local_gate(parsed.values), None).run()

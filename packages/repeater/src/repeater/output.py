@@ -14,26 +14,19 @@ from patience.stats import Distribution
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from patience.process import RunResult
+    from patience.attempt import Attempt
+    from patience.process import SpawnError
 
-
-class RunRecord:
-    """One finished run, as the reporters and the summary see it."""
-
-    __slots__ = ("due", "iteration", "reason", "result", "success")
-
-    def __init__(
-        self, iteration: int, due: float, result: RunResult, success: bool, reason: str
-    ) -> None:
-        self.iteration = iteration
-        self.due = due
-        self.result = result
-        self.success = success
-        self.reason = reason
-
-    @property
-    def lateness(self) -> float:
-        return max(0.0, self.result.start - self.due)
+__all__ = [
+    "JsonReporter",
+    "QuietReporter",
+    "Reporter",
+    "StatsOnlyReporter",
+    "Summary",
+    "VerboseReporter",
+    "err",
+    "status_line_possible",
+]
 
 
 class Summary:
@@ -48,7 +41,7 @@ class Summary:
         self.lateness = Distribution()
         self.exit_codes: dict[int, int] = {}
 
-    def add(self, record: RunRecord) -> None:
+    def add(self, record: Attempt) -> None:
         self.runs += 1
         if record.success:
             self.succeeded += 1
@@ -132,23 +125,14 @@ class Reporter:
             return PrefixLines(self.prefix.encode())
         return INHERIT
 
-    def forwarder(self) -> Sink | None:
-        """The sink that forwards output when it must be captured anyway (for patterns)."""
-        out = self.output()
-        if isinstance(out, Sink):
-            return out
-        from patience.capture import Forward
-
-        return Forward() if out == INHERIT else None
-
-    def run_finished(self, record: RunRecord, summary: Summary) -> None:
+    def run_finished(self, record: Attempt, summary: Summary) -> None:
         if self.verbose:
             self._clear_status()
             r = record.result
             late = f", {format_duration(record.lateness)} late" if record.lateness >= 0.001 else ""
             verdict = "ok" if record.success else "failed"
             err(
-                f"rpr: run {record.iteration} {verdict} ({record.reason}) in "
+                f"rpr: run {record.number} {verdict} ({record.reason}) in "
                 f"{format_duration(r.duration)}{late}\n"
             )
         if self.progress:
@@ -158,6 +142,14 @@ class Reporter:
         self._clear_status()
         if self.show_summary:
             err(summary.render())
+
+    def cannot_start(self, error: SpawnError) -> None:
+        """The command could not be started: the error alone, no summary."""
+        self.error(f"{error.command}: {error.reason}")
+
+    def error(self, text: str) -> None:
+        """A problem the user must see, whatever the mode."""
+        err(f"rpr: {text}\n")
 
     def _status(self, summary: Summary) -> None:
         of = f"/{self.total}" if self.total else ""
@@ -194,14 +186,14 @@ class StatsOnlyReporter(QuietReporter):
 class JsonReporter(QuietReporter):
     """--json: one object per run on stdout, then one summary object."""
 
-    def run_finished(self, record: RunRecord, summary: Summary) -> None:
+    def run_finished(self, record: Attempt, summary: Summary) -> None:
         import json
 
         r = record.result
         line = json.dumps(
             {
                 "type": "run",
-                "iteration": record.iteration,
+                "iteration": record.number,
                 "scheduled_start": round(record.due + self.wall_offset, 6),
                 "actual_start": round(r.start + self.wall_offset, 6),
                 "lateness": round(record.lateness, 6),

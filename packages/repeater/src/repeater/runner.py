@@ -3,16 +3,15 @@
 Due times are absolute deadlines on the monotonic clock, so the run time never shifts the
 schedule. With --parallel N, up to N runs are in flight (worker threads, imported only
 then); a tick that finds every slot busy is an overrun and the schedule's policy applies.
+Each run is the shared attempt step (patience.attempt); what happens goes to the reporter
+(repeater.output) as events.
 """
 
 from __future__ import annotations
 
-import os
-import time
-
-from patience import process
-from patience.conditions import PatternWatch, judge
-from repeater.output import Reporter, RunRecord, Summary
+from patience.attempt import AttemptStep, ProcessSpawner, SystemClock
+from patience.process import SpawnError
+from repeater.output import Summary
 from repeater.schedules import Outcome
 
 TYPE_CHECKING = False
@@ -20,15 +19,23 @@ if TYPE_CHECKING:
     import re
     from collections.abc import Sequence
 
+    from patience.attempt import Attempt, Clock, Spawner
     from patience.coordination import MetricsReporter
     from patience.process import Sink
     from patience.ratelimit.gate import Gate
     from repeater.http_timing import HintReader
+    from repeater.output import Reporter
     from repeater.schedules import Schedule
     from repeater.stop import StopConditions
 
+__all__ = ["Runner"]
+
 
 class Runner:
+    """rpr's loop over one command. `gate` (--rate, --daemon) admits each run, `metrics`
+    receives each run's record; `clock` and `spawner` are the real ones unless a test gives
+    its own."""
+
     def __init__(
         self,
         argv: Sequence[str],
@@ -43,46 +50,51 @@ class Runner:
         parallel: int = 1,
         gate: Gate | None = None,
         hints: HintReader | None = None,
+        metrics: MetricsReporter | None = None,
+        clock: Clock | None = None,
+        spawner: Spawner | None = None,
     ) -> None:
-        self.argv = list(argv)
         self.schedule = schedule
         self.stop = stop
         self.reporter = reporter
-        self.patterns = {
-            name: p
-            for name, p in (("success", success_pattern), ("failure", failure_pattern))
-            if p is not None
-        }
         self.timeout = timeout
-        self.kill_after = kill_after
         self.parallel = parallel
         self.gate = gate
         self.hints = hints  # --http-aware: reads each run's output for a retry hint
-        self.metrics: MetricsReporter | None = None  # --daemon: each run is reported
+        self.clock: Clock = clock or SystemClock()
+        self.spawner: Spawner = spawner or ProcessSpawner()
+        self.step = AttemptStep(
+            argv,
+            self.spawner,
+            variable="RPR_ITERATION",
+            numbered="execution",
+            metrics=metrics,
+            success_pattern=success_pattern,
+            failure_pattern=failure_pattern,
+            kill_after=kill_after,
+            output=reporter.output,
+        )
         self.summary = Summary()
-        # Read os.environ once: decoding it costs ~80 µs, more than a tenth of a run of `true`.
-        self.environ = dict(os.environ)
         self.started = 0
-        self.spawn_error: process.SpawnError | None = None
+        self.spawn_error: SpawnError | None = None
 
     def run(self) -> int:
         """Run until a stop condition holds; return rpr's exit code."""
-        process.install_signal_forwarding()
-        self.reporter.wall_offset = time.time() - time.monotonic()
+        self.spawner.prepare()
+        self.reporter.wall_offset = self.clock.wall() - self.clock.now()
         if self.parallel > 1:
             self._loop_parallel()
         else:
             self._loop()
         self.summary.skipped = self.schedule.skipped
         if self.spawn_error is not None:
-            e = self.spawn_error
-            process.write_all(2, f"rpr: {e.command}: {e.reason}\n".encode())
-            return e.exit_code
+            self.reporter.cannot_start(self.spawn_error)
+            return self.spawn_error.exit_code
         self.reporter.finish(self.summary)
         if self.gate is not None and self.gate.failure is not None:
-            process.write_all(2, f"rpr: {self.gate.failure}\n".encode())
+            self.reporter.error(self.gate.failure)
             return 1
-        sig = process.interrupted()
+        sig = self.spawner.interrupted()
         if sig is not None:
             return 128 + sig
         if self.stop.goal_met:
@@ -90,18 +102,18 @@ class Runner:
         return 1 if self.summary.failed else 0
 
     def _loop(self) -> None:
-        due = self.schedule.first(time.monotonic())
+        due = self.schedule.first(self.clock.now())
         while self.stop.may_start(self.started, due):
-            if not process.sleep_until(due) or not self._admitted():
+            if not self.clock.sleep_until(due) or not self._admitted():
                 return
             self.started += 1
             record = self._execute(self.started, due, watch_signals=True)
-            if record is None or process.interrupted() is not None:
+            if record is None or self.spawner.interrupted() is not None:
                 return
             self._record(record)
             if self.stop.reason is not None:
                 return
-            nxt = self.schedule.next(time.monotonic(), self._outcome(record))
+            nxt = self.schedule.next(self.clock.now(), self._outcome(record))
             if nxt is None:
                 return
             due = nxt
@@ -116,18 +128,18 @@ class Runner:
         def work(iteration: int, due: float) -> None:
             try:
                 record = self._execute(iteration, due, watch_signals=False)
-                if record is not None and process.interrupted() is None:
+                if record is not None and self.spawner.interrupted() is None:
                     with lock:
                         self._record(record)
             finally:
                 slots.release()
 
-        due = self.schedule.first(time.monotonic())
+        due = self.schedule.first(self.clock.now())
         while self.stop.may_start(self.started, due) and self.spawn_error is None:
-            if not process.sleep_until(due):
+            if not self.clock.sleep_until(due):
                 break
             while not slots.acquire(timeout=0.05):
-                if process.interrupted() is not None:
+                if self.spawner.interrupted() is not None:
                     break
             else:
                 if not self._admitted():
@@ -138,7 +150,7 @@ class Runner:
                 t.start()
                 workers = [w for w in workers if w.is_alive()]
                 workers.append(t)
-                nxt = self.schedule.next(time.monotonic(), None)
+                nxt = self.schedule.next(self.clock.now(), None)
                 if nxt is None:
                     break
                 due = nxt
@@ -154,54 +166,28 @@ class Runner:
         if self.gate is None:
             return True
         until = self.stop.deadline
-        return self.gate.wait_turn(until) and self.stop.may_start(self.started, time.monotonic())
+        return self.gate.wait_turn(until) and self.stop.may_start(self.started, self.clock.now())
 
-    def _execute(self, iteration: int, due: float, watch_signals: bool) -> RunRecord | None:
-        env = self.environ.copy()
-        env["RPR_ITERATION"] = str(iteration)
-        watch = PatternWatch(self.patterns) if self.patterns else None
-        output = self._output(watch)
+    def _execute(self, iteration: int, due: float, watch_signals: bool) -> Attempt | None:
+        """One run through the attempt step; None when the command cannot be started."""
+        inspect: list[Sink] = [c for c in (u.sink() for u in self.stop.until) if c is not None]
+        if self.hints is not None:
+            inspect.append(self.hints.sink())
         try:
-            result = process.run(
-                self.argv,
-                output=output,
-                timeout=self.timeout,
-                kill_after=self.kill_after,
-                env=env,
-                watch_signals=watch_signals,
+            return self.step.start(
+                iteration, due, timeout=self.timeout, inspect=inspect, watch_signals=watch_signals
             )
-        except process.SpawnError as exc:
+        except SpawnError as exc:
             self.spawn_error = exc
             self.stop.reason = "cannot start the command"
             return None
-        matched = watch.matched if watch else set()
-        success, reason = judge(result, "failure" in matched, "success" in matched)
-        return RunRecord(iteration, due, result, success, reason)
 
-    def _output(self, watch: PatternWatch | None) -> str | Sink:
-        extra: list[Sink] = [c for c in (u.sink() for u in self.stop.until) if c is not None]
-        if self.hints is not None:
-            extra.append(self.hints.sink())
-        if watch is None and not extra:
-            return self.reporter.output()
-        from patience.capture import LineScanner, Tee
-
-        sinks: list[Sink] = []
-        forward = self.reporter.forwarder()
-        if forward is not None:
-            sinks.append(forward)
-        if watch is not None:
-            sinks.append(LineScanner(watch.on_line))
-        return Tee(sinks + extra)
-
-    def _record(self, record: RunRecord) -> None:
+    def _record(self, record: Attempt) -> None:
         self.summary.add(record)
-        if self.metrics is not None:
-            self.metrics.add(record.result, record.success, execution=record.iteration)
         self.stop.after(record)
         self.reporter.run_finished(record, self.summary)
 
-    def _outcome(self, record: RunRecord) -> Outcome:
+    def _outcome(self, record: Attempt) -> Outcome:
         r = record.result
         hint = self.hints.hint() if self.hints is not None else None
         return Outcome(record.success, r.duration, r.status, hint)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from patience.attempt import Attempt
     from patience.process import Sink
-    from repeater.output import RunRecord
 
 
 class Until:
@@ -19,7 +19,7 @@ class Until:
     def sink(self) -> Sink | None:
         return None
 
-    def met(self, record: RunRecord) -> bool:
+    def met(self, record: Attempt) -> bool:
         raise NotImplementedError
 
 
@@ -53,7 +53,7 @@ class StopConditions:
             return False
         return True
 
-    def after(self, record: RunRecord) -> None:
+    def after(self, record: Attempt) -> None:
         """Record one finished run; sets `reason` when rpr must stop."""
         if not record.success:
             self.failures += 1

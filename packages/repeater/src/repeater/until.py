@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import re
     from hashlib import blake2b
 
-    from repeater.output import RunRecord
+    from patience.attempt import Attempt
 
 
 def parse_until_time(text: str, now: float) -> float:
@@ -74,7 +74,7 @@ class UntilMatch(Until):
         if not self.matched and self.pattern.search(line):
             self.matched = True
 
-    def met(self, record: RunRecord) -> bool:
+    def met(self, record: Attempt) -> bool:
         return self.matched
 
 
@@ -104,7 +104,7 @@ class UntilChanges(Until):
         self.digest = OutputDigest()
         return self.digest
 
-    def met(self, record: RunRecord) -> bool:
+    def met(self, record: Attempt) -> bool:
         current = self.digest.value()
         changed = self.previous is not None and current != self.previous
         self.previous = current
