@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patience.daemon import coordinator as coordinator_module
+from patience.daemon import ledger
 from patience.daemon.bookings import decide
 from patience.daemon.coordinator import Coordinator, CoordinatorError
 from patience.daemon.protocol import RegisteredRequest, ScheduleRequest
@@ -114,7 +114,7 @@ def test_a_configured_limit_wins_over_the_go_clients_declared_one() -> None:
 
 
 def test_bookings_per_resource_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(coordinator_module, "MAX_V1_ENTRIES_PER_RESOURCE", 4)
+    monkeypatch.setattr(ledger, "MAX_V1_ENTRIES_PER_RESOURCE", 4)
     coord = Coordinator({}, "diophantine", 60.0)
     client = coord.connect("go", "patience", 0.0)
     coord.schedule_v1(client, plan("api", 10, 1000, 100, [0, 1, 2]), 0.0, 100.0)

@@ -11,9 +11,11 @@ import time
 
 import pytest
 
-from daemon_support import Daemon, Raw, running, short_dir
-from patience.config import load
-from patience.daemon import protocol, server
+from daemon_support import Daemon, Raw, running
+from patience.daemon import protocol
+from patience.daemon.coordinator import Coordinator
+from patience.daemon.framing import Session
+from patience.daemon.handlers import Handlers
 from patience.daemon.logthrottle import LogThrottle
 
 HANDSHAKE_V2 = '{"type":"handshake","versions":["2.0"],"client_id":"greedy","tool":"repeater"}'
@@ -228,29 +230,28 @@ def test_an_internal_error_is_logged_once_a_minute_per_kind(
 ) -> None:
     """A bug a client can trigger again and again must not flood the log: one traceback per
     distinct error a minute, then a count of those not logged."""
-    with short_dir() as directory:
-        config = load("patience-daemon", environ={}, cwd=str(directory), system_dir=str(directory))
-        daemon = server.Daemon(
-            config, str(directory / "d.sock"), str(directory / "m.db"), None, None
-        )
-        clock = [0.0]
-        daemon.log_throttle = LogThrottle(server.log, clock=lambda: clock[0])
-        failures = iter(["first bug"] * 5 + ["first bug", "second bug"])
+    coordinator = Coordinator({}, "diophantine", 60.0)
+    handlers = Handlers(coordinator, None, flush_usage=lambda: None, wake=lambda: None)
+    clock = [0.0]
+    handlers.log_throttle = LogThrottle(
+        logging.getLogger("patience.daemon"), clock=lambda: clock[0]
+    )
+    failures = iter(["first bug"] * 5 + ["first bug", "second bug"])
 
-        def broken(connection: object, message: object) -> bytes:
-            raise RuntimeError(next(failures))
+    def broken(session: object, message: object) -> bytes:
+        raise RuntimeError(next(failures))
 
-        daemon._handlers[protocol.Ping] = broken
-        with caplog.at_level(logging.ERROR, logger="patience.daemon"):
-            for _ in range(5):
-                reply = daemon.handle(None, b'{"type":"ping"}')  # type: ignore[arg-type]
-                assert json.loads(reply) == {  # type: ignore[arg-type]
-                    "type": "error",
-                    "error": "internal error (see the daemon's log)",
-                }
-            clock[0] = 61.0
-            daemon.handle(None, b'{"type":"ping"}')  # type: ignore[arg-type]
-            daemon.handle(None, b'{"type":"ping"}')  # type: ignore[arg-type]
+    handlers.table[protocol.Ping] = broken
+    with caplog.at_level(logging.ERROR, logger="patience.daemon"):
+        for _ in range(5):
+            reply = handlers.handle(Session(), b'{"type":"ping"}')
+            assert json.loads(reply) == {  # type: ignore[arg-type]
+                "type": "error",
+                "error": "internal error (see the daemon's log)",
+            }
+        clock[0] = 61.0
+        handlers.handle(Session(), b'{"type":"ping"}')
+        handlers.handle(Session(), b'{"type":"ping"}')
     logged = [(r.getMessage(), r.exc_info is not None) for r in caplog.records]
     assert logged == [
         ('internal error on request b\'{"type":"ping"}\'', True),

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from patience.config.resources import ResourceLimit
-from patience.daemon import coordinator as coordinator_module
+from patience.daemon import ledger, registry, resources
 from patience.daemon.coordinator import Client, Coordinator, CoordinatorError, Waiter
 from patience.daemon.protocol import (
     Acquire,
@@ -530,9 +530,9 @@ def test_v1_register_confirms_the_booking_and_others_count_until_expiry() -> Non
 def test_tracked_clients_resources_and_registrations_are_capped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(coordinator_module, "MAX_CLIENTS", 2)
-    monkeypatch.setattr(coordinator_module, "MAX_RESOURCES", 2)
-    monkeypatch.setattr(coordinator_module, "MAX_BOOKED", 3)
+    monkeypatch.setattr(registry, "MAX_CLIENTS", 2)
+    monkeypatch.setattr(resources, "MAX_RESOURCES", 2)
+    monkeypatch.setattr(ledger, "MAX_BOOKED", 3)
     coord = coordinator()
     client = coord.connect("a", "repeater", 0.0)
     coord.connect("b", "repeater", 0.0)

@@ -15,6 +15,7 @@ import pytest
 from daemon_support import Daemon, Raw, running
 from patience.config.resources import ResourceLimit
 from patience.daemon import coordinator as coordinator_module
+from patience.daemon import registry
 from patience.daemon.coordinator import Coordinator, CoordinatorError, Waiter
 from patience.daemon.protocol import Acquire
 
@@ -204,7 +205,7 @@ client_ttl = "1s"
 def test_a_new_client_id_evicts_the_least_recently_seen_idle_one_of_its_uid(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(coordinator_module, "MAX_CLIENTS_PER_OWNER", 3)
+    monkeypatch.setattr(registry, "MAX_CLIENTS_PER_OWNER", 3)
     coord = Coordinator({"r": ResourceLimit(1, 60.0, None)}, "diophantine", 60.0)
     a, b, c = (coord.connect(name, "repeater", 0.0, owner=1) for name in "abc")
     assert coord.acquire(a, Acquire(resource_id="r"), 0.0).granted  # type: ignore[union-attr]

@@ -196,7 +196,7 @@ def serve_as_nobody(socket_path: str, env: dict[str, str], home: Path) -> int:
 
     import patience.config.cache
     import patience.config.layout
-    import patience.daemon.server
+    import patience.daemon.lifecycle
     import patience.daemon.storage  # noqa: F401
     from patience.daemon import cli
 

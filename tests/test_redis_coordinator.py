@@ -20,7 +20,7 @@ from patience.ratelimit.algorithms import Decision, make_limiter
 
 def remote(limit: int = 2, window: float = 10.0, algorithm: str = "diophantine") -> Coordinator:
     coord = Coordinator({"r": ResourceLimit(limit, window, algorithm)}, "diophantine", 60.0)
-    coord.remote = True
+    coord.set_remote(True)
     return coord
 
 
@@ -155,7 +155,7 @@ def test_without_redis_the_local_limiter_decides_and_carries_on() -> None:
     waiter = coord.acquire(client, ask(), 0.0)
     assert isinstance(waiter, Waiter)
     coord.take(0.0)
-    coord.remote = False  # Redis went away with this decision in flight
+    coord.set_remote(False)  # Redis went away with this decision in flight
     [(_, response)] = coord.settle(waiter, None, 0.0)
     assert response.granted and response.remaining == 1
     now_local = coord.acquire(client, ask(max_wait=0.0), 0.0)

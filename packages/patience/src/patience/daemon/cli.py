@@ -110,7 +110,7 @@ def _run(parsed: Parsed, config: Config, socket_path: str) -> int:
     import asyncio
     import logging
 
-    from patience.daemon.server import Daemon, StartError
+    from patience.daemon.lifecycle import Daemon, StartError
 
     log_level = parsed["log_level"]
     assert log_level is None or isinstance(log_level, str)

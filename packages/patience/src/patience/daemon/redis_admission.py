@@ -27,8 +27,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
-from patience.daemon.coordinator import Coordinator, Waiter
-from patience.daemon.protocol import AcquireResponse
+from patience.daemon.admission import Resolved, Waiter
+from patience.daemon.coordinator import Coordinator
 from patience.ratelimit.algorithms import Limiter
 from patience.ratelimit.redis_store import RedisLimits
 
@@ -37,8 +37,6 @@ log = logging.getLogger("patience.daemon")
 TIMEOUT = 0.5  # seconds for connecting and for each call
 HOLD_MARGIN = 0.02  # seconds a claim lasts past the claimant's expected return, besides its RTT
 WATCH_EVERY = 1.0  # seconds between pings
-
-Resolved = list[tuple[Waiter, AcquireResponse]]
 
 
 class RedisAdmission:
@@ -77,7 +75,7 @@ class RedisAdmission:
         except self.errors as exc:
             self._lost(exc)
         else:
-            self.coordinator.remote = True
+            self.coordinator.set_remote(True)
             log.info("rate limits are kept in Redis at %s", self.url)
         self._spawn(self._watch())
 
@@ -93,7 +91,7 @@ class RedisAdmission:
             return []
         taken, resolved = self.coordinator.take(now)
         for waiter in taken:
-            limiter = waiter.resource.limiter
+            limiter = waiter.limiter
             assert limiter is not None  # take hands out only waiters under a limit
             self._spawn(self._decide(waiter, limiter))
         return resolved
@@ -103,7 +101,7 @@ class RedisAdmission:
         hold = min(TIMEOUT, HOLD_MARGIN + 2 * self.round_trip)
         try:
             decision = await self.limits.acquire(
-                waiter.resource.id,
+                waiter.resource_id,
                 limiter,
                 waiter.tokens,
                 time.time(),
@@ -120,7 +118,7 @@ class RedisAdmission:
         if self.unreachable_since is not None:
             return
         self.unreachable_since = time.time()
-        self.coordinator.remote = False
+        self.coordinator.set_remote(False)
         log.warning(
             "cannot use Redis at %s (%s): enforcing rate limits locally, per daemon,"
             " until it is back",
@@ -139,7 +137,7 @@ class RedisAdmission:
                 continue
             if self.unreachable_since is not None:
                 self.unreachable_since = None
-                self.coordinator.remote = True
+                self.coordinator.set_remote(True)
                 log.info("Redis at %s is back: rate limits are global again", self.url)
                 self.deliver([])  # waiters queued meanwhile are now Redis's to decide
 

@@ -1,0 +1,271 @@
+"""The resources the daemon tracks: the limit in force on each and its recent grants.
+
+The limit in force is the configured one (by exact id, else the most specific glob, as
+patience.config.resources.find_pattern decides), else the strictest one its clients declared,
+else none. Each limited resource keeps its recent grants: they count towards each client's
+fair share, and when the limit changes a new limiter is made from them, so that grants made
+just before still count against the new limit.
+
+Times are seconds on the daemon's monotonic clock; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from patience.config.resources import ResourceLimit, find_pattern
+from patience.daemon.bookings import Bookings
+from patience.daemon.errors import CoordinatorError
+from patience.daemon.protocol import Acquire, ReportGrants
+from patience.ratelimit.algorithms import Limiter, RateLimitError, make_limiter
+from patience.ratelimit.resources import validate_resource_id
+
+if TYPE_CHECKING:
+    from patience.daemon.admission import Waiter
+
+__all__ = ["GRACE", "MAX_RESOURCES", "LimitSpec", "Resource", "Resources", "resource_type"]
+
+MAX_RESOURCES = 100_000
+HISTORY = 65_536  # recent grants kept per resource: fair-share counts, replay into a new limiter
+GRACE = 0.02  # seconds a client over its fair share waits for others (at most one token's time)
+
+Grant = tuple[float, int, str]  # (time, tokens, client id)
+
+
+class LimitSpec:
+    """The limit in force on a resource and where it comes from."""
+
+    __slots__ = ("algorithm", "limit", "source", "window")
+
+    def __init__(self, limit: int, window: float, algorithm: str, source: str) -> None:
+        self.limit = limit
+        self.window = window
+        self.algorithm = algorithm
+        self.source = source
+
+    def same_as(self, other: LimitSpec | None) -> bool:
+        return other is not None and (self.limit, self.window, self.algorithm) == (
+            other.limit,
+            other.window,
+            other.algorithm,
+        )
+
+
+class Resource:
+    """One resource's state. Its queue of waiting requests (client id -> its waiters, in
+    round-robin order), `ready_at`, `pending` and `grace` are patience.daemon.admission's."""
+
+    __slots__ = (
+        "asked",
+        "bookings",
+        "configured",
+        "declared",
+        "executions",
+        "grace",
+        "held",
+        "history",
+        "id",
+        "last_activity",
+        "limiter",
+        "pending",
+        "queue",
+        "ready_at",
+        "shares",
+        "shares_at",
+        "spec",
+        "tokens",
+    )
+
+    def __init__(self, resource_id: str, configured: LimitSpec | None, now: float) -> None:
+        self.id = resource_id
+        self.configured = configured
+        self.declared: dict[str, LimitSpec] = {}
+        self.spec: LimitSpec | None = None
+        self.limiter: Limiter | None = None
+        self.history: deque[Grant] = deque()
+        self.held: dict[str, int] = {}  # tokens each client holds in the current window
+        self.asked: dict[str, float] = {}  # when each client last asked (for the shares)
+        self.shares: dict[str, int] = {}  # each client's share, worked out at shares_at
+        self.shares_at = -math.inf
+        self.grace = 0.0
+        self.queue: OrderedDict[str, deque[Waiter]] = OrderedDict()
+        self.ready_at = math.inf  # when the head of the queue may be served
+        self.pending: Waiter | None = None  # remote: the waiter whose admission is being decided
+        self.bookings = Bookings()  # protocol 1.0: the Go clients' booked attempts
+        self.tokens = 0
+        self.executions = 0
+        self.last_activity = now
+
+    def record(self, now: float, tokens: int, client_id: str) -> None:
+        """A grant under the limit: it counts towards the client's share."""
+        history = self.history
+        if len(history) >= HISTORY:
+            self._drop_oldest()
+        history.append((now, tokens, client_id))
+        self.held[client_id] = self.held.get(client_id, 0) + tokens
+
+    def trim(self, now: float, window: float) -> None:
+        """Grants older than the window no longer count towards anyone's share."""
+        history = self.history
+        while history and history[0][0] + window <= now:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        _, tokens, client_id = self.history.popleft()
+        left = self.held[client_id] - tokens
+        if left:
+            self.held[client_id] = left
+        else:
+            del self.held[client_id]
+
+    def set_history(self, grants: Iterable[Grant]) -> None:
+        """Replace the recent grants (oldest first): the shares held and the limiter are made
+        again from them."""
+        self.history = deque(grants)
+        while len(self.history) > HISTORY:
+            self.history.popleft()
+        self.held = {}
+        for _, tokens, client_id in self.history:
+            self.held[client_id] = self.held.get(client_id, 0) + tokens
+        if self.spec is not None:
+            self.limiter = _replay(self.spec, self.history)
+
+    def apply_spec(self) -> None:
+        """The limit in force: the configured one, else the strictest declared."""
+        spec = self.configured or _strictest(self.declared)
+        if spec is None:
+            self.spec = self.limiter = None
+        elif not spec.same_as(self.spec):  # recent grants count against the new limit
+            self.spec, self.limiter = spec, _replay(spec, self.history)
+            self.grace = min(GRACE, spec.window / spec.limit)
+        else:
+            self.spec = spec  # same numbers, maybe another source
+
+    def newest(self, limit: int) -> list[Grant]:
+        """The newest grants whose tokens add up to at most `limit`, oldest first."""
+        return _newest(self.history, limit)
+
+
+class Resources:
+    """The tracked resources by id. `requeue(resource, now)` is called whenever a resource's
+    limiter may have changed under its waiters."""
+
+    def __init__(
+        self,
+        limits: Mapping[str, ResourceLimit],
+        default_algorithm: str,
+        requeue: Callable[[Resource, float], None],
+    ) -> None:
+        self.limits = dict(limits)  # by configured id or pattern
+        self.default_algorithm = default_algorithm
+        self.by_id: dict[str, Resource] = {}
+        self._requeue = requeue
+
+    def reload(
+        self, limits: Mapping[str, ResourceLimit], default_algorithm: str, now: float
+    ) -> None:
+        """New configured limits; every resource's limit in force is re-evaluated."""
+        self.limits = dict(limits)
+        self.default_algorithm = default_algorithm
+        for resource in self.by_id.values():
+            resource.configured = self._configured(resource.id)
+            self._apply(resource, now)
+
+    def get(self, resource_id: str, now: float, checked: bool = True) -> Resource:
+        """The resource's state, tracked from its first use; new 2.0 ids are checked, the Go
+        tool's are taken as sent."""
+        resource = self.by_id.get(resource_id)
+        if resource is not None:
+            return resource
+        if checked:
+            try:
+                validate_resource_id(resource_id)
+            except ValueError as exc:
+                raise CoordinatorError(f"resource_id: {exc}") from None
+        if len(self.by_id) >= MAX_RESOURCES:
+            raise CoordinatorError(
+                f"too many resources ({MAX_RESOURCES}) are tracked; retry once idle ones expire"
+            )
+        resource = self.by_id[resource_id] = Resource(
+            resource_id, self._configured(resource_id), now
+        )
+        self._apply(resource, now)
+        return resource
+
+    def declare(
+        self, client_id: str, resource: Resource, request: Acquire | ReportGrants, now: float
+    ) -> None:
+        """The limit a 2.0 request declares (both limit and window, or neither)."""
+        if request.limit is None or request.window is None:
+            missing = "window" if request.window is None else "limit"
+            raise CoordinatorError(f"{missing}: a declared limit needs both limit and window")
+        algorithm = request.algorithm or self.default_algorithm
+        spec = LimitSpec(request.limit, request.window, algorithm, f"client:{client_id}")
+        self.declare_spec(client_id, resource, spec, now)
+
+    def declare_spec(self, client_id: str, resource: Resource, spec: LimitSpec, now: float) -> None:
+        if spec.same_as(resource.declared.get(client_id)):
+            return
+        try:
+            make_limiter(spec.algorithm, spec.limit, spec.window)
+        except RateLimitError as exc:
+            raise CoordinatorError(f"algorithm: {exc}") from None
+        resource.declared[client_id] = spec
+        self._apply(resource, now)
+
+    def undeclare(self, client_id: str, resource_ids: Iterable[str], now: float) -> None:
+        """A client that goes takes its declared limits with it."""
+        for resource_id in resource_ids:
+            resource = self.by_id.get(resource_id)
+            if resource is not None and resource.declared.pop(client_id, None) is not None:
+                self._apply(resource, now)
+
+    def _configured(self, resource_id: str) -> LimitSpec | None:
+        pattern = find_pattern(self.limits, resource_id)
+        if pattern is None:
+            return None
+        chosen = self.limits[pattern]
+        algorithm = chosen.algorithm or self.default_algorithm
+        return LimitSpec(chosen.limit, chosen.window, algorithm, f"config:{pattern}")
+
+    def _apply(self, resource: Resource, now: float) -> None:
+        resource.apply_spec()
+        self._requeue(resource, now)
+
+
+def _replay(spec: LimitSpec, history: deque[Grant]) -> Limiter:
+    """A limiter for `spec` that has seen the recent grants: the newest that fit within the
+    limit, in order (for the sliding-window log exactly the state that decides what comes
+    next; older grants can no longer refuse anything it would not)."""
+    limiter = make_limiter(spec.algorithm, spec.limit, spec.window)
+    for at, tokens, _ in _newest(history, spec.limit):
+        limiter.acquire(at, tokens)
+    return limiter
+
+
+def _newest(history: deque[Grant], limit: int) -> list[Grant]:
+    newest = []
+    total = 0
+    for grant in reversed(history):
+        total += grant[1]
+        if total > limit:
+            break
+        newest.append(grant)
+    return newest[::-1]
+
+
+def _strictest(declared: dict[str, LimitSpec]) -> LimitSpec | None:
+    """The declared limit with the lowest rate; on equal rates the smaller burst."""
+    if not declared:
+        return None
+    return min(declared.values(), key=lambda s: (s.limit / s.window, s.limit))
+
+
+def resource_type(resource_id: str) -> str:
+    """The Go tool's ResourceType, from the id's prefix (api:, database:, filesystem:,
+    network:)."""
+    kind = resource_id.partition(":")[0]
+    return kind if kind in ("api", "database", "filesystem", "network") else "generic"
