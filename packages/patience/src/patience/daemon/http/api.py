@@ -45,12 +45,42 @@ def _text(name: str, text: str) -> str:
     return text
 
 
+def _whole(name: str, text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise ApiError(400, f"{name}: expected a whole number, got {text!r}")
+    return int(text)
+
+
+def _flag(name: str, text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ApiError(400, f"{name}: expected true or false, got {text!r}")
+    return text.lower() in ("true", "1")
+
+
 Converter = Callable[[str, str], object]
 QUERY_PARAMS: dict[str, Converter] = {
     "resource_id": _text,
     "start": _seconds,
     "end": _seconds,
     "tools": _tools,
+}
+# The timeseries and runs requests' own fields, checked further by the protocol's decoder.
+TIMESERIES_PARAMS: dict[str, Converter] = {
+    "resource": _text,
+    "tool": _text,
+    "start": _seconds,
+    "end": _seconds,
+    "step": _text,
+    "group_by": _text,
+    "histogram": _flag,
+}
+RUNS_PARAMS: dict[str, Converter] = {
+    "resource": _text,
+    "tool": _text,
+    "start": _seconds,
+    "end": _seconds,
+    "after": _whole,
+    "limit": _whole,
 }
 
 
@@ -80,6 +110,8 @@ class Api:
             web.get("/api/v1/resources", self.resources),
             web.get("/api/v1/resources/{resource_id:.+}", self.resource),
             web.get("/api/v1/query/{name}", self.query),
+            web.get("/api/v1/timeseries", self.timeseries),
+            web.get("/api/v1/runs", self.runs),
         ]
 
     def ask(self, request: Mapping[str, object]) -> dict[str, Any]:
@@ -124,3 +156,11 @@ class Api:
         if span:
             message["time_range"] = span
         return web.json_response(self.ask(message))
+
+    async def timeseries(self, request: web.Request) -> web.Response:
+        given = params(request.query, TIMESERIES_PARAMS)
+        return web.json_response(self.ask({"type": "timeseries", **given}))
+
+    async def runs(self, request: web.Request) -> web.Response:
+        given = params(request.query, RUNS_PARAMS)
+        return web.json_response(self.ask({"type": "runs", **given}))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -42,7 +43,12 @@ HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -98,9 +104,7 @@ def _static_routes() -> list[web.RouteDef]:
         kind = TYPES[path.suffix]
 
         async def handler(request: web.Request) -> web.StreamResponse:
-            return web.Response(
-                body=body, content_type=kind, charset=None if kind.startswith("image") else "utf-8"
-            )
+            return web.Response(body=body, content_type=kind, charset="utf-8")
 
         return handler
 
@@ -122,22 +126,19 @@ def make_app(settings: HttpSettings, view: DaemonView) -> web.Application:
 
 
 class HttpServer:
-    """Started and stopped by the daemon's life cycle, on its loop."""
+    """A service of the daemon's life cycle (started once the socket is served, closed after
+    its connections), on a listening socket bound at start-up (patience.daemon.http.service)."""
 
-    def __init__(self, settings: HttpSettings, view: DaemonView) -> None:
+    def __init__(self, settings: HttpSettings, sock: socket.socket, view: DaemonView) -> None:
         self.settings = settings
+        self.sock = sock
         self.runner = web.AppRunner(make_app(settings, view), access_log=None, handle_signals=False)
 
-    async def start(self) -> str:
-        """Listen; the URL served (with the port chosen when it was 0)."""
-        listen = self.settings.listen
+    async def start(self) -> None:
         await self.runner.setup()
-        site = web.TCPSite(self.runner, listen.host, listen.port, reuse_address=True)
-        await site.start()
-        port = int(self.runner.addresses[0][1])
-        url = listen.url(port)
-        log.info("HTTP API, /metrics and dashboard on %s", url)
-        return url
+        await web.SockSite(self.runner, self.sock).start()
+        port = int(self.sock.getsockname()[1])
+        log.info("HTTP API, /metrics and dashboard on %s", self.settings.listen.url(port))
 
-    async def stop(self) -> None:
+    async def close(self) -> None:
         await self.runner.cleanup()

@@ -8,6 +8,10 @@
   const POLL_MS = 2000;
   const RANGES = { "15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400 };
   const COLOURS = 8;
+  const RECENT_RUNS = 500; // the failures shown are among the most recent runs
+  const FAILURES_SHOWN = 20;
+  const TOOL_NAMES = { repeater: "rpr", patience: "patience" }; // as people call them
+  const toolName = (tool) => TOOL_NAMES[tool] || tool;
   const view = { range: "1h", group: "resource", token: readToken(), timer: null };
 
   function readToken() {
@@ -49,9 +53,11 @@
     if (seconds === null || seconds === undefined) return "–";
     if (seconds < 1) return Math.round(seconds * 1000) + "ms";
     if (seconds < 60) return (Math.round(seconds * 100) / 100) + "s";
-    if (seconds < 3600) return Math.floor(seconds / 60) + "m" + Math.round(seconds % 60) + "s";
-    if (seconds < 86400) return Math.floor(seconds / 3600) + "h" + Math.round((seconds % 3600) / 60) + "m";
-    return Math.floor(seconds / 86400) + "d" + Math.round((seconds % 86400) / 3600) + "h";
+    const units = [[86400, "d"], [3600, "h"], [60, "m"], [1, "s"]];
+    const at = units.findIndex(([size]) => seconds >= size);
+    const [big, bigName] = units[at], [small, smallName] = units[at + 1];
+    const whole = Math.floor(seconds / big), rest = Math.round((seconds % big) / small);
+    return whole + bigName + (rest ? rest + smallName : "");
   }
 
   function percent(ratio) {
@@ -91,7 +97,7 @@
     const limitCell = el("td", limit ? limit.limit + " per " + duration(limit.window) + " (" + limit.algorithm + ")" : "no limit");
     const useCell = el("td");
     if (limit) useCell.append(useBar(limit));
-    const tools = Object.entries(resource.clients_by_tool || {}).map(([tool, n]) => tool + " " + n).join(", ");
+    const tools = Object.entries(resource.clients_by_tool || {}).map(([tool, n]) => toolName(tool) + " " + n).join(", ");
     row.append(
       el("td", resource.id, "id"),
       limitCell,
@@ -150,9 +156,10 @@
     container.replaceChildren(box);
   }
 
-  function showSeries(reply, start, end) {
+  function showSeries(reply) {
     const series = reply.series || [];
-    const name = (s) => (view.group === "tool" ? s.tool : s.resource_id);
+    const start = reply.start, end = reply.end;
+    const name = (s) => (view.group === "tool" ? toolName(s.tool) : s.resource_id);
     const step = reply.step || 60;
     const mid = step / 2;
     const lines = (pick) => series.map((s, i) => ({
@@ -182,11 +189,10 @@
   // ---- tools and failures ---------------------------------------------------------------
 
   function showTools(reply) {
-    const names = { repeater: "rpr", patience: "patience" };
     replaceRows(document.getElementById("tools"), (reply.results || []).map((t) => {
       const row = el("tr");
       row.append(
-        el("td", names[t.tool] || t.tool),
+        el("td", toolName(t.tool)),
         el("td", t.total_executions, "num"),
         el("td", percent(t.success_rate), "num"),
         el("td", duration(t.average_duration), "num"),
@@ -200,12 +206,12 @@
   }
 
   function showFailures(runs) {
-    const failures = runs.filter((r) => !r.success);
+    const failures = runs.filter((r) => !r.success).slice(0, FAILURES_SHOWN);
     replaceRows(document.getElementById("failures"), failures.map((r) => {
       const row = el("tr");
       row.append(
         el("td", clock(r.start_time), "num"),
-        el("td", r.tool),
+        el("td", toolName(r.tool)),
         el("td", r.resource_id, "id"),
         el("td", r.exit_code, "num bad"),
         el("td", duration(r.duration), "num"),
@@ -240,13 +246,13 @@
         get("/api/v1/status"),
         get("/api/v1/resources"),
         get("/api/v1/query/tool_comparison?" + since),
-        get("/api/v1/timeseries?group=" + view.group + "&" + since),
-        get("/api/v1/runs?failed=true&limit=20&" + since),
+        get("/api/v1/timeseries?group_by=" + view.group + "&" + since),
+        get("/api/v1/runs?limit=" + RECENT_RUNS + "&" + since),
       ]);
       showStatus(status);
       showResources(resources);
       showTools(tools);
-      showSeries(series, start, end);
+      showSeries(series);
       showFailures(failures.runs || []);
       document.getElementById("login").hidden = true;
       setLive("live", "live · " + new Date().toLocaleTimeString());
