@@ -1,0 +1,98 @@
+"""The 2.0 metrics queries: `query` (the seed's MetricsQuery), `timeseries` (series of points
+from the rollups) and `runs` (the most recent execution records, or those stored since a
+cursor). docs/protocol.md describes them with examples.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from patience.daemon.message_base import ResourceId, Response, StrictRequest, Tool
+
+__all__ = [
+    "MAX_RUNS",
+    "Query",
+    "QueryKind",
+    "QueryResponse",
+    "Runs",
+    "RunsResponse",
+    "TimeRange",
+    "Timeseries",
+    "TimeseriesResponse",
+]
+
+Moment = Annotated[float, msgspec.Meta(ge=0, le=1 << 40)]  # a Unix time in a query
+Glob = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]  # matches resource ids
+
+
+class TimeRange(msgspec.Struct, forbid_unknown_fields=True):
+    """Unix seconds; either end may be open."""
+
+    start: float | None = None
+    end: float | None = None
+
+
+QueryKind = Literal["resource_summary", "tool_comparison", "rate_limit_usage"]
+
+
+class Query(StrictRequest, tag="query"):
+    """The seed's MetricsQuery (its `type` is called `query` here: `type` names the message)."""
+
+    query: QueryKind
+    resource_id: ResourceId | None = None
+    time_range: TimeRange | None = None
+    tools: Annotated[list[Tool], msgspec.Meta(max_length=2)] | None = None
+
+
+class Timeseries(StrictRequest, tag="timeseries"):
+    """Series of points from the rollups: `resource` is a glob (`*`, `?`, `[...]`), `start`
+    and `end` Unix seconds (default: the day before now), `step` one of STEPS (default: chosen
+    from the range), `group_by` what each series keeps apart; `histogram` adds each point's
+    duration bucket counts. Bounds: daemon/timeseries.py."""
+
+    resource: Glob | None = None
+    tool: Tool | None = None
+    start: Moment | None = None
+    end: Moment | None = None
+    step: Literal["1m", "5m", "1h", "1d"] | None = None
+    group_by: Literal["resource", "tool", "resource_tool", "none"] = "resource"
+    histogram: bool = False
+
+
+MAX_RUNS = 1000  # records one runs request may return
+
+
+class Runs(StrictRequest, tag="runs"):
+    """The most recent execution records (newest first), or with `after` those stored after
+    that record id (oldest first): the reply's `cursor` is the `after` of the next request."""
+
+    resource: Glob | None = None
+    tool: Tool | None = None
+    start: Moment | None = None
+    end: Moment | None = None
+    after: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_RUNS)] = 20
+
+
+class QueryResponse(Response, tag="query_response"):
+    query: str
+    results: list[dict[str, object]]
+
+
+class TimeseriesResponse(Response, tag="timeseries_response"):
+    """`start`/`end` are the range widened to whole steps; `bucket_bounds` (with `histogram`)
+    the upper bounds of the duration buckets, in seconds."""
+
+    start: int
+    end: int
+    step: int
+    group_by: str
+    series: list[dict[str, object]]
+    bucket_bounds: list[float] | None = None
+
+
+class RunsResponse(Response, tag="runs_response"):
+    runs: list[dict[str, object]]
+    cursor: int
