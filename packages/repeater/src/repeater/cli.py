@@ -400,7 +400,8 @@ def main_help() -> str:
         for m in MODES
     )
     return (
-        "usage: rpr [--config FILE] SUBCOMMAND [OPTIONS] -- COMMAND [ARGS...]\n\n"
+        "usage: rpr [--config FILE] SUBCOMMAND [OPTIONS] -- COMMAND [ARGS...]\n"
+        "       rpr metrics summary|tools|usage|runs|trend [OPTIONS]\n\n"
         "Run a command continuously, on time. Success does not stop it.\n\n"
         f"Subcommands:\n{rows}\n\n"
         "Global options:\n"
@@ -626,6 +627,10 @@ def _main(args: list[str]) -> int:
     if not args:
         raise UsageError("no subcommand (try rpr interval --every 1s -- CMD, or rpr --help)")
     name = args.pop(0)
+    if name == "metrics":
+        from patience.metricsview.cli import main as metrics_main
+
+        return metrics_main(args, "rpr", config_file)
     mode = find_mode(name)
     if mode is None:
         names = [n for m in MODES for n in (m.name, *m.aliases)]

@@ -225,7 +225,9 @@ KEYS: dict[str, Key] = {
         Key("daemon.log_level", LOG_LEVEL, "info"),
         Key("daemon.metrics_enabled", _FLAG, True),
         Key("daemon.storage_path", _PATH),  # None: under the user's state directory
-        Key("daemon.retention_age", _POSITIVE, 30 * 86400.0),  # metrics records older go
+        Key("daemon.retention_age", _POSITIVE, 7 * 86400.0),  # metrics records older go
+        Key("daemon.minute_rollup_retention", _POSITIVE, 30 * 86400.0),  # minute rollups
+        Key("daemon.hour_rollup_retention", _POSITIVE, 365 * 86400.0),  # hour rollups
         Key("daemon.retention_count", Whole(1), 1_000_000),  # and beyond this many, oldest go
         Key("daemon.max_connections", Whole(1), 512),  # the excess is answered with an error
         Key("daemon.idle_timeout", _POSITIVE, 300.0),  # a silent connection is closed after

@@ -15,6 +15,17 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from patience.daemon.message_base import Request, ResourceId, Response, StrictRequest, Tool
+
+# The metrics queries' messages, named here as every other message is:
+from patience.daemon.query_messages import Query as Query  # noqa: PLC0414
+from patience.daemon.query_messages import QueryKind as QueryKind  # noqa: PLC0414
+from patience.daemon.query_messages import QueryResponse as QueryResponse  # noqa: PLC0414
+from patience.daemon.query_messages import Runs as Runs  # noqa: PLC0414
+from patience.daemon.query_messages import RunsResponse as RunsResponse  # noqa: PLC0414
+from patience.daemon.query_messages import TimeRange as TimeRange  # noqa: PLC0414
+from patience.daemon.query_messages import Timeseries as Timeseries  # noqa: PLC0414
+from patience.daemon.query_messages import TimeseriesResponse as TimeseriesResponse  # noqa: PLC0414
 from patience.ratelimit.algorithms import MAX_LIMIT, MAX_WINDOW, RateLimitError, check_limit
 
 PROTOCOL_VERSIONS = ("2.0", "1.0")  # highest first: the server picks the first both speak
@@ -27,25 +38,11 @@ MAX_RETRY_OFFSETS = 1000  # planned attempts in one schedule_request (the Go CLI
 MAX_REGISTER_ENTRIES = 1000  # entries in one register_request
 MAX_V1_ENTRIES_PER_RESOURCE = 10_000  # protocol 1.0 booked attempts one resource keeps
 
-ResourceId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-Tool = Literal["patience", "repeater"]
 Algorithm = Literal["diophantine", "fixed-window", "gcra"]
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=10 * 365 * 86400)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT)]
 UnixSeconds = Annotated[int, msgspec.Meta(ge=-(1 << 40), le=1 << 40)]
-
-
-class Request(msgspec.Struct, tag_field="type"):
-    """Base of every tagged request."""
-
-    def problem(self) -> str | None:
-        """What breaks a bound the types cannot say (docs/protocol.md, "Bounds"), or None."""
-        return None
-
-
-class StrictRequest(Request, forbid_unknown_fields=True):
-    """Base of the 2.0 requests: unknown fields are refused."""
 
 
 # ---- both versions -------------------------------------------------------------------------
@@ -210,25 +207,6 @@ class Metrics(StrictRequest, tag="metrics"):
     records: Annotated[list[ExecutionMetrics], msgspec.Meta(min_length=1, max_length=1000)]
 
 
-class TimeRange(msgspec.Struct, forbid_unknown_fields=True):
-    """Unix seconds; either end may be open."""
-
-    start: float | None = None
-    end: float | None = None
-
-
-QueryKind = Literal["resource_summary", "tool_comparison", "rate_limit_usage"]
-
-
-class Query(StrictRequest, tag="query"):
-    """The seed's MetricsQuery (its `type` is called `query` here: `type` names the message)."""
-
-    query: QueryKind
-    resource_id: ResourceId | None = None
-    time_range: TimeRange | None = None
-    tools: Annotated[list[Tool], msgspec.Meta(max_length=2)] | None = None
-
-
 class ResourceStateRequest(StrictRequest, tag="resource_state"):
     resource_id: ResourceId | None = None
 
@@ -253,13 +231,11 @@ AnyRequest = (
     | ResourceStateRequest
     | Ping
     | Status
+    | Timeseries
+    | Runs
 )
 
 # ---- responses -----------------------------------------------------------------------------
-
-
-class Response(msgspec.Struct, tag_field="type", omit_defaults=True):
-    """Base of every reply; fields left at their default are not sent."""
 
 
 STOPPING = "stopping"  # ErrorResponse.code: the daemon is stopping; to a client, it is away
@@ -326,11 +302,6 @@ class RegisterScheduleResponse(Response, tag="register_schedule_response"):
 
 class MetricsResponse(Response, tag="metrics_response"):
     accepted: int
-
-
-class QueryResponse(Response, tag="query_response"):
-    query: str
-    results: list[dict[str, object]]
 
 
 class ClientState(msgspec.Struct):
@@ -416,6 +387,8 @@ _TAGS = {
         ResourceStateRequest,
         Ping,
         Status,
+        Timeseries,
+        Runs,
     )
 }
 
