@@ -44,11 +44,7 @@ def bucket_range(k: int) -> tuple[float, float]:
 
 def merge(histograms: Iterable[Sequence[int]]) -> list[int]:
     """The bucket-wise sum: the histogram of all their runs together."""
-    total = [0] * BUCKETS
-    for counts in histograms:
-        for k, count in enumerate(counts):
-            total[k] += count
-    return total
+    return [sum(column) for column in zip(*histograms, strict=True)] or [0] * BUCKETS
 
 
 def percentile(counts: Sequence[int], q: float) -> float | None:

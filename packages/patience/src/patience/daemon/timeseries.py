@@ -148,14 +148,18 @@ class _Point:
         self.exit_codes: dict[str, int] = {}
         self.last_run: float | None = None
 
-    def add(self, other: _Point) -> None:
-        self.histogram = merge((self.histogram, other.histogram))
-        self.counters = [a + b for a, b in zip(self.counters, other.counters, strict=True)]
-        for code, count in other.exit_codes.items():
-            self.exit_codes[code] = self.exit_codes.get(code, 0) + count
-        if other.last_run is not None:
-            mine = self.last_run
-            self.last_run = other.last_run if mine is None else max(mine, other.last_run)
+    @classmethod
+    def total(cls, points: Sequence[_Point]) -> _Point:
+        """All of `points` in one (the histograms merged)."""
+        total = cls()
+        total.histogram = merge(p.histogram for p in points)
+        total.counters = [sum(column) for column in zip(*(p.counters for p in points), strict=True)]
+        for point in points:
+            for code, count in point.exit_codes.items():
+                total.exit_codes[code] = total.exit_codes.get(code, 0) + count
+        runs = [p.last_run for p in points if p.last_run is not None]
+        total.last_run = max(runs) if runs else None
+        return total
 
     def render(self, histogram: bool) -> dict[str, object]:
         figures = dict(zip(COUNTERS, self.counters, strict=True))
@@ -191,7 +195,9 @@ def build_series(
     count); `group_fields` name the key's parts (resource_id, tool)."""
     groups: dict[tuple[str, ...], list[_Point]] = {}
     for row in rows:
-        points = groups.setdefault(row.key, [_Point() for _ in range(plan.points)])
+        points = groups.get(row.key)
+        if points is None:
+            points = groups[row.key] = [_Point() for _ in range(plan.points)]
         point = points[row.point]
         values = row.values
         point.histogram = [int(v) for v in values[:BUCKETS]]
@@ -203,11 +209,11 @@ def build_series(
             codes[str(code)] = codes.get(str(code), 0) + count
     series: list[dict[str, object]] = []
     for key in sorted(groups):
-        points, total = groups[key], _Point()
-        rendered = []
-        for index, point in enumerate(points):
-            total.add(point)
-            rendered.append({"time": plan.start + index * plan.step, **point.render(histogram)})
+        points, total = groups[key], _Point.total(groups[key])
+        rendered = [
+            {"time": plan.start + index * plan.step, **point.render(histogram)}
+            for index, point in enumerate(points)
+        ]
         summary = total.render(histogram)
         summary["last_run"] = total.last_run
         series.append(

@@ -12,6 +12,7 @@ from typing import TextIO
 
 from patience.cliparse import Parsed
 from patience.daemon.client import DaemonClient
+from patience.durations import format_duration
 from patience.metricsview import charts, views
 from patience.metricsview.render import json_lines, percent, seconds, table, when
 
@@ -101,7 +102,7 @@ def _chart(points: list[Row], step: int, out: TextIO) -> None:
     """Four labelled sparklines over a time axis, fitted to the terminal's width."""
     width = max(10, shutil.get_terminal_size().columns - 32)
     shown = charts.fit(points, width)
-    per = seconds(step * (-(-len(points) // len(shown)))).removesuffix(".00s")
+    per = format_duration(step * (-(-len(points) // len(shown))))
     out.write(f"{when(points[0]['time'])} .. {when(_end(points, step))}, one column per {per}\n")
     runs = [_number(p["runs"]) for p in shown]
     rate = [_maybe(p["success_rate"]) for p in shown]

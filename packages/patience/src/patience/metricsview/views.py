@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from patience.durations import format_duration
 from patience.metricsview.render import Column, count, percent, seconds, text, when
 
 if TYPE_CHECKING:
@@ -137,6 +138,10 @@ def _command(value: object) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else "-"
 
 
+def _window(value: object) -> str:
+    return format_duration(value) if isinstance(value, int | float) else "-"
+
+
 def _wait(value: object) -> str:
     return seconds(value) if value else "-"
 
@@ -171,7 +176,7 @@ COLUMNS: dict[str, list[Column]] = {
         Column("WAITED", "requests_waited", count),
         Column("AVG WAIT", "average_wait", _wait),
         Column("LIMIT", "limit", count),
-        Column("WINDOW", "window", seconds),
+        Column("WINDOW", "window", _window),
     ],
     "runs": [
         Column("STARTED", "start_time", when, left=True),
