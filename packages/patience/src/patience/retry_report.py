@@ -147,6 +147,8 @@ class Stopped:
                 f"waiting {format_duration(self.wait)} would pass"
                 f" --max-time {format_duration(self.max_time)}"
             )
+        elif self.why == StopWhy.FAILURE_PATTERN:
+            why = "the failure pattern matched"
         else:
             why = self.final_reason()
         return f" Not retrying: {why}."
