@@ -179,6 +179,17 @@ class RedisUrl(Text):
         return text
 
 
+class ListenAddress(Text):
+    expected = "ADDR:PORT, such as 127.0.0.1:9464"
+
+    def check(self, raw: object) -> object:
+        from patience.daemon.http.listen import parse_listen
+
+        text = str(super().check(raw))
+        parse_listen(text)  # a ValueError says what is wrong
+        return text
+
+
 class Pattern(Text):
     expected = "a regular expression (a non-empty string)"
 
@@ -237,6 +248,10 @@ KEYS: dict[str, Key] = {
         Key("daemon.backend", Choice("memory", "redis"), "memory"),  # where limit state lives
         Key("daemon.redis_url", RedisUrl()),  # the Redis of backend = "redis"
         Key("daemon.redis_clock", Choice("daemon", "redis"), "daemon"),  # whose time counts
+        Key("daemon.http_listen", ListenAddress()),  # None: no HTTP (docs/http-api.md)
+        Key("daemon.http_token", Text()),  # required off loopback: Authorization: Bearer
+        Key("daemon.http_hosts", Text()),  # Host names accepted besides IPs and localhost
+        Key("daemon.http_max_resources", Whole(1, 10_000), 100),  # named in /metrics labels
         Key("rate_limiting.default_algorithm", Choice(*ALGORITHMS), "diophantine"),
         Key("rate_limiting.coordination_enabled", _FLAG, True),
         Key("rate_limiting.fail_mode", FALLBACK, "share"),  # the daemon away: see FALLBACK

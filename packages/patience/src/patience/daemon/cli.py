@@ -36,6 +36,13 @@ OPTIONS = {
             metavar="LEVEL",
             help="debug, info, warning or error (default: [daemon] log_level, else info)",
         ),
+        Option(
+            "http",
+            "--http",
+            convert=str,
+            metavar="ADDR:PORT",
+            help="serve the HTTP API, /metrics and dashboard (default: [daemon] http_listen)",
+        ),
     ],
     "status": [*_COMMON],
     "stop": [
@@ -51,7 +58,7 @@ OPTIONS = {
     ],
 }
 
-USAGE = f"""usage: {PROG} [--socket PATH] [--config FILE] [--log-level LEVEL]
+USAGE = f"""usage: {PROG} [--socket PATH] [--config FILE] [--log-level LEVEL] [--http ADDR:PORT]
        {PROG} status [--socket PATH] [--config FILE]
        {PROG} stop [--socket PATH] [--config FILE] [--timeout DURATION]
 
@@ -110,6 +117,7 @@ def _run(parsed: Parsed, config: Config, socket_path: str) -> int:
     import asyncio
     import logging
 
+    from patience.daemon.http.service import serve_http
     from patience.daemon.lifecycle import Daemon, StartError
 
     log_level = parsed["log_level"]
@@ -124,6 +132,7 @@ def _run(parsed: Parsed, config: Config, socket_path: str) -> int:
             socket_path, os.environ, os.geteuid()
         )
         daemon = Daemon(config, socket_path, storage, parsed["config"], log_level)  # type: ignore[arg-type]
+        serve_http(daemon, config, parsed["http"])  # type: ignore[arg-type]
         daemon.prepare()
     except StartError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

@@ -74,6 +74,8 @@ class Handlers:
         self.wake = wake
         self.log_throttle = LogThrottle(log)
         self._anonymous = 0
+        # Told of the records newly stored (the counters behind /metrics).
+        self.on_stored: Callable[[list[ExecutionMetrics]], None] = lambda records: None
         self.table: dict[type, Handler] = {
             Handshake: self._handshake,
             Acquire: self._acquire,
@@ -199,6 +201,7 @@ class Handlers:
             fresh = store.unseen(records)
             self.coordinator.record_executions(client, fresh, time.monotonic())
             store.add(fresh, client.id)
+            self.on_stored(fresh)
         except CoordinatorError:
             raise
         except Exception as exc:

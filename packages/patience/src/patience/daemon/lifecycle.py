@@ -32,6 +32,7 @@ from patience.daemon.handlers import Handlers
 from patience.daemon.protocol import Status, StatusResponse
 from patience.daemon.redis_admission import RedisAdmission
 from patience.daemon.storage import MetricsStore
+from patience.daemon.totals import Totals
 from patience.ratelimit.algorithms import RateLimitError
 
 __all__ = ["AT_START", "Daemon", "Intervals", "Service", "StartError"]
@@ -49,6 +50,10 @@ AT_START = (
     "daemon.backend",
     "daemon.redis_url",
     "daemon.redis_clock",
+    "daemon.http_listen",
+    "daemon.http_token",
+    "daemon.http_hosts",
+    "daemon.http_max_resources",
 )
 
 
@@ -119,6 +124,7 @@ class Daemon:
         self.services: list[Service] = [self.redis] if self.redis is not None else []
         self.store: MetricsStore | None = None
         self.started = time.time()
+        self.totals = Totals(config.number("daemon.http_max_resources"))  # for /metrics
         self._lock_fd = -1
         self._listener: socket.socket | None = None  # from prepare
         self.handlers: Handlers
@@ -165,6 +171,7 @@ class Daemon:
         """The request path: connections hosted by Connections, answered by Handlers."""
         self.handlers = Handlers(self.coordinator, self.store, self._flush_usage, self._arm)
         self.handlers.table[Status] = self._status
+        self.handlers.on_stored = self.totals.add_executions
         self.connections = Connections(
             self.handlers,
             self.coordinator,
@@ -309,6 +316,7 @@ class Daemon:
 
     def _flush_usage(self) -> None:
         usage = self.coordinator.take_usage()
+        self.totals.add_usage(usage)
         if self.store is None or not usage:
             return
         minute = int(time.time() // 60)
