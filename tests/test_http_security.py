@@ -5,6 +5,7 @@ answer, and resource ids escaped as data."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -192,3 +193,35 @@ def test_a_resource_named_as_markup_is_data(tmp_path: Path) -> None:
         assert [row["resource_id"] for row in summary.json()["results"]] == [XSS]
         metrics = d.get("/metrics").text
         assert f'resource="{XSS}"' in metrics
+
+
+def test_a_port_in_use_stops_the_start(tmp_path: Path) -> None:
+    with socket.socket() as taken, short_dir() as directory:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run_daemon(
+            directory, "--socket", str(directory / "d.sock"), "--http", f"127.0.0.1:{port}"
+        )
+        assert not (directory / "d.sock").exists()
+    assert r.returncode == 1, r.stderr
+    assert (
+        f"cannot listen on http://127.0.0.1:{port}/ for --http: Address already in use" in r.stderr
+    )
+
+
+def test_without_aiohttp_http_says_what_to_install(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    (missing / "aiohttp").mkdir(parents=True)
+    (missing / "aiohttp" / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'aiohttp'\")\n"
+    )
+    with short_dir() as directory:
+        env = {"PYTHONPATH": str(missing)}
+        r = run_daemon(
+            directory, "--socket", str(directory / "d.sock"), "--http", "127.0.0.1:0", env=env
+        )
+        assert run_daemon(directory, "--help", env=env).returncode == 0  # needs no aiohttp
+    assert r.returncode == 2, r.stderr
+    assert "--http needs aiohttp and prometheus-client" in r.stderr
+    assert "pip install 'patience-cli[http]'" in r.stderr

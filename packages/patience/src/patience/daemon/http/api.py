@@ -118,7 +118,7 @@ class Api:
         try:
             return self.view.ask(request)
         except AskError as exc:
-            raise ApiError(503 if exc.stopping else 400, str(exc)) from None
+            raise ApiError(400, str(exc)) from None
 
     async def healthz(self, request: web.Request) -> web.Response:
         status = self.ask({"type": "status"})

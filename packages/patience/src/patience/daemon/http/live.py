@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from patience.daemon.http.view import AskError
-from patience.daemon.protocol import STOPPING
 from patience.daemon.totals import Totals
 
 __all__ = ["LiveView"]
@@ -59,7 +58,7 @@ class LiveView:
         assert isinstance(reply, bytes), "only requests answered at once reach the view"
         answer: dict[str, Any] = json.loads(reply)
         if answer.get("type") == "error":
-            raise AskError(str(answer["error"]), answer.get("code") == STOPPING)
+            raise AskError(str(answer["error"]))
         return answer
 
     def totals(self) -> Totals:

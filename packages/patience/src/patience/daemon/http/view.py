@@ -18,11 +18,7 @@ __all__ = ["AskError", "DaemonView"]
 
 
 class AskError(Exception):
-    """The daemon answered a request with an error; `stopping` when it is going away."""
-
-    def __init__(self, message: str, stopping: bool = False) -> None:
-        super().__init__(message)
-        self.stopping = stopping
+    """The daemon answered a request with an error (its message)."""
 
 
 class DaemonView(Protocol):
