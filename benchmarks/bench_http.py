@@ -23,7 +23,7 @@ from bench_daemon import LIMIT, _quantile, _round, _wait_for
 from common import Row, tool
 
 CLIENTS = 8
-ROUNDS = 5
+ROUNDS = 6  # alternating which side goes first
 RESOURCES = 50
 SCRAPE_EVERY = 1.0
 
@@ -42,8 +42,9 @@ def run() -> list[Row]:
         try:
             rates: dict[str, list[float]] = {"p": [], "h": []}
             latencies: dict[str, list[int]] = {"p": [], "h": []}
-            for _ in range(ROUNDS):
-                for name in ("p", "h"):
+            for round_number in range(ROUNDS):
+                order = ("p", "h") if round_number % 2 == 0 else ("h", "p")
+                for name in order:
                     rate, samples = _round("ours", str(directory / f"{name}.sock"), CLIENTS)
                     rates[name].append(rate)
                     latencies[name] += samples

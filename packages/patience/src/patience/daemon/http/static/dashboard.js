@@ -188,18 +188,19 @@
 
   // ---- tools and failures ---------------------------------------------------------------
 
+  // The tools side by side, from the per-tool series' totals (rollups: the cost does not grow
+  // with the number of runs, unlike a query over the raw records).
   function showTools(reply) {
-    replaceRows(document.getElementById("tools"), (reply.results || []).map((t) => {
-      const row = el("tr");
+    replaceRows(document.getElementById("tools"), (reply.series || []).map((s) => {
+      const t = s.total, row = el("tr");
       row.append(
-        el("td", toolName(t.tool)),
-        el("td", t.total_executions, "num"),
+        el("td", toolName(s.tool)),
+        el("td", t.runs, "num"),
         el("td", percent(t.success_rate), "num"),
-        el("td", duration(t.average_duration), "num"),
-        el("td", duration(t.min_duration), "num"),
-        el("td", duration(t.max_duration), "num"),
-        el("td", t.resources, "num"),
-        el("td", clock(t.last_execution), "num"),
+        el("td", duration(t.duration_mean), "num"),
+        el("td", duration(t.duration_p50), "num"),
+        el("td", duration(t.duration_p95), "num"),
+        el("td", clock(t.last_run), "num"),
       );
       return row;
     }));
@@ -242,11 +243,12 @@
     const start = end - RANGES[view.range];
     const since = "start=" + Math.floor(start);
     try {
+      const byTool = get("/api/v1/timeseries?group_by=tool&" + since);
       const [status, resources, tools, series, failures] = await Promise.all([
         get("/api/v1/status"),
         get("/api/v1/resources"),
-        get("/api/v1/query/tool_comparison?" + since),
-        get("/api/v1/timeseries?group_by=" + view.group + "&" + since),
+        byTool,
+        view.group === "tool" ? byTool : get("/api/v1/timeseries?group_by=" + view.group + "&" + since),
         get("/api/v1/runs?limit=" + RECENT_RUNS + "&" + since),
       ]);
       showStatus(status);
