@@ -11,7 +11,10 @@ from urllib.parse import quote
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from daemon_support import short_dir
 from http_support import HttpDaemon, http_daemon, resource_path
+from integration_support import wait_for
+from redis_support import redis_server
 
 LIMITS = """
 [rate_limiting.resources]
@@ -199,3 +202,18 @@ def test_bad_requests_get_clear_errors(tmp_path: Path) -> None:
             reply = d.get(path)
             assert reply.status == status, (path, reply.status, reply.body)
             assert words in reply.json()["error"], (path, reply.body)
+
+
+def test_the_redis_backend_state_is_exported(tmp_path: Path) -> None:
+    """patience_daemon_backend_up{backend="redis"}: 1 while Redis answers, 0 while it is gone
+    (the daemon then enforces its limits alone), 1 again when it is back."""
+    with short_dir() as directory, redis_server(directory) as server:
+        keys = f'backend = "redis"\nredis_url = "{server.url}"'
+        with http_daemon(tmp_path, daemon_keys=keys, config=LIMITS) as d:
+            found = samples(d)
+            assert value(found, "patience_daemon_backend_up", backend="redis") == 1
+            assert found["patience_daemon_info"][0].labels["backend"] == "redis"
+            server.stop()
+            wait_for(lambda: value(samples(d), "patience_daemon_backend_up", backend="redis") == 0)
+            server.start()
+            wait_for(lambda: value(samples(d), "patience_daemon_backend_up", backend="redis") == 1)
