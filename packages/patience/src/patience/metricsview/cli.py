@@ -66,7 +66,7 @@ OPTIONS = [
            help="runs: how many (1..1000)"),
     Option("follow", "--follow", "-f", help="runs: keep printing runs as they are stored"),
     Option("json", "--json", help="one JSON object per line instead of a table"),
-    Option("socket", "--socket", convert=_not_empty, metavar="PATH",
+    Option("socket", "--socket", "--daemon-socket", convert=_not_empty, metavar="PATH",
            help="the daemon's socket (default: as for --daemon)"),
 ]  # fmt: skip
 
@@ -93,9 +93,12 @@ def main(args: list[str], prog: str, config_file: str | None = None) -> int:
 
 
 def _main(args: list[str], prog: str, config_file: str | None) -> int:
-    if not args or args[0] in ("-h", "--help"):
+    if not args:
+        sys.stderr.write(usage(prog))
+        return 2
+    if args[0] in ("-h", "--help"):
         sys.stdout.write(usage(prog))
-        return 0 if args else 2
+        return 0
     form = args.pop(0)
     if form not in FORMS:
         from patience.cliparse import unknown_choice
