@@ -142,14 +142,14 @@ def test_sighup_reloads_limits_and_keeps_recent_grants() -> None:
     with running(one) as daemon, daemon.client() as client:
         assert client.acquire("r").granted
         refused = client.acquire("r")
-        assert not refused.granted and refused.limit == 1
+        assert not refused.granted and refused.limit.count == 1
         daemon.write_config('[rate_limiting.resources]\n"r*" = { limit = 3, window = "1m" }\n')
         os.kill(daemon.proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
         deadline = time.monotonic() + 10
         while "reloaded" not in daemon.log_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         grant = client.acquire("r")
-        assert grant.granted and grant.limit == 3 and grant.limit_source == "config:r*"
+        assert grant.granted and grant.limit.count == 3 and grant.limit_source == "config:r*"
         assert grant.remaining == 1  # the grant before the reload still counts
 
 
@@ -162,7 +162,7 @@ def test_a_bad_configuration_on_sighup_keeps_the_old_one() -> None:
         while "reload failed" not in daemon.log_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "keeping the old configuration" in daemon.log_text()
-        assert client.acquire("r").limit == 2
+        assert client.acquire("r").limit.count == 2
 
 
 def sighup(daemon: Daemon, mark: str, count: int = 1) -> None:
@@ -184,7 +184,7 @@ def test_sighup_reads_every_source_again() -> None:
         try:
             daemon.start()
             with daemon.client() as client:
-                assert client.acquire("r").limit == 1
+                assert client.acquire("r").limit.count == 1
                 user = directory / "config" / "patience" / "config.toml"
                 user.parent.mkdir(parents=True)
                 user.write_text('[rate_limiting.resources]\n"r" = { limit = 3, window = "1m" }\n')
@@ -193,13 +193,13 @@ def test_sighup_reads_every_source_again() -> None:
                     daemon.log_text()
                 )
                 grant = client.acquire("r")
-                assert grant.granted and (grant.limit, grant.remaining) == (3, 1)
+                assert grant.granted and (grant.limit.count, grant.remaining) == (3, 1)
                 (directory / ".patience.toml").write_text("[daemon]\nclient_ttl = -1\n")
                 sighup(daemon, "reload failed")
                 assert ".patience.toml: daemon.client_ttl: expected a duration" in (
                     daemon.log_text()
                 )
-                assert client.acquire("r").limit == 3
+                assert client.acquire("r").limit.count == 3
         finally:
             daemon.ensure_stopped()
 

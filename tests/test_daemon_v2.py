@@ -14,6 +14,7 @@ import pytest
 
 from daemon_support import Daemon, Raw, running
 from patience.daemon.client import DaemonClient, DaemonError, DaemonUnavailable
+from patience.settings import Limit
 
 CONFIG = """
 [rate_limiting]
@@ -71,7 +72,7 @@ def test_acquire_reports_the_limit_in_force(daemon: Daemon) -> None:
     with daemon.client("repeater", "acq-1") as client:
         first = client.acquire("api:external:one")
         assert first.granted
-        assert (first.limit, first.window, first.algorithm) == (3, 2.0, "diophantine")
+        assert first.limit == Limit(3, 2.0, "diophantine")
         assert first.limit_source == "config:api:external:*"
         assert first.remaining == 2 and first.reset_after == pytest.approx(2.0, abs=0.1)
         assert client.acquire("api:external:one", tokens=2).remaining == 0
@@ -79,9 +80,8 @@ def test_acquire_reports_the_limit_in_force(daemon: Daemon) -> None:
         assert not refused.granted and refused.reason == "rate limit reached"
         assert 1.5 < refused.retry_after <= 2.0
         exact = client.acquire("api:external:exact")
-        assert (exact.limit, exact.algorithm, exact.limit_source) == (
-            2,
-            "gcra",
+        assert (exact.limit, exact.limit_source) == (
+            Limit(2, 1.0, "gcra"),
             "config:api:external:exact",
         )
 
@@ -117,18 +117,22 @@ def test_the_daemon_does_the_waiting(daemon: Daemon) -> None:
 
 def test_declared_limits_strictest_holds_across_clients(daemon: Daemon) -> None:
     with daemon.client("repeater", "decl-a") as a, daemon.client("patience", "decl-b") as b:
-        loose = a.acquire("declared", limit=100, window=60.0)
-        assert (loose.limit, loose.limit_source) == (100, "client:decl-a")
-        strict = b.acquire("declared", limit=2, window=60.0)
-        assert (strict.limit, strict.limit_source, strict.remaining) == (2, "client:decl-b", 0)
-        refused = a.acquire("declared", limit=100, window=60.0)
+        loose = a.acquire("declared", limit=Limit(100, 60.0))
+        assert (loose.limit, loose.limit_source) == (Limit(100, 60.0), "client:decl-a")
+        strict = b.acquire("declared", limit=Limit(2, 60.0))
+        assert (strict.limit, strict.limit_source, strict.remaining) == (
+            Limit(2, 60.0),
+            "client:decl-b",
+            0,
+        )
+        refused = a.acquire("declared", limit=Limit(100, 60.0))
         assert not refused.granted and refused.limit_source == "client:decl-b"
 
 
 def test_configuration_beats_a_declared_limit(daemon: Daemon) -> None:
     with daemon.client("repeater", "decl-c") as client:
-        grant = client.acquire("api:external:declared", limit=1000, window=1.0)
-        assert (grant.limit, grant.limit_source) == (3, "config:api:external:*")
+        grant = client.acquire("api:external:declared", limit=Limit(1000, 1.0))
+        assert (grant.limit.count, grant.limit_source) == (3, "config:api:external:*")
 
 
 def test_schedules_and_resource_state(daemon: Daemon) -> None:

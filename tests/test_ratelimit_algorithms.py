@@ -22,6 +22,7 @@ from patience.ratelimit.algorithms import (
     SlidingWindowLog,
     make_limiter,
 )
+from patience.settings import ALGORITHM_ALIASES
 
 WINDOWS = st.sampled_from([1.0, 0.1, 0.3, 3.0, 60.0, 3600.0]) | st.floats(1e-3, 1e4)
 LIMITS = st.integers(1, 12)
@@ -300,7 +301,8 @@ def test_decision_repr_names_every_field() -> None:
 
 def test_make_limiter_knows_every_algorithm_name() -> None:
     assert DEFAULT_ALGORITHM == "diophantine"
-    kinds = {name: type(make_limiter(name, 2, 1.0)) for name in ALGORITHMS}
+    names = (*ALGORITHMS, *ALGORITHM_ALIASES)
+    kinds = {name: type(make_limiter(name, 2, 1.0)) for name in names}
     assert kinds == {
         "diophantine": SlidingWindowLog,
         "sliding-window": SlidingWindowLog,

@@ -44,7 +44,8 @@ class Store:
         wait: float = 1e9,
     ) -> Decision:
         store = self.clocked if redis_clock else self.daemons[who]
-        return self.runner.run(store.acquire(resource, limiter, tokens, now, wait, 0.5))
+        limit = limiter.as_limit()
+        return self.runner.run(store.acquire(resource, limit, tokens, now, wait, 0.5))
 
     def close(self) -> None:
         self.runner.run(self.client.aclose())
@@ -141,7 +142,7 @@ def test_the_sliding_log_keeps_runs_not_tokens(store: Store) -> None:
     resource = f"runs-{next(_ids)}"
     for now in (1.7e9, 1.7e9, 1.7e9 + 1.0):
         assert store.acquire(resource, spec, 10**5, now).granted
-    assert store.server.client().llen(state_keys(resource, spec)[1]) == 2
+    assert store.server.client().llen(state_keys(resource, spec.as_limit())[1]) == 2
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -202,7 +203,7 @@ def test_redis_time_is_the_clock_when_configured(store: Store, algorithm: str) -
 def test_keys_are_namespaced_and_expire(store: Store, algorithm: str) -> None:
     spec = make_limiter(algorithm, 3, 0.2)
     resource = f"expiring-{next(_ids)}"
-    keys = state_keys(resource, spec)
+    keys = state_keys(resource, spec.as_limit())
     assert store.acquire(resource, spec, 2, time.time()).granted
     sync = store.server.client()
     assert all(key.startswith(PREFIX + "{" + resource + "}:") for key in keys)

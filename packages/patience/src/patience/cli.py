@@ -402,7 +402,9 @@ def _run_coordinated(
     v = parsed.values
     declared = None
     if spec.name == "diophantine":
-        declared = (int(str(v["rate_limit"])), _float(v["window"]), "diophantine")
+        from patience.settings import Limit
+
+        declared = Limit(int(str(v["rate_limit"])), _float(v["window"]))
     labels = {"strategy": spec.name}
     if os.environ.get("RPR_ITERATION"):  # an attempt of one rpr run
         labels["rpr_execution"] = os.environ["RPR_ITERATION"]

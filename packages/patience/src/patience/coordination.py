@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from patience.daemon.client import Grant
     from patience.process import RunResult
     from patience.ratelimit.algorithms import Limiter
+    from patience.settings import Limit
 
 CHUNK = 0.5  # seconds the daemon may queue one acquire: the longest a Ctrl-C waits
 RECONNECT_FIRST = 0.05  # seconds between the first reconnection attempts (the first is at once),
@@ -187,7 +188,7 @@ class Link:
 class DaemonGate:
     """`wait_turn()` as LocalGate's, with the token taken from the daemon.
 
-    `declared` (limit, window seconds, algorithm) is sent with each request: the daemon
+    `declared` (this tool's own Limit) is sent with each request: the daemon
     applies it when its configuration has no limit for the resource. `local` is the same
     limit kept in this process, fed with every grant; with `learn`, a gate without one adopts
     the limit the daemon reports. `failure` says why the gate closed (fallback "closed", or
@@ -207,7 +208,7 @@ class DaemonGate:
         link: Link,
         client: DaemonClient,
         *,
-        declared: tuple[int, float, str] | None,
+        declared: Limit | None,
         local: Limiter | None,
         learn: bool,
         fallback: str,
@@ -258,7 +259,6 @@ class DaemonGate:
         """A token from the daemon: True granted, False interrupted or refused, None when
         the daemon is gone. The daemon queues each request up to CHUNK; a longer wait is
         slept here and asked again, so that a Ctrl-C is never kept waiting long."""
-        limit, window, algorithm = self.declared or (None, None, None)
         try:
             self._report()
             free_at = self._free_at(time.monotonic())  # no need to ask before
@@ -268,9 +268,7 @@ class DaemonGate:
                 grant = self.client.acquire(
                     self.link.resource_id,
                     max_wait=CHUNK,
-                    limit=limit,
-                    window=window,
-                    algorithm=algorithm,
+                    limit=self.declared,
                 )
                 if grant.share is not None and grant.share != self.share:
                     self.share = grant.share
@@ -306,10 +304,9 @@ class DaemonGate:
         if not times:
             return
         offset = time.time() - time.monotonic()
-        limit, window, algorithm = self.declared or (None, None, None)
         try:
             self.client.report_grants(
-                self.link.resource_id, [at + offset for at in times], limit, window, algorithm
+                self.link.resource_id, [at + offset for at in times], self.declared
             )
         except DaemonError:
             pass
@@ -369,14 +366,16 @@ class DaemonGate:
 
     def _granted(self, grant: Grant) -> None:
         now = time.monotonic()
-        if self.learn and grant.limit is not None and grant.window is not None:
-            local = self.local
-            known = (grant.limit, grant.window, grant.algorithm)
-            if local is None or (local.limit, local.window, local.algorithm) != known:
-                from patience.ratelimit.algorithms import make_limiter
+        known = grant.limit
+        if (
+            self.learn
+            and known is not None
+            and (self.local is None or self.local.as_limit() != known)
+        ):
+            from patience.ratelimit.algorithms import limiter_for
 
-                self.local = make_limiter(grant.algorithm or "diophantine", *known[:2])
-                self._describe_fallback()
+            self.local = limiter_for(known)
+            self._describe_fallback()
         self._record(now)
 
     def _record(self, now: float) -> None:
@@ -560,7 +559,7 @@ def coordinate(
     parsed: Parsed,
     config: Config,
     *,
-    declared: tuple[int, float, str] | None = None,
+    declared: Limit | None = None,
     local: Limiter | None = None,
     learn: bool = True,
     labels: dict[str, str] | None = None,
@@ -593,11 +592,12 @@ def coordinate(
         raise CoordinationError(str(exc)) from None
     configured = config.limit_for(resource_id)
     if declared is None and local is None and configured is not None:
-        from patience.ratelimit.algorithms import make_limiter
+        from patience.ratelimit.algorithms import limiter_for
+        from patience.settings import DEFAULT_ALGORITHM, Limit
 
-        algorithm = configured.algorithm or "diophantine"
-        declared = (configured.limit, configured.window, algorithm)
-        local = make_limiter(algorithm, configured.limit, configured.window)
+        algorithm = configured.algorithm or DEFAULT_ALGORITHM
+        declared = Limit(configured.limit, configured.window, algorithm)
+        local = limiter_for(declared)
     mode = values["daemon_fail_mode"]  # the command line's, else [rate_limiting] fail_mode
     if "daemon_fail_mode" not in parsed.explicit and configured and configured.fallback:
         mode = configured.fallback  # the resource's own entry is more specific

@@ -28,6 +28,7 @@ from patience.cliparse import (
 from patience.daemon_options import DAEMON_OPTIONS
 from patience.durations import offset_list, parse_duration, positive_duration
 from patience.numbers import decimal
+from patience.settings import Limit
 from repeater import __version__
 from repeater.advanced_modes import (
     ADAPTIVE_OPTIONS,
@@ -86,12 +87,6 @@ def jitter_spec(text: str) -> str:
     else:
         parse_duration(text)
     return text
-
-
-def rate_spec(text: str) -> tuple[int, float]:
-    from patience.ratelimit.gate import parse_rate
-
-    return parse_rate(text)
 
 
 STOP_OPTIONS = [
@@ -176,7 +171,7 @@ RATE_OPTIONS = [
         "rate",
         "--rate",
         "-r",
-        convert=rate_spec,
+        convert=Limit.parse,
         metavar="N/DUR",
         help="start at most N runs in any window of DUR (e.g. 100/1h, 10/s); exact",
     ),
@@ -536,11 +531,11 @@ def build_runner(mode: Mode, parsed: Parsed) -> RunnerBuilder:
 
 def rate_limiter(v: dict[str, object]) -> Limiter | None:
     """--rate's limiter: the gate itself alone, the daemon's local fallback with --daemon."""
-    if not isinstance(v["rate"], tuple):
+    if not isinstance(v["rate"], Limit):
         return None
-    from patience.ratelimit.algorithms import make_limiter
+    from patience.ratelimit.algorithms import limiter_for
 
-    return make_limiter("diophantine", *v["rate"])
+    return limiter_for(v["rate"])
 
 
 def local_gate(v: dict[str, object]) -> Gate | None:
@@ -581,7 +576,7 @@ def run_coordinated(build: RunnerBuilder, mode: Mode, parsed: Parsed, config: Co
             "rpr",
             parsed,
             config,
-            declared=(*rate, "diophantine") if isinstance(rate, tuple) else None,
+            declared=rate if isinstance(rate, Limit) else None,
             local=rate_limiter(v),
             labels={"mode": mode.name},
             schedule=_daemon_schedule(mode, v),

@@ -12,7 +12,7 @@ from patience.cliparse import _FALSE, _TRUE
 from patience.config.toml_text import value as toml_value
 from patience.durations import DurationError, format_duration, parse_duration
 from patience.numbers import refuse_foreign_digits, whole
-from patience.ratelimit.algorithms import MAX_LIMIT, MAX_WINDOW, MIN_WINDOW
+from patience.settings import ALGORITHMS, DEFAULT_ALGORITHM, MAX_LIMIT, MAX_WINDOW, MIN_WINDOW
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -216,7 +216,6 @@ class Key:
         self.name, self.kind, self.default, self.fallback = name, kind, default, fallback
 
 
-ALGORITHMS = ("diophantine", "fixed-window", "gcra")
 LOG_LEVEL = Choice("debug", "info", "warning", "error", aliases={"warn": "warning"})
 # While the daemon is away: keep to this client's share of the limit, to the whole limit, or
 # stop. "open", the first spelling of fail-open, is the share.
@@ -252,7 +251,7 @@ KEYS: dict[str, Key] = {
         Key("daemon.http_token", Text()),  # required off loopback: Authorization: Bearer
         Key("daemon.http_hosts", Text()),  # Host names accepted besides IPs and localhost
         Key("daemon.http_max_resources", Whole(1, 10_000), 100),  # named in /metrics labels
-        Key("rate_limiting.default_algorithm", Choice(*ALGORITHMS), "diophantine"),
+        Key("rate_limiting.default_algorithm", Choice(*ALGORITHMS), DEFAULT_ALGORITHM),
         Key("rate_limiting.coordination_enabled", _FLAG, True),
         Key("rate_limiting.fail_mode", FALLBACK, "share"),  # the daemon away: see FALLBACK
         Key("repeater.default_interval", _POSITIVE),

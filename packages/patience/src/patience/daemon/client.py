@@ -13,6 +13,9 @@ import os
 import socket
 
 from patience.daemon import paths
+from patience.settings import DEFAULT_ALGORITHM, Limit
+
+__all__ = ["METRICS_BATCH", "DaemonClient", "DaemonError", "DaemonUnavailable", "Grant"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,10 +34,10 @@ class DaemonError(Exception):
 
 
 class Grant:
-    """The answer to `acquire`: granted or not, and the limit in force (None when unlimited)."""
+    """The answer to `acquire`: granted or not, and the limit in force (None when unlimited)
+    with `limit_source`, where the daemon found it."""
 
     __slots__ = (
-        "algorithm",
         "granted",
         "limit",
         "limit_source",
@@ -45,7 +48,6 @@ class Grant:
         "share",
         "tokens",
         "waited",
-        "window",
     )
 
     def __init__(self, reply: dict[str, object]) -> None:
@@ -54,9 +56,10 @@ class Grant:
         self.retry_after = float(reply["retry_after"])  # type: ignore[arg-type]
         self.reset_after = float(reply["reset_after"])  # type: ignore[arg-type]
         self.remaining: int | None = reply.get("remaining")  # type: ignore[assignment]
-        self.limit: int | None = reply.get("limit")  # type: ignore[assignment]
-        self.window: float | None = reply.get("window")  # type: ignore[assignment]
-        self.algorithm: str | None = reply.get("algorithm")  # type: ignore[assignment]
+        count, window, algorithm = (reply.get(k) for k in ("limit", "window", "algorithm"))
+        self.limit: Limit | None = None
+        if isinstance(count, int) and isinstance(window, int | float):
+            self.limit = Limit(count, window, str(algorithm or DEFAULT_ALGORITHM))
         self.limit_source: str | None = reply.get("limit_source")  # type: ignore[assignment]
         self.waited = float(reply.get("waited") or 0.0)  # type: ignore[arg-type]
         self.reason: str | None = reply.get("reason")  # type: ignore[assignment]
@@ -66,7 +69,7 @@ class Grant:
     def __repr__(self) -> str:
         return (
             f"Grant(granted={self.granted}, tokens={self.tokens}, remaining={self.remaining},"
-            f" limit={self.limit}, retry_after={self.retry_after:.3f})"
+            f" limit={self.limit!r}, retry_after={self.retry_after:.3f})"
         )
 
 
@@ -156,37 +159,33 @@ class DaemonClient:
         resource_id: str,
         tokens: int = 1,
         max_wait: float = 0.0,
-        limit: int | None = None,
-        window: float | None = None,
-        algorithm: str | None = None,
+        limit: Limit | None = None,
     ) -> Grant:
-        """Take tokens, letting the daemon queue us for up to `max_wait` seconds. `limit` per
-        `window` seconds declares this client's own limit (used when none is configured)."""
+        """Take tokens, letting the daemon queue us for up to `max_wait` seconds. `limit`
+        declares this client's own limit (used when none is configured)."""
         message: dict[str, object] = {
             "type": "acquire",
             "resource_id": resource_id,
             "tokens": tokens,
             "max_wait": max_wait,
         }
-        _declare(message, limit, window, algorithm)
+        _declare(message, limit)
         return Grant(self.request(message, max_wait + self.timeout))
 
     def report_grants(
         self,
         resource_id: str,
         times: Sequence[float],
-        limit: int | None = None,
-        window: float | None = None,
-        algorithm: str | None = None,
+        limit: Limit | None = None,
     ) -> int:
         """Tell the daemon this client's grants of the last window (Unix seconds), after an
-        outage; returns how many it counts. `limit`/`window`/`algorithm` as in `acquire`."""
+        outage; returns how many it counts. `limit` as in `acquire`."""
         message: dict[str, object] = {
             "type": "report_grants",
             "resource_id": resource_id,
             "times": list(times),
         }
-        _declare(message, limit, window, algorithm)
+        _declare(message, limit)
         counted = self.request(message)["counted"]
         return counted if isinstance(counted, int) else 0
 
@@ -288,15 +287,10 @@ class DaemonClient:
             buffer += chunk
 
 
-def _declare(
-    message: dict[str, object], limit: int | None, window: float | None, algorithm: str | None
-) -> None:
+def _declare(message: dict[str, object], limit: Limit | None) -> None:
     """Add the client's own limit to a request that may declare one."""
     if limit is not None:
-        message["limit"] = limit
-        message["window"] = window
-    if algorithm is not None:
-        message["algorithm"] = algorithm
+        message.update(limit=limit.count, window=limit.window, algorithm=limit.algorithm)
 
 
 class _Closed(Exception):

@@ -11,7 +11,7 @@ docs/protocol.md describes each message with examples.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
@@ -27,6 +27,7 @@ from patience.daemon.query_messages import TimeRange as TimeRange  # noqa: PLC04
 from patience.daemon.query_messages import Timeseries as Timeseries  # noqa: PLC0414
 from patience.daemon.query_messages import TimeseriesResponse as TimeseriesResponse  # noqa: PLC0414
 from patience.ratelimit.algorithms import MAX_LIMIT, MAX_WINDOW, RateLimitError, check_limit
+from patience.settings import ALGORITHMS
 
 PROTOCOL_VERSIONS = ("2.0", "1.0")  # highest first: the server picks the first both speak
 MAX_LINE = 1 << 20  # bytes; a longer line is refused and the connection closed
@@ -39,7 +40,10 @@ MAX_REGISTER_ENTRIES = 1000  # entries in one register_request
 MAX_V1_ENTRIES_PER_RESOURCE = 10_000  # protocol 1.0 booked attempts one resource keeps
 
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-Algorithm = Literal["diophantine", "fixed-window", "gcra"]
+if TYPE_CHECKING:
+    Algorithm = str
+else:  # msgspec checks the name against the one list of algorithms
+    Algorithm = Literal[ALGORITHMS]
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=10 * 365 * 86400)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT)]
 UnixSeconds = Annotated[int, msgspec.Meta(ge=-(1 << 40), le=1 << 40)]

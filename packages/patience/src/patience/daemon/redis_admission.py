@@ -102,7 +102,7 @@ class RedisAdmission:
         try:
             decision = await self.limits.acquire(
                 waiter.resource_id,
-                limiter,
+                limiter.as_limit(),
                 waiter.tokens,
                 time.time(),
                 max(0.0, waiter.deadline - start),

@@ -14,27 +14,41 @@ from __future__ import annotations
 
 from _thread import allocate_lock
 
-from patience.durations import format_duration
+from patience.settings import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    DIOPHANTINE,
+    MAX_LIMIT,
+    MAX_WINDOW,
+    MIN_WINDOW,
+    Limit,
+    RateLimitError,
+    algorithm_name,
+    check_limit,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_ALGORITHM",
+    "GCRA",
+    "MAX_LIMIT",
+    "MAX_WINDOW",
+    "MIN_WINDOW",
+    "Decision",
+    "FixedWindow",
+    "Limiter",
+    "RateLimitError",
+    "SlidingWindowLog",
+    "check_limit",
+    "limiter_for",
+    "make_limiter",
+]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections import deque
 else:  # `collections` costs ~2 ms to import; its deque lives in the builtin `_collections`.
     from _collections import deque
-
-DEFAULT_ALGORITHM = "diophantine"
-ALGORITHMS = ("diophantine", "sliding-window", "fixed-window", "gcra")
-# The limits any limiter takes, wherever they come from (flags, configuration, the daemon's
-# protocol, which carries the same bounds): up to 2^40 tokens per window, windows from 1ms
-# (GCRA counts in nanoseconds; a shorter window means nothing for starting processes) to
-# 10 years.
-MAX_LIMIT = 1 << 40
-MIN_WINDOW = 0.001
-MAX_WINDOW = 3650 * 86400.0
-
-
-class RateLimitError(ValueError):
-    """A limit that cannot work or a request that can never fit; the message says the fix."""
 
 
 class Decision:
@@ -77,9 +91,13 @@ class Limiter:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
 
+    def as_limit(self) -> Limit:
+        """The limit this limiter enforces, as the settings and the protocol speak of it."""
+        return Limit(self.limit, self.window, self.algorithm)
+
     def describe(self) -> str:
         """ "10 per 1m (diophantine)": what users see in messages and status output."""
-        return f"{self.limit} per {format_duration(self.window)} ({self.algorithm})"
+        return self.as_limit().describe()
 
     def acquire(self, now: float, tokens: int = 1) -> Decision:
         """Take `tokens` at `now` if they fit; a refusal changes nothing."""
@@ -137,7 +155,7 @@ class SlidingWindowLog(Limiter):
     expiry, admission and `available_at`, so they always agree to the last bit.
     """
 
-    algorithm = "diophantine"
+    algorithm = DIOPHANTINE
 
     def __init__(self, limit: int, window: float) -> None:
         super().__init__(limit, window)
@@ -328,42 +346,17 @@ class GCRA(Limiter):
 
 
 def make_limiter(algorithm: str, limit: int, window: float) -> Limiter:
-    """The limiter for a configured algorithm name; a bad name or limit raises RateLimitError."""
-    cls = _BY_NAME.get(algorithm)
-    if cls is None:
-        raise RateLimitError(
-            f'unknown rate-limit algorithm "{algorithm}" (use {", ".join(ALGORITHMS[:-1])}'
-            f" or {ALGORITHMS[-1]})"
-        )
-    return cls(limit, window)
+    """The limiter for an algorithm name (or alias); a bad name or limit raises
+    RateLimitError."""
+    return _BY_NAME[algorithm_name(algorithm)](limit, window)
 
 
-def check_limit(limit: int, window: float) -> None:
-    """Raise RateLimitError unless `limit` per `window` is one a limiter can take."""
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise RateLimitError(f"rate limit {limit!r} is not a whole number (use e.g. 10)")
-    if limit < 1:
-        raise RateLimitError(f"rate limit {limit} is not positive (use 1 or more)")
-    if limit > MAX_LIMIT:
-        raise RateLimitError(f"rate limit {limit} is too large (at most {MAX_LIMIT}, 2^40)")
-    if isinstance(window, bool) or not isinstance(window, (int, float)):
-        raise RateLimitError(f"rate-limit window {window!r} is not a number of seconds")
-    if not 0 < window < float("inf"):
-        raise RateLimitError(f"rate-limit window {window!r} is not a positive duration (try 1m)")
-    if window < MIN_WINDOW:
-        raise RateLimitError(
-            f"rate-limit window {format_duration(window)} is under 1ms (try 1ms or more)"
-        )
-    if window > MAX_WINDOW:
-        raise RateLimitError(
-            f"rate-limit window {format_duration(window)} is too long (at most"
-            f" {format_duration(MAX_WINDOW)})"
-        )
+def limiter_for(limit: Limit) -> Limiter:
+    """The limiter that enforces `limit`, with no grant yet."""
+    return _BY_NAME[limit.algorithm](limit.count, limit.window)
 
 
+# Each class names its algorithm; settings.ALGORITHMS lists the same names for users.
 _BY_NAME: dict[str, type[Limiter]] = {
-    "diophantine": SlidingWindowLog,
-    "sliding-window": SlidingWindowLog,
-    "fixed-window": FixedWindow,
-    "gcra": GCRA,
+    cls.algorithm: cls for cls in (SlidingWindowLog, FixedWindow, GCRA)
 }

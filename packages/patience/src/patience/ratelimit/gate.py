@@ -12,6 +12,8 @@ import time
 
 from patience import process
 
+__all__ = ["LocalGate"]  # and, for type checking, Gate
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -60,25 +62,3 @@ class LocalGate:
                 return False
             if not self.sleep_until(retry_at):
                 return False
-
-
-def parse_rate(text: str) -> tuple[int, float]:
-    """ "100/1h" -> (100, 3600.0); "10/s" means 10 per second. For --rate. The limit must be
-    one a limiter takes (algorithms.check_limit: at most 2^40 per 1ms to 3650d)."""
-    from patience.durations import parse_duration
-    from patience.numbers import refuse_foreign_digits, whole
-    from patience.ratelimit.algorithms import check_limit
-
-    refuse_foreign_digits(text, "a rate")
-    count, slash, per = text.partition("/")
-    try:
-        n = whole(count)
-    except ValueError:
-        n = 0
-    if not slash or n < 1 or not per:
-        raise ValueError(f'"{text}" is not a rate (try 100/1h or 10/s)')
-    window = parse_duration(per if per[0] in "0123456789." else "1" + per)
-    if window <= 0:
-        raise ValueError(f'"{text}" needs a window longer than zero (try {n}/1m)')
-    check_limit(n, window)
-    return n, window

@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import math
 
-from patience.ratelimit.algorithms import Decision, Limiter
+from patience.ratelimit.algorithms import Decision
+from patience.settings import DIOPHANTINE, Limit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -340,7 +341,7 @@ return {1, fitting(new), '0', fmt(float(sub(new, units)) / per_second)}
 """
 
 SCRIPTS = {
-    "diophantine": _PRELUDE + _SLIDING,
+    DIOPHANTINE: _PRELUDE + _SLIDING,
     "fixed-window": _PRELUDE + _FIXED,
     "gcra": _PRELUDE + _GCRA,
 }
@@ -355,34 +356,34 @@ class RedisLimits:
         self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
 
     async def acquire(
-        self, resource_id: str, limiter: Limiter, tokens: int, now: float, wait: float, hold: float
+        self, resource_id: str, limit: Limit, tokens: int, now: float, wait: float, hold: float
     ) -> Decision:
-        """Take `tokens` at `now` (ignored with redis_clock) under `limiter`'s limit, which
-        names the algorithm and numbers; its own in-memory state is not touched. A refused
+        """Take `tokens` at `now` (ignored with redis_clock) under `limit`. A refused
         request that will wait `wait` seconds more claims the next turn for `hold` seconds
         past its retry time."""
-        keys = state_keys(resource_id, limiter)
+        keys = state_keys(resource_id, limit)
         args = (
             "" if self.redis_clock else now,
-            limiter.limit,
-            limiter.window,
+            limit.count,
+            limit.window,
             tokens,
-            math.ceil(limiter.window * 1000) + EXPIRY_SLACK_MS,
+            math.ceil(limit.window * 1000) + EXPIRY_SLACK_MS,
             self.who,
             wait,
             hold,
         )
-        granted, remaining, retry_after, reset_after = await self._scripts[limiter.algorithm](
+        granted, remaining, retry_after, reset_after = await self._scripts[limit.algorithm](
             keys=keys, args=args
         )
         return Decision(
-            bool(granted), int(remaining), limiter.limit, float(retry_after), float(reset_after)
+            bool(granted), int(remaining), limit.count, float(retry_after), float(reset_after)
         )
 
 
-def state_keys(resource_id: str, limiter: Limiter) -> list[str]:
-    """The keys holding one resource's state under one limit (the log only for diophantine)."""
-    base = f"{PREFIX}{{{resource_id}}}:{limiter.algorithm}:{limiter.limit}:{limiter.window!r}"
-    if limiter.algorithm == "diophantine":
+def state_keys(resource_id: str, limit: Limit) -> list[str]:
+    """The keys holding one resource's state under one limit (the log only for the
+    sliding-window log, diophantine)."""
+    base = f"{PREFIX}{{{resource_id}}}:{limit.algorithm}:{limit.count}:{limit.window!r}"
+    if limit.algorithm == DIOPHANTINE:
         return [base + ":state", base + ":runs"]
     return [base + ":state"]
