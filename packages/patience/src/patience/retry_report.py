@@ -136,25 +136,10 @@ class Stopped:
             return "--max-time reached"
         if why == StopWhy.GATE_CLOSED:
             return "no rate-limit token (see the error above)"
-        return interruption(self.signal)
-
-    def not_retrying(self) -> str:
-        """The end of a failed attempt's line: why it is the last one."""
-        if self.why == StopWhy.ATTEMPTS:
-            return ""
-        if self.why == StopWhy.WAIT_PAST_BUDGET:
-            why = (
-                f"waiting {format_duration(self.wait)} would pass"
-                f" --max-time {format_duration(self.max_time)}"
-            )
-        elif self.why == StopWhy.FAILURE_PATTERN:
-            why = "the failure pattern matched"
-        else:
-            why = self.final_reason()
-        return f" Not retrying: {why}."
+        return _interruption(self.signal)
 
 
-def interruption(signal: int | None) -> str:
+def _interruption(signal: int | None) -> str:
     """`interrupted (SIGINT)`: the signal that told patience to stop."""
     return f"interrupted ({_SIGNAL_NAMES.get(signal or 0, 'a signal')})"
 
@@ -199,7 +184,7 @@ class Reporter:
         else:
             self._line(
                 f"{self._attempt(attempt.number)} failed ({_said(attempt, event.cut_short)})."
-                + event.not_retrying()
+                + _not_retrying(event)
             )
             self._line(failed_after)
         if event.stats.attempts:
@@ -225,6 +210,22 @@ class Reporter:
 
     def _attempt(self, number: int) -> str:
         return f"[retry] Attempt {number}/{self.total}"
+
+
+def _not_retrying(event: Stopped) -> str:
+    """The end of a failed attempt's line: why it is the last one."""
+    if event.why == StopWhy.ATTEMPTS:
+        return ""
+    if event.why == StopWhy.WAIT_PAST_BUDGET:
+        why = (
+            f"waiting {format_duration(event.wait)} would pass"
+            f" --max-time {format_duration(event.max_time)}"
+        )
+    elif event.why == StopWhy.FAILURE_PATTERN:
+        why = "the failure pattern matched"
+    else:
+        why = event.final_reason()
+    return f" Not retrying: {why}."
 
 
 def _said(attempt: Attempt, cut_short: bool) -> str:
