@@ -8,6 +8,7 @@ those at that directory: the host's files never take part."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,11 @@ from patience.daemon.client import DaemonClient
 BIN = Path(sys.executable).parent
 DAEMON = str(BIN / "patience-daemon")
 PYTHON = sys.executable
+# patience-daemon's main() with housekeeping intervals of the test's choosing (lifecycle.Intervals).
+WITH_INTERVALS = (
+    "import json, sys; from patience.daemon import cli; from patience.daemon.lifecycle import"
+    " Intervals; sys.exit(cli.main(sys.argv[2:], Intervals(**json.loads(sys.argv[1]))))"
+)
 
 
 @contextlib.contextmanager
@@ -73,9 +79,17 @@ def run_daemon(
 
 class Daemon:
     """One daemon process, run in `directory` and isolated there (see isolated_env). `config`
-    is TOML text given with --config; storage goes into the same directory."""
+    is TOML text given with --config; storage goes into the same directory. `intervals`
+    (patience.daemon.lifecycle.Intervals' fields) shortens its housekeeping intervals, so that
+    a test need not wait them out."""
 
-    def __init__(self, directory: Path, config: str = "", args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        config: str = "",
+        args: tuple[str, ...] = (),
+        intervals: Mapping[str, float] | None = None,
+    ) -> None:
         self.dir = directory
         self.socket = str(directory / "run" / "d.sock")
         self.config = directory / "config.toml"
@@ -83,6 +97,7 @@ class Daemon:
         self.log = directory / "daemon.log"
         self.write_config(config)
         self.args = args
+        self.intervals = intervals
         self.proc: subprocess.Popen[bytes] | None = None
 
     def write_config(self, config: str) -> None:
@@ -94,7 +109,10 @@ class Daemon:
         self.config.write_text(config)
 
     def command(self) -> list[str]:
-        return [DAEMON, "--socket", self.socket, "--config", str(self.config), *self.args]
+        flags = ["--socket", self.socket, "--config", str(self.config), *self.args]
+        if self.intervals is not None:
+            return [PYTHON, "-c", WITH_INTERVALS, json.dumps(self.intervals), *flags]
+        return [DAEMON, *flags]
 
     def start(self, env: Mapping[str, str] | None = None, wait: bool = True) -> Daemon:
         """Start it; `env` adds variables to its isolated environment."""
@@ -157,10 +175,12 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def running(config: str = "", args: tuple[str, ...] = ()) -> Iterator[Daemon]:
+def running(
+    config: str = "", args: tuple[str, ...] = (), intervals: Mapping[str, float] | None = None
+) -> Iterator[Daemon]:
     """A started daemon in its own directory, killed at the end if still running."""
     with short_dir() as directory:
-        daemon = Daemon(directory, config, args)
+        daemon = Daemon(directory, config, args, intervals)
         try:
             daemon.start()
             yield daemon

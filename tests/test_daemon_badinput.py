@@ -25,11 +25,14 @@ max_connections = 100
 [rate_limiting.resources]
 "api" = { limit = 1000, window = "1s" }
 """
+# Idle connections are looked for every 50ms (not every second): a test waits for the idle
+# timeout itself, not for the next look.
+INTERVALS = {"housekeeping": 0.05}
 
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[Daemon]:
-    with running(CONFIG) as d:
+    with running(CONFIG, intervals=INTERVALS) as d:
         yield d
 
 
@@ -175,14 +178,14 @@ def test_a_silent_client_is_disconnected_after_the_idle_timeout(daemon: Daemon) 
 def test_an_idle_client_reconnects_transparently(daemon: Daemon) -> None:
     with daemon.client() as client:
         client.ping()
-        time.sleep(3.2)  # beyond the idle timeout: the daemon has closed our connection
+        time.sleep(2.0)  # beyond the idle timeout: the daemon has closed our connection
         assert client.acquire("api").granted
 
 
 def test_a_thousand_connections_at_once() -> None:
     """Over the cap, each excess connection gets an error; the admitted ones time out when
     silent; the daemon serves newcomers again afterwards and its memory stays bounded."""
-    with running(CONFIG) as daemon:
+    with running(CONFIG, intervals=INTERVALS) as daemon:
         before = daemon.rss_kib()
         sockets = []
         try:

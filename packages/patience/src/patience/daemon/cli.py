@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from patience import __version__
 from patience.cliparse import Option, Parsed, UsageError, parse, render_options
@@ -12,6 +13,9 @@ from patience.config import Config, ConfigError, load
 from patience.config.schema import LOG_LEVEL
 from patience.daemon import paths
 from patience.durations import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from patience.daemon.lifecycle import Intervals
 
 PROG = "patience-daemon"
 
@@ -76,7 +80,8 @@ options:
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, intervals: Intervals | None = None) -> int:
+    """`intervals`: the daemon's housekeeping intervals (tests pass short ones)."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
@@ -110,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         return _status(socket_path)
     if command == "stop":
         return _stop(socket_path, parsed["timeout"])  # type: ignore[arg-type]
-    return _run(parsed, config, socket_path)
+    return _run(parsed, config, socket_path, intervals)
 
 
-def _run(parsed: Parsed, config: Config, socket_path: str) -> int:
+def _run(parsed: Parsed, config: Config, socket_path: str, intervals: Intervals | None) -> int:
     import asyncio
     import logging
 
@@ -131,7 +136,14 @@ def _run(parsed: Parsed, config: Config, socket_path: str) -> int:
         storage = config.text("daemon.storage_path") or paths.default_storage(
             socket_path, os.environ, os.geteuid()
         )
-        daemon = Daemon(config, socket_path, storage, parsed["config"], log_level)  # type: ignore[arg-type]
+        daemon = Daemon(
+            config,
+            socket_path,
+            storage,
+            parsed["config"],  # type: ignore[arg-type]
+            log_level,
+            intervals,
+        )
         serve_http(daemon, config, parsed["http"])  # type: ignore[arg-type]
         daemon.prepare()
     except StartError as exc:

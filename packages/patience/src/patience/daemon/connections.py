@@ -18,7 +18,6 @@ from patience.daemon import protocol
 from patience.daemon.admission import Resolved, Waiter
 from patience.daemon.coordinator import Coordinator
 from patience.daemon.framing import Connection
-from patience.daemon.handlers import Handlers
 from patience.daemon.protocol import ErrorResponse
 
 __all__ = ["Connections", "Limits"]
@@ -44,7 +43,6 @@ class Connections:
 
     def __init__(
         self,
-        handlers: Handlers,
         coordinator: Coordinator,
         limits: Limits,
         peers: Callable[[int, int], bool],
@@ -53,7 +51,6 @@ class Connections:
         self.limits = limits
         self.open: set[Connection] = set()
         self.stopping = False
-        self._handle = handlers.handle
         self._coordinator = coordinator
         self._peer_allowed = peers
         self._kick = kick
@@ -79,13 +76,9 @@ class Connections:
     def opened(self, connection: Connection) -> None:
         self.open.add(connection)
 
-    def handle(self, connection: Connection, line: bytes) -> bytes | Waiter:
-        reply = self._handle(connection.session, line)
-        if type(reply) is not bytes:
-            assert isinstance(reply, Waiter)
-            self._waiters[reply] = connection
-            self.arm()
-        return reply
+    def wait(self, waiter: Waiter, connection: Connection) -> None:
+        self._waiters[waiter] = connection
+        self.arm()
 
     def closed(self, connection: Connection) -> None:
         """A connection went: its waiting requests leave their queues, its client may idle."""

@@ -1,6 +1,6 @@
 """One client connection: newline-delimited JSON framing over a Unix stream socket.
 
-Lines are split here and handed to the host one at a time; replies go back in request order,
+Lines are split here and handed to the handler one at a time; replies go back in request order,
 a waiting request holding back the replies behind it. What one connection may hold is capped:
 MAX_PENDING unanswered requests (then it is no longer read), a line of protocol.MAX_LINE bytes,
 unfinished input of MAX_BUFFERED bytes across all connections, a line left unfinished for
@@ -17,6 +17,7 @@ import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from patience.daemon import protocol
@@ -51,8 +52,8 @@ class Host(Protocol):
 
     def opened(self, connection: Connection) -> None: ...
 
-    def handle(self, connection: Connection, line: bytes) -> bytes | Waiter:
-        """The reply to one request line, or the Waiter whose reply comes later."""
+    def wait(self, waiter: Waiter, connection: Connection) -> None:
+        """A request of `connection` waits: `connection.resolve` will be given its reply."""
 
     def closed(self, connection: Connection) -> None: ...
 
@@ -77,11 +78,19 @@ class InputBudget:
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: splits lines, keeps replies in request order. A refused one
-    lingers `linger` seconds for the client to read why."""
+    """One client connection: splits lines, keeps replies in request order. `handle` answers
+    one request line (patience.daemon.handlers), or gives the Waiter whose reply comes later.
+    A refused connection lingers `linger` seconds for the client to read why."""
 
-    def __init__(self, host: Host, budget: InputBudget, linger: float) -> None:
+    def __init__(
+        self,
+        host: Host,
+        handle: Callable[[Session, bytes], bytes | Waiter],
+        budget: InputBudget,
+        linger: float,
+    ) -> None:
         self.host = host
+        self.handle = handle
         self.budget = budget
         self.linger = linger
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
@@ -139,12 +148,15 @@ class Connection(asyncio.Protocol):
                 return
             if line.strip():
                 self.last_active = now
-                self._answer(self.host.handle(self, line))
+                self._answer(self.handle(self.session, line))
 
     def _answer(self, reply: bytes | Waiter) -> None:
-        if not self.outbox and isinstance(reply, bytes):
-            self.transport.write(reply)
-            return
+        if isinstance(reply, bytes):
+            if not self.outbox:
+                self.transport.write(reply)
+                return
+        else:
+            self.host.wait(reply, self)
         self.outbox.append(reply)
         if len(self.outbox) >= MAX_PENDING and not self.paused_by_outbox:
             self.paused_by_outbox = True
@@ -207,7 +219,7 @@ class Connection(asyncio.Protocol):
             rest, self.buffer = self.buffer, b""
             self.budget.give(len(rest))
             if rest.strip():
-                self._answer(self.host.handle(self, rest))
+                self._answer(self.handle(self.session, rest))
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

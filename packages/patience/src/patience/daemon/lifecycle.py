@@ -173,7 +173,6 @@ class Daemon:
         self.handlers.table[Status] = self._status
         self.handlers.on_stored = self.totals.add_executions
         self.connections = Connections(
-            self.handlers,
             self.coordinator,
             _limits(self.config),
             lambda uid, gid: process.peer_allowed(uid, gid, self.uid, self.group),
@@ -192,10 +191,12 @@ class Daemon:
         loop = asyncio.get_running_loop()
         assert self._listener is not None, "prepare() first"
         self._restore_state()
-        budget = InputBudget()
+        budget, handle = InputBudget(), self.handlers.handle
         linger = self.intervals.refused_linger
         server = await loop.create_unix_server(
-            lambda: Connection(self.connections, budget, linger), sock=self._listener, backlog=1024
+            lambda: Connection(self.connections, handle, budget, linger),
+            sock=self._listener,
+            backlog=1024,
         )
         done = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
