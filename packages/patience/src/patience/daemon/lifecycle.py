@@ -30,7 +30,7 @@ from patience.daemon.coordinator import Coordinator, CoordinatorError
 from patience.daemon.framing import Connection, InputBudget
 from patience.daemon.handlers import Handlers
 from patience.daemon.protocol import Status, StatusResponse
-from patience.daemon.redis_admission import RedisAdmission
+from patience.daemon.redis_admission import WATCH_EVERY, RedisAdmission
 from patience.daemon.storage import MetricsStore
 from patience.daemon.totals import Totals
 from patience.ratelimit.algorithms import RateLimitError
@@ -60,23 +60,26 @@ AT_START = (
 class Intervals:
     """How often the daemon does its housekeeping, in seconds: checking idle connections and
     forgetting idle clients (`housekeeping`), flushing usage counters to the store (`flush`),
-    applying retention (`prune`); how long a refused connection may stay to read why
-    (`refused_linger`) and replies may drain at a stop (`stop_grace`). The defaults serve;
-    tests pass shorter ones so as not to wait them out."""
+    applying retention (`prune`), pinging Redis with the Redis backend (`redis_watch`); how
+    long a refused connection may stay to read why (`refused_linger`) and replies may drain
+    at a stop (`stop_grace`). The defaults serve; tests pass shorter ones so as not to wait
+    them out."""
 
-    __slots__ = ("flush", "housekeeping", "prune", "refused_linger", "stop_grace")
+    __slots__ = ("flush", "housekeeping", "prune", "redis_watch", "refused_linger", "stop_grace")
 
     def __init__(
         self,
         housekeeping: float = 1.0,
         flush: float = 5.0,
         prune: float = 600.0,
+        redis_watch: float = WATCH_EVERY,
         refused_linger: float = 5.0,
         stop_grace: float = 2.0,
     ) -> None:
         self.housekeeping = housekeeping
         self.flush = flush
         self.prune = prune
+        self.redis_watch = redis_watch
         self.refused_linger = refused_linger
         self.stop_grace = stop_grace
 
@@ -120,7 +123,9 @@ class Daemon:
             _text(config, "rate_limiting.default_algorithm"),
             _seconds(config, "daemon.client_ttl"),
         )
-        self.redis = _redis_admission(config, self.coordinator, self._deliver)
+        self.redis = _redis_admission(
+            config, self.coordinator, self._deliver, self.intervals.redis_watch
+        )
         self.services: list[Service] = [self.redis] if self.redis is not None else []
         self.store: MetricsStore | None = None
         self.started = time.time()
@@ -380,7 +385,10 @@ def _seconds(config: Config, key: str) -> float:
 
 
 def _redis_admission(
-    config: Config, coordinator: Coordinator, deliver: Callable[[Resolved], None]
+    config: Config,
+    coordinator: Coordinator,
+    deliver: Callable[[Resolved], None],
+    watch_every: float,
 ) -> RedisAdmission | None:
     """Admission through Redis when `daemon.backend` is "redis" (multi-host), else None."""
     if config.text("daemon.backend") != "redis":
@@ -394,7 +402,7 @@ def _redis_admission(
         )
     try:
         return RedisAdmission(
-            coordinator, url, config.text("daemon.redis_clock") == "redis", deliver
+            coordinator, url, config.text("daemon.redis_clock") == "redis", deliver, watch_every
         )
     except ImportError:
         raise StartError(

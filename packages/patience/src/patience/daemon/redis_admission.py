@@ -36,11 +36,12 @@ log = logging.getLogger("patience.daemon")
 
 TIMEOUT = 0.5  # seconds for connecting and for each call
 HOLD_MARGIN = 0.02  # seconds a claim lasts past the claimant's expected return, besides its RTT
-WATCH_EVERY = 1.0  # seconds between pings
+WATCH_EVERY = 1.0  # seconds between pings (the daemon's default: lifecycle.Intervals)
 
 
 class RedisAdmission:
-    """`deliver` hands answers to their connections (and re-arms the daemon's timer)."""
+    """`deliver` hands answers to their connections (and re-arms the daemon's timer);
+    `watch_every` is the seconds between pings."""
 
     def __init__(
         self,
@@ -48,6 +49,7 @@ class RedisAdmission:
         url: str,
         redis_clock: bool,
         deliver: Callable[[Resolved], None],
+        watch_every: float,
     ) -> None:
         import redis.asyncio
         from redis.asyncio.retry import Retry
@@ -56,6 +58,7 @@ class RedisAdmission:
         self.coordinator = coordinator
         self.url = redacted(url)
         self.deliver = deliver
+        self.watch_every = watch_every
         self.client = redis.asyncio.Redis.from_url(
             url,
             socket_timeout=TIMEOUT,
@@ -129,7 +132,7 @@ class RedisAdmission:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(WATCH_EVERY)
+            await asyncio.sleep(self.watch_every)
             try:
                 await self.client.ping()
             except self.errors as exc:
