@@ -276,7 +276,8 @@ def main_help() -> str:
     return (
         "usage: patience [--config FILE] STRATEGY [OPTIONS] -- COMMAND [ARGS...]\n"
         "       patience config ...\n"
-        "       patience metrics summary|tools|usage|runs|trend [OPTIONS]\n\n"
+        "       patience metrics summary|tools|usage|runs|trend [OPTIONS]\n"
+        "       patience alerts [--all] [--json]\n\n"
         "Retry a command until it succeeds, waiting between attempts as STRATEGY says.\n\n"
         f"Strategies:\n{rows}\n\n"
         "Global options:\n"
@@ -328,6 +329,10 @@ def _main(args: list[str]) -> int:
     if not args:
         raise UsageError("no strategy (try patience exponential -- CMD, or patience --help)")
     name = _default_strategy(config_file) if args[0] == "--" else args.pop(0)
+    if name == "alerts":
+        from patience.alertsview import main as alerts_main
+
+        return alerts_main(args, "patience", config_file)
     if name == "metrics":
         from patience.metricsview.cli import main as metrics_main
 

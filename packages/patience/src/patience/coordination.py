@@ -176,6 +176,15 @@ class Link:
             f" coordinating {self.resource_id} through it again",
         )
 
+    def farewell(self, client: DaemonClient) -> None:
+        """Our schedule ends on purpose: say so, so that the daemon does not take the silence
+        that follows for a missed schedule (an alert); best effort."""
+        if self.schedule is not None and self.up:
+            try:
+                client.request({"type": "unregister_schedule", "resource_id": self.resource_id})
+            except (DaemonError, DaemonUnavailable):
+                pass
+
     def _introduce(self, client: DaemonClient) -> None:
         """Tell the daemon our schedule (shown in its resource state); best effort."""
         if self.schedule is not None:
@@ -549,6 +558,8 @@ class Coordination:
     def close(self) -> None:
         if self.metrics is not None:
             self.metrics.close(self.timeout)
+        if self.clients:
+            self.link.farewell(self.clients[0])
         self.link.close()
         for client in self.clients:
             client.close()

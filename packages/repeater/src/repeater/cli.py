@@ -396,7 +396,8 @@ def main_help() -> str:
     )
     return (
         "usage: rpr [--config FILE] SUBCOMMAND [OPTIONS] -- COMMAND [ARGS...]\n"
-        "       rpr metrics summary|tools|usage|runs|trend [OPTIONS]\n\n"
+        "       rpr metrics summary|tools|usage|runs|trend [OPTIONS]\n"
+        "       rpr alerts [--all] [--json]\n\n"
         "Run a command continuously, on time. Success does not stop it.\n\n"
         f"Subcommands:\n{rows}\n\n"
         "Global options:\n"
@@ -622,6 +623,10 @@ def _main(args: list[str]) -> int:
     if not args:
         raise UsageError("no subcommand (try rpr interval --every 1s -- CMD, or rpr --help)")
     name = args.pop(0)
+    if name == "alerts":
+        from patience.alertsview import main as alerts_main
+
+        return alerts_main(args, "rpr", config_file)
     if name == "metrics":
         from patience.metricsview.cli import main as metrics_main
 

@@ -202,6 +202,16 @@ class Config:
             merged.update(doc.resources)
         return merged
 
+    def alert_overrides(self) -> dict[str, dict[str, object]]:
+        """`[alerting.resources]`: per id or pattern, the rule keys it overrides (a higher
+        source replaces a lower one's entry whole)."""
+        merged: dict[str, dict[str, object]] = {}
+        for doc in self.documents:
+            for pattern, found in doc.alert_resources.items():
+                assert isinstance(found.value, dict)
+                merged[pattern] = found.value
+        return merged
+
     def limits(self) -> dict[str, ResourceLimit]:
         """Configured limits by id or pattern, each with its algorithm filled in."""
         from patience.config.resources import ResourceLimit

@@ -31,12 +31,13 @@ class Document:
     """What one source holds: entries by canonical key, resource limits by id or pattern,
     and one-line warnings and errors. `path` is None for the environment."""
 
-    __slots__ = ("entries", "errors", "label", "path", "resources", "warnings")
+    __slots__ = ("alert_resources", "entries", "errors", "label", "path", "resources", "warnings")
 
     def __init__(self, label: str, path: str | None) -> None:
         self.label, self.path = label, path
         self.entries: dict[str, Entry] = {}
         self.resources: dict[str, Entry] = {}
+        self.alert_resources: dict[str, Entry] = {}  # [alerting.resources] (config/alerting.py)
         self.warnings: list[str] = []
         self.errors: list[str] = []
 
@@ -101,7 +102,12 @@ def _table(doc: Document, value: object, written: str) -> dict[str, object]:
     return {str(k): v for k, v in value.items()}
 
 
-_SUBTABLES = {"repeater": "defaults", "patience": "defaults", "rate_limiting": "resources"}
+_SUBTABLES = {
+    "repeater": "defaults",
+    "patience": "defaults",
+    "rate_limiting": "resources",
+    "alerting": "resources",
+}
 
 
 def _section(doc: Document, section: str, value: object, written: str, nested: bool = True) -> None:
@@ -112,6 +118,10 @@ def _section(doc: Document, section: str, value: object, written: str, nested: b
             doc.setting(f"{section}.{key}", raw, f"{written}.{key}")
         elif key == sub == "defaults":
             _section(doc, section, raw, f"{written}.defaults", nested=False)
+        elif key == sub == "resources" and section == "alerting":
+            from patience.config.alerting import read_overrides
+
+            read_overrides(doc, raw, f"{written}.resources")
         elif key == sub == "resources":
             _resources(doc, raw, f"{written}.resources")
         else:

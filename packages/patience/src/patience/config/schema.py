@@ -204,6 +204,68 @@ class Pattern(Text):
         return text
 
 
+class Number(Kind):
+    """A number (whole or decimal) from `low` to `high`, as a float."""
+
+    def __init__(self, low: float, high: float | None = None) -> None:
+        self.low, self.high = low, high
+        self.expected = (
+            f"a number, {low:g} or more" if high is None else f"a number from {low:g} to {high:g}"
+        )
+
+    def check(self, raw: object) -> object:
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise self.refuse(raw)
+        if raw < self.low or (self.high is not None and raw > self.high):
+            raise self.refuse(raw)
+        return float(raw)
+
+    def parse(self, text: str) -> object:
+        try:
+            return self.check(float(text))
+        except ValueError:
+            raise self.refuse(text) from None
+
+
+class Argv(Kind):
+    """A command to run, as its argument list (no shell)."""
+
+    expected = 'a command as a list of strings, such as ["notify-send", "patience"]'
+
+    def check(self, raw: object) -> object:
+        if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw):
+            raise self.refuse(raw)
+        if not raw[0]:
+            raise self.refuse(raw)
+        return list(raw)
+
+    def parse(self, text: str) -> object:
+        import shlex
+
+        return self.check(shlex.split(text))
+
+    def render(self, value: object) -> str:
+        assert isinstance(value, list)
+        return "[" + ", ".join(toml_value(a) for a in value) + "]"
+
+
+class HttpUrl(Text):
+    expected = "an http:// or https:// URL, such as http://127.0.0.1:9093/hook"
+
+    def check(self, raw: object) -> object:
+        from urllib.parse import urlsplit
+
+        text = str(super().check(raw))
+        try:
+            parts = urlsplit(text)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            raise self.refuse(raw) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise self.refuse(raw)
+        return text
+
+
 class Key:
     """One setting. `fallback` names the shared key a tool-specific key inherits from when it
     is not set in the same or a higher source (`repeater.log_level` → `daemon.log_level`)."""
@@ -280,6 +342,23 @@ KEYS: dict[str, Key] = {
         Key("patience.daemon_auto_start", _FLAG, True),
         Key("patience.resource_detection", _FLAG, True),
         Key("patience.log_level", LOG_LEVEL, fallback="daemon.log_level"),
+        # [alerting] (docs/alerting.md); the rule keys may be overridden per resource.
+        Key("alerting.enabled", _FLAG, True),  # false: no alerts (per resource: none for it)
+        Key("alerting.command", Argv()),  # run with each alert as JSON on stdin
+        Key("alerting.webhook", HttpUrl()),  # POSTed Alertmanager's webhook JSON
+        Key("alerting.missed_schedule_grace", _POSITIVE, 30.0),
+        Key("alerting.exhaustion_utilisation", Number(0.0, 1.0), 0.9),
+        Key("alerting.exhaustion_for", _NONNEG, 300.0),
+        Key("alerting.exhaustion_wait", _POSITIVE, 60.0),
+        Key("alerting.throttle_count", Whole(1), 3),
+        Key("alerting.throttle_window", _POSITIVE, 300.0),
+        Key("alerting.degradation_window", Seconds(positive=True, low=60.0, high=86400.0), 900.0),
+        Key("alerting.success_rate_min", Number(0.0, 1.0), 0.5),
+        Key("alerting.success_rate_drop", Number(0.0, 1.0), 0.2),
+        Key("alerting.latency_factor", Number(1.0), 2.0),
+        Key("alerting.degradation_min_runs", Whole(1), 10),
+        Key("alerting.fallback_window", _POSITIVE, 300.0),
+        Key("alerting.min_hold", _NONNEG, 60.0),
     )
 }
 
@@ -291,7 +370,7 @@ ALIASES = {
     "repeater.timeout": "repeater.default_timeout",
 }
 
-SECTIONS = ("daemon", "rate_limiting", "repeater", "patience")
+SECTIONS = ("daemon", "rate_limiting", "repeater", "patience", "alerting")
 
 # The Go `patience` file was flat: these top-level keys mean `[patience]` ones.
 FLAT_KEYS = (

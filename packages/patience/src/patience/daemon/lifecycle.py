@@ -25,6 +25,7 @@ from patience import __version__
 from patience.config import Config, ConfigError, load
 from patience.daemon import paths, process, protocol, state
 from patience.daemon.admission import Resolved
+from patience.daemon.alerts.service import AlertService
 from patience.daemon.connections import Connections, Limits
 from patience.daemon.coordinator import Coordinator, CoordinatorError
 from patience.daemon.framing import Connection, InputBudget
@@ -127,6 +128,8 @@ class Daemon:
             config, self.coordinator, self._deliver, self.intervals.redis_watch
         )
         self.services: list[Service] = [self.redis] if self.redis is not None else []
+        self.alerts = AlertService(self, config)  # rules, life cycle, notifiers
+        self.services.append(self.alerts)
         self.store: MetricsStore | None = None
         self.started = time.time()
         self.totals = Totals(config.number("daemon.http_max_resources"))  # for /metrics
@@ -177,6 +180,7 @@ class Daemon:
         self.handlers = Handlers(self.coordinator, self.store, self._flush_usage, self._arm)
         self.handlers.table[Status] = self._status
         self.handlers.on_stored = self.totals.add_executions
+        self.alerts.attach(self.handlers)
         self.connections = Connections(
             self.coordinator,
             _limits(self.config),
@@ -294,6 +298,7 @@ class Daemon:
             if fresh.get(key) != self.config.get(key):
                 log.warning("%s changed: it takes effect at the next start", key)
         self.coordinator.set_client_ttl(_seconds(fresh, "daemon.client_ttl"))
+        self.alerts.reload(fresh)
         self.connections.limits = _limits(fresh)
         if self.store is not None:
             self.store.retention = _seconds(fresh, "daemon.retention_age")

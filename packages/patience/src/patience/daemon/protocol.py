@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
+from patience.daemon.alerts.messages import Alerts, UnregisterSchedule
 from patience.daemon.message_base import Request, ResourceId, Response, StrictRequest, Tool
 
 # The metrics queries' messages, named here as every other message is:
@@ -237,6 +238,8 @@ AnyRequest = (
     | Status
     | Timeseries
     | Runs
+    | Alerts
+    | UnregisterSchedule
 )
 
 # ---- responses -----------------------------------------------------------------------------
@@ -393,6 +396,8 @@ _TAGS = {
         Status,
         Timeseries,
         Runs,
+        Alerts,
+        UnregisterSchedule,
     )
 }
 
