@@ -10,6 +10,7 @@ import pytest
 
 from patience.config import Config, ConfigError, load, schema, sources
 from patience.config.resources import ResourceLimit
+from patience.settings import Limit
 
 
 class Place:
@@ -109,8 +110,8 @@ tools:
     assert config.get("repeater.default_interval") == 30.0
     assert config.get("repeater.default_timeout") == 60.0
     assert config.limits() == {
-        "api:external:*": ResourceLimit(1000, 3600.0, "diophantine"),
-        "database:postgres:*": ResourceLimit(100, 60.0, "diophantine"),
+        "api:external:*": ResourceLimit(Limit(1000, 3600.0, "diophantine")),
+        "database:postgres:*": ResourceLimit(Limit(100, 60.0, "diophantine")),
     }
     assert config.warnings == []
 
@@ -483,10 +484,12 @@ def test_resource_limits_merge_by_id_a_higher_source_replacing_an_entry(place: P
     user = place.user('[rate_limiting.resources]\n"db" = { limit = 10, window = "1m" }\n')
     config = place.load()
     assert config.limits() == {
-        "api:external:*": ResourceLimit(1000, 3600.0, "gcra"),
-        "db": ResourceLimit(10, 60.0, "gcra"),
+        "api:external:*": ResourceLimit(Limit(1000, 3600.0, "gcra")),
+        "db": ResourceLimit(Limit(10, 60.0, "gcra")),
     }
     assert config.resource_entries()["db"].where == f"{user}: rate_limiting.resources.db"
-    assert config.limit_for("api:external:example.com") == ResourceLimit(1000, 3600.0, "gcra")
-    assert config.limit_for("db") == ResourceLimit(10, 60.0, "gcra")
+    assert config.limit_for("api:external:example.com") == ResourceLimit(
+        Limit(1000, 3600.0, "gcra")
+    )
+    assert config.limit_for("db") == ResourceLimit(Limit(10, 60.0, "gcra"))
     assert config.limit_for("database:postgres:x") is None

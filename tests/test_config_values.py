@@ -17,6 +17,7 @@ from patience.config import Config, ConfigError, load
 from patience.config.resources import ResourceLimit, find_limit, glob_match
 from patience.config.toml_text import key as toml_key
 from patience.config.toml_text import value as toml_value
+from patience.settings import Limit
 
 
 def load_file(tmp_path: Path, text: str, name: str = "c.toml") -> tuple[str, Config]:
@@ -510,7 +511,7 @@ def test_glob_match_agrees_with_fnmatch_where_brackets_are_literal(pattern: str,
 
 
 def test_find_limit_prefers_the_exact_id_then_the_most_specific_pattern() -> None:
-    a, b, c, d = (ResourceLimit(n, 1.0) for n in (1, 2, 3, 4))
+    a, b, c, d = (ResourceLimit(Limit(n, 1.0)) for n in (1, 2, 3, 4))
     limits = {"api:*": a, "api:external:*": b, "api:external:x.com": c, "*": d}
     assert find_limit(limits, "api:external:x.com") is c
     assert find_limit(limits, "api:external:y.com") is b

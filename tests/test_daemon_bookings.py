@@ -105,8 +105,9 @@ def test_v1_bookings_show_in_state_and_usage() -> None:
 
 def test_a_configured_limit_wins_over_the_go_clients_declared_one() -> None:
     from patience.config.resources import ResourceLimit
+    from patience.settings import Limit
 
-    coord = Coordinator({"api": ResourceLimit(1, 5.0, None)}, "diophantine", 60.0)
+    coord = Coordinator({"api": ResourceLimit(Limit(1, 5.0))}, "diophantine", 60.0)
     client = coord.connect("go", "patience", 0.0)
     coord.schedule_v1(client, plan("api", 100, 1000, 100, [0]), 0.0, 100.0)
     answer = coord.schedule_v1(client, plan("api", 100, 1000, 100, [0]), 0.0, 100.0)

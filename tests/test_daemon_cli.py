@@ -13,6 +13,7 @@ from daemon_support import Daemon, isolated_env, run_daemon, running, short_dir
 from patience.cliparse import parse
 from patience.config import ConfigError, load
 from patience.daemon.cli import OPTIONS
+from patience.settings import Limit
 
 
 def cli(
@@ -185,9 +186,9 @@ def test_every_source_is_read_in_order_and_the_flags_win() -> None:
             daemon.start(env={"PATIENCE_LOG_LEVEL": "error"})  # --log-level info beats it
             with daemon.client() as client:  # --socket beats socket_path
                 api_x, api_y, db = (client.acquire(r) for r in ("api:x", "api:y", "db:z"))
-            assert (api_x.limit, api_x.limit_source, api_x.algorithm) == (2, "config:api:x", "gcra")
-            assert (api_y.limit, api_y.limit_source) == (5, "config:api:*")
-            assert (db.limit, db.limit_source) == (8, "config:db:*")
+            assert (api_x.limit, api_x.limit_source) == (Limit(2, 60.0, "gcra"), "config:api:x")
+            assert (api_y.limit.count, api_y.limit_source) == (5, "config:api:*")
+            assert (db.limit.count, db.limit_source) == (8, "config:db:*")
             connections = [daemon.raw() for _ in range(4)]  # max_connections from the system
             replies = [c.ask('{"type":"ping"}') for c in connections[:3]]
             assert [r["type"] for r in replies] == ["pong", "pong", "pong"]

@@ -4,11 +4,13 @@ round-robin waiting, max-min fair shares, cancellation, declared and configured 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from patience.config import load
 from patience.config.resources import ResourceLimit
 from patience.daemon import ledger, registry, resources
 from patience.daemon.coordinator import Client, Coordinator, CoordinatorError, Waiter
@@ -20,6 +22,7 @@ from patience.daemon.protocol import (
     ScheduleConfig,
     ScheduleRequest,
 )
+from patience.settings import Limit as LimitOf
 
 Limit = tuple[str, ResourceLimit]
 
@@ -29,7 +32,7 @@ def coordinator(*limits: Limit, ttl: float = 60.0) -> Coordinator:
 
 
 def limit(pattern: str, n: int, window: float, algorithm: str | None = None) -> Limit:
-    return pattern, ResourceLimit(n, window, algorithm)
+    return pattern, ResourceLimit(LimitOf(n, window, algorithm or "diophantine"))
 
 
 def ask(resource: str = "r", tokens: int = 1, max_wait: float = 0.0, **kw: object) -> Acquire:
@@ -195,8 +198,19 @@ def test_bad_resource_ids_are_refused() -> None:
         coord.acquire(client, ask("has space"), 0.0)
 
 
-def test_a_configured_limit_without_algorithm_takes_the_default() -> None:
-    coord = Coordinator({"r": ResourceLimit(4, 2.0)}, "gcra", 60.0)
+def test_a_configured_limit_without_algorithm_takes_the_default(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text(
+        '[rate_limiting]\ndefault_algorithm = "gcra"\n'
+        '[rate_limiting.resources]\n"r" = { limit = 4, window = "2s" }\n'
+    )
+    config = load(
+        "patience-daemon",
+        config_file=str(tmp_path / "c.toml"),
+        environ={"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)},
+        cwd=str(tmp_path),
+        system_dir=str(tmp_path),
+    )
+    coord = Coordinator(config.limits(), "diophantine", 60.0)
     result = coord.acquire(coord.connect("a", "repeater", 0.0), ask("r"), 0.0)
     assert isinstance(result, AcquireResponse) and result.algorithm == "gcra"
 

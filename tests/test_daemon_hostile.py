@@ -18,6 +18,7 @@ from patience.daemon import coordinator as coordinator_module
 from patience.daemon import registry
 from patience.daemon.coordinator import Coordinator, CoordinatorError, Waiter
 from patience.daemon.protocol import Acquire
+from patience.settings import Limit
 
 HANDSHAKE = '{{"type":"handshake","versions":["2.0"],"client_id":"{}","tool":"repeater"}}\n'
 
@@ -207,7 +208,7 @@ def test_a_new_client_id_evicts_the_least_recently_seen_idle_one_of_its_uid(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(registry, "MAX_CLIENTS_PER_OWNER", 3)
-    coord = Coordinator({"r": ResourceLimit(1, 60.0, None)}, "diophantine", 60.0)
+    coord = Coordinator({"r": ResourceLimit(Limit(1, 60.0))}, "diophantine", 60.0)
     a, b, c = (coord.connect(name, "repeater", 0.0, owner=1) for name in "abc")
     assert coord.acquire(a, Acquire(resource_id="r"), 0.0).granted  # type: ignore[union-attr]
     assert isinstance(coord.acquire(a, Acquire(resource_id="r", max_wait=100.0), 0.0), Waiter)

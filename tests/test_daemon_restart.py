@@ -22,6 +22,7 @@ from integration_support import World, most_in_window, wait_for, warnings, world
 from patience.config.resources import ResourceLimit
 from patience.daemon.coordinator import Coordinator
 from patience.daemon.protocol import Acquire, AcquireResponse, ReportGrants
+from patience.settings import Limit
 from tools import RPR, pid_alive
 
 R = "api:restart"
@@ -37,7 +38,7 @@ STAMP = 'date +%s.%N >> "$0"'  # each start appends its own high-resolution time
 
 
 def coordinator(limit: int = LIMIT, window: float = WINDOW) -> Coordinator:
-    return Coordinator({R: ResourceLimit(limit, window)}, "diophantine", 60.0)
+    return Coordinator({R: ResourceLimit(Limit(limit, window))}, "diophantine", 60.0)
 
 
 def take(coord: Coordinator, client_id: str, now: float) -> AcquireResponse:

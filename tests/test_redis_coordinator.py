@@ -16,10 +16,11 @@ from patience.config.resources import ResourceLimit
 from patience.daemon.coordinator import Coordinator, Waiter
 from patience.daemon.protocol import Acquire, AcquireResponse
 from patience.ratelimit.algorithms import Decision, make_limiter
+from patience.settings import Limit
 
 
 def remote(limit: int = 2, window: float = 10.0, algorithm: str = "diophantine") -> Coordinator:
-    coord = Coordinator({"r": ResourceLimit(limit, window, algorithm)}, "diophantine", 60.0)
+    coord = Coordinator({"r": ResourceLimit(Limit(limit, window, algorithm))}, "diophantine", 60.0)
     coord.set_remote(True)
     return coord
 

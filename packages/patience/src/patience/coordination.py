@@ -604,10 +604,8 @@ def coordinate(
     configured = config.limit_for(resource_id)
     if declared is None and local is None and configured is not None:
         from patience.ratelimit.algorithms import limiter_for
-        from patience.settings import DEFAULT_ALGORITHM, Limit
 
-        algorithm = configured.algorithm or DEFAULT_ALGORITHM
-        declared = Limit(configured.limit, configured.window, algorithm)
+        declared = configured.limit
         local = limiter_for(declared)
     mode = values["daemon_fail_mode"]  # the command line's, else [rate_limiting] fail_mode
     if "daemon_fail_mode" not in parsed.explicit and configured and configured.fallback:

@@ -213,16 +213,20 @@ class Config:
         return merged
 
     def limits(self) -> dict[str, ResourceLimit]:
-        """Configured limits by id or pattern, each with its algorithm filled in."""
+        """Configured limits by id or pattern; an entry that names no algorithm takes
+        `rate_limiting.default_algorithm`."""
         from patience.config.resources import ResourceLimit
+        from patience.settings import Limit
 
-        algorithm = self.text("rate_limiting.default_algorithm")
+        default = self.text("rate_limiting.default_algorithm")
         limits = {}
         for resource, found in self.resource_entries().items():
-            limit = found.value
-            assert isinstance(limit, ResourceLimit)
-            chosen = limit.algorithm or algorithm
-            limits[resource] = ResourceLimit(limit.limit, limit.window, chosen, limit.fallback)
+            entry = found.value
+            assert isinstance(entry, ResourceLimit)
+            if default and isinstance(found.raw, dict) and "algorithm" not in found.raw:
+                limit = Limit(entry.limit.count, entry.limit.window, default)
+                entry = ResourceLimit(limit, entry.fallback)
+            limits[resource] = entry
         return limits
 
     def limit_for(self, resource_id: str) -> ResourceLimit | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from patience.config import schema
 from patience.config.resources import ResourceLimit
 from patience.config.toml_text import key as toml_key
+from patience.settings import DEFAULT_ALGORITHM, Limit
 
 
 class Entry:
@@ -161,7 +162,7 @@ def _resources(doc: Document, value: object, written: str) -> None:
         if isinstance(limit, int) and isinstance(window, float):
             assert algorithm is None or isinstance(algorithm, str)
             assert fallback is None or isinstance(fallback, str)
-            value = ResourceLimit(limit, window, algorithm, fallback)
+            value = ResourceLimit(Limit(limit, window, algorithm or DEFAULT_ALGORITHM), fallback)
             doc.resources[resource] = Entry(resource, value, table, name, doc.where(name))
 
 

@@ -7,27 +7,29 @@ fnmatch would read as character classes.
 
 from __future__ import annotations
 
+__all__ = ["ResourceLimit", "find_limit", "find_pattern", "glob_match"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from patience.settings import Limit
+
 
 class ResourceLimit:
-    """At most `limit` acquisitions per `window` seconds. `algorithm` is None when the entry
-    names none: the effective `rate_limiting.default_algorithm` applies. `fallback` (share,
-    full, closed) is what the tools do while the daemon is away, None when the entry names
-    none: `rate_limiting.fail_mode` applies."""
+    """A configured `[rate_limiting.resources]` entry: its `limit` (a settings.Limit; an entry
+    that names no algorithm takes `rate_limiting.default_algorithm`, see Config.limits) and
+    its `fallback` (share, full, closed), what the tools do while the daemon is away, None
+    when the entry names none: `rate_limiting.fail_mode` applies."""
 
-    __slots__ = ("algorithm", "fallback", "limit", "window")
+    __slots__ = ("fallback", "limit")
 
-    def __init__(
-        self, limit: int, window: float, algorithm: str | None = None, fallback: str | None = None
-    ) -> None:
-        self.limit, self.window, self.algorithm = limit, window, algorithm
+    def __init__(self, limit: Limit, fallback: str | None = None) -> None:
+        self.limit = limit
         self.fallback = fallback
 
-    def _key(self) -> tuple[int, float, str | None, str | None]:
-        return (self.limit, self.window, self.algorithm, self.fallback)
+    def _key(self) -> tuple[Limit, str | None]:
+        return (self.limit, self.fallback)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ResourceLimit) and self._key() == other._key()
@@ -36,7 +38,7 @@ class ResourceLimit:
         return hash(self._key())
 
     def __repr__(self) -> str:
-        return f"ResourceLimit({self.limit}, {self.window}, {self.algorithm!r}, {self.fallback!r})"
+        return f"ResourceLimit({self.limit!r}, {self.fallback!r})"
 
 
 def find_limit(limits: Mapping[str, ResourceLimit], resource_id: str) -> ResourceLimit | None:

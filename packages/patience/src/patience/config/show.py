@@ -62,9 +62,9 @@ def _fields(limit: ResourceLimit) -> dict[str, object]:
     from patience.durations import format_duration
 
     fields: dict[str, object] = {
-        "limit": limit.limit,
-        "window": format_duration(limit.window),
-        "algorithm": limit.algorithm,
+        "limit": limit.limit.count,
+        "window": format_duration(limit.limit.window),
+        "algorithm": limit.limit.algorithm,
     }
     if limit.fallback is not None:
         fields["fallback"] = limit.fallback

@@ -243,8 +243,8 @@ class Handlers:
         rows = self._metrics_store().rate_limit_usage(resource_id, start, end, tools)
         for row in rows:
             spec = self.coordinator.limit_of(str(row["resource_id"]))
-            row["limit"] = spec.limit if spec else None
-            row["window"] = spec.window if spec else None
+            row["limit"] = spec.limit.count if spec else None
+            row["window"] = spec.limit.window if spec else None
             row["limit_source"] = spec.source if spec else None
         return rows
 

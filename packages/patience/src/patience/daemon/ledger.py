@@ -43,12 +43,12 @@ class Ledger:
         client.last_seen = now
         resource = self._resources.get(request.resource_id, now, checked=False)
         resource.last_activity = now
-        spec = LimitSpec(
-            request.rate_limit, request.window_ms / 1000, DEFAULT_ALGORITHM, f"client:{client.id}"
+        spec = LimitSpec.declared(
+            request.rate_limit, request.window_ms / 1000, DEFAULT_ALGORITHM, client.id
         )
         self._resources.declare_spec(client.id, resource, spec, now)
         assert resource.spec is not None
-        limit, window = resource.spec.limit, resource.spec.window
+        limit, window = resource.spec.limit.count, resource.spec.limit.window
         bookings = self.prune(resource, wall_now)
         self._check_room(resource, len(request.retry_offsets), wall_now)
         answer = decide(

@@ -20,8 +20,9 @@ from patience.config.resources import ResourceLimit, find_pattern
 from patience.daemon.bookings import Bookings
 from patience.daemon.errors import CoordinatorError
 from patience.daemon.protocol import Acquire, ReportGrants
-from patience.ratelimit.algorithms import Limiter, RateLimitError, make_limiter
+from patience.ratelimit.algorithms import Limiter, limiter_for
 from patience.ratelimit.resources import validate_resource_id
+from patience.settings import Limit, RateLimitError
 
 if TYPE_CHECKING:
     from patience.daemon.admission import Waiter
@@ -36,22 +37,25 @@ Grant = tuple[float, int, str]  # (time, tokens, client id)
 
 
 class LimitSpec:
-    """The limit in force on a resource and where it comes from."""
+    """A limit on a resource (settings.Limit) and where it comes from: `config:<pattern>`
+    or `client:<id>`."""
 
-    __slots__ = ("algorithm", "limit", "source", "window")
+    __slots__ = ("limit", "source")
 
-    def __init__(self, limit: int, window: float, algorithm: str, source: str) -> None:
+    def __init__(self, limit: Limit, source: str) -> None:
         self.limit = limit
-        self.window = window
-        self.algorithm = algorithm
         self.source = source
 
+    @classmethod
+    def declared(cls, count: int, window: float, algorithm: str, client_id: str) -> LimitSpec:
+        """The limit a client's request declares; one no limiter takes is the client's error."""
+        try:
+            return cls(Limit(count, window, algorithm), f"client:{client_id}")
+        except RateLimitError as exc:
+            raise CoordinatorError(f"algorithm: {exc}") from None
+
     def same_as(self, other: LimitSpec | None) -> bool:
-        return other is not None and (self.limit, self.window, self.algorithm) == (
-            other.limit,
-            other.window,
-            other.algorithm,
-        )
+        return other is not None and self.limit == other.limit
 
 
 class Resource:
@@ -140,7 +144,7 @@ class Resource:
             self.spec = self.limiter = None
         elif not spec.same_as(self.spec):  # recent grants count against the new limit
             self.spec, self.limiter = spec, _replay(spec, self.history)
-            self.grace = min(GRACE, spec.window / spec.limit)
+            self.grace = min(GRACE, spec.limit.window / spec.limit.count)
         else:
             self.spec = spec  # same numbers, maybe another source
 
@@ -203,16 +207,12 @@ class Resources:
             missing = "window" if request.window is None else "limit"
             raise CoordinatorError(f"{missing}: a declared limit needs both limit and window")
         algorithm = request.algorithm or self.default_algorithm
-        spec = LimitSpec(request.limit, request.window, algorithm, f"client:{client_id}")
+        spec = LimitSpec.declared(request.limit, request.window, algorithm, client_id)
         self.declare_spec(client_id, resource, spec, now)
 
     def declare_spec(self, client_id: str, resource: Resource, spec: LimitSpec, now: float) -> None:
         if spec.same_as(resource.declared.get(client_id)):
             return
-        try:
-            make_limiter(spec.algorithm, spec.limit, spec.window)
-        except RateLimitError as exc:
-            raise CoordinatorError(f"algorithm: {exc}") from None
         resource.declared[client_id] = spec
         self._apply(resource, now)
 
@@ -227,9 +227,7 @@ class Resources:
         pattern = find_pattern(self.limits, resource_id)
         if pattern is None:
             return None
-        chosen = self.limits[pattern]
-        algorithm = chosen.algorithm or self.default_algorithm
-        return LimitSpec(chosen.limit, chosen.window, algorithm, f"config:{pattern}")
+        return LimitSpec(self.limits[pattern].limit, f"config:{pattern}")
 
     def _apply(self, resource: Resource, now: float) -> None:
         resource.apply_spec()
@@ -240,8 +238,8 @@ def _replay(spec: LimitSpec, history: deque[Grant]) -> Limiter:
     """A limiter for `spec` that has seen the recent grants: the newest that fit within the
     limit, in order (for the sliding-window log exactly the state that decides what comes
     next; older grants can no longer refuse anything it would not)."""
-    limiter = make_limiter(spec.algorithm, spec.limit, spec.window)
-    for at, tokens, _ in _newest(history, spec.limit):
+    limiter = limiter_for(spec.limit)
+    for at, tokens, _ in _newest(history, spec.limit.count):
         limiter.acquire(at, tokens)
     return limiter
 
@@ -261,7 +259,7 @@ def _strictest(declared: dict[str, LimitSpec]) -> LimitSpec | None:
     """The declared limit with the lowest rate; on equal rates the smaller burst."""
     if not declared:
         return None
-    return min(declared.values(), key=lambda s: (s.limit / s.window, s.limit))
+    return min(declared.values(), key=lambda s: (s.limit.count / s.limit.window, s.limit.count))
 
 
 def resource_type(resource_id: str) -> str:
