@@ -9,7 +9,7 @@ Why not argparse: it pulls in `re`, `gettext` and more (~9 ms here), and `rpr` s
 
 from __future__ import annotations
 
-from patience.numbers import decimal, whole
+from patience.numbers import boolean, decimal, whole
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,9 +17,6 @@ if TYPE_CHECKING:
 
     from patience.backoff import Param
     from patience.config import Config
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
 
 
 class UsageError(Exception):
@@ -102,10 +99,10 @@ def parse(options: Sequence[Option], args: Sequence[str], context: str) -> Parse
         if opt.convert is None:
             value: object = not name.startswith("--no-")
             if eq:
-                low = inline.lower()
-                if low not in _TRUE | _FALSE:
-                    raise UsageError(f'{name}: expected true or false, got "{inline}"')
-                value = (low in _TRUE) == value
+                try:
+                    value = boolean(inline) == value
+                except ValueError as exc:
+                    raise UsageError(f"{name}: {exc}") from None
         else:
             if eq:
                 text = inline

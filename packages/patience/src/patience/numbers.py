@@ -1,4 +1,4 @@
-"""Numbers the user writes (flags, environment variables, config strings): ASCII digits only.
+"""Numbers (and true/false) the user writes in flags, environment variables, config strings.
 
 Python's int() and float() also read the digits of other scripts ("５", "٣"), underscores
 ("1_000") and surrounding spaces, and float() reads "nan", "inf" and exponents. A number that
@@ -10,7 +10,12 @@ numbers among other things (durations, rates, times of day) is checked with
 
 from __future__ import annotations
 
+__all__ = ["FALSE_WORDS", "TRUE_WORDS", "boolean", "decimal", "refuse_foreign_digits", "whole"]
+
 _DIGITS = frozenset("0123456789")
+# The words for true and false, in flags (--flag=yes), environment variables and files.
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
 
 def whole(text: str) -> int:
@@ -19,6 +24,16 @@ def whole(text: str) -> int:
     if not digits or not _DIGITS.issuperset(digits):
         raise ValueError(_refusal(text, "a whole number"))
     return int(text)
+
+
+def boolean(text: str) -> bool:
+    """true/false, 1/0, yes/no, on/off, in any case. ValueError otherwise."""
+    low = text.strip().lower()
+    if low in TRUE_WORDS:
+        return True
+    if low in FALSE_WORDS:
+        return False
+    raise ValueError(f'expected true or false, got "{text}"')
 
 
 def decimal(text: str) -> float:

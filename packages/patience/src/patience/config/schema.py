@@ -8,10 +8,9 @@ found; the caller prefixes the file (or variable) and the key.
 
 from __future__ import annotations
 
-from patience.cliparse import _FALSE, _TRUE
 from patience.config.toml_text import value as toml_value
 from patience.durations import DurationError, format_duration, parse_duration
-from patience.numbers import refuse_foreign_digits, whole
+from patience.numbers import boolean, refuse_foreign_digits, whole
 from patience.settings import ALGORITHMS, DEFAULT_ALGORITHM, MAX_LIMIT, MAX_WINDOW, MIN_WINDOW
 
 TYPE_CHECKING = False
@@ -58,12 +57,10 @@ class Flag(Kind):
         return raw
 
     def parse(self, text: str) -> object:
-        low = text.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise self.refuse(text)
+        try:
+            return boolean(text)
+        except ValueError:
+            raise self.refuse(text) from None
 
 
 class Whole(Kind):
