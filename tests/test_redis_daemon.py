@@ -26,8 +26,9 @@ with DaemonClient(socket_path, "repeater", client_id, timeout=30.0) as client:
 """
 
 LOST = "cannot use Redis at"
-# The daemons ping Redis every 0.2s (not every second): an outage or a return is seen sooner.
-INTERVALS = {"redis_watch": 0.2}
+# In the outage tests the daemons ping Redis every 0.2s (not every second): an outage or a
+# return is seen sooner.
+WATCH_OFTEN = {"redis_watch": 0.2}
 BACK = "is back: rate limits are global again"
 
 
@@ -39,11 +40,13 @@ def config(server: RedisServer, limits: str, clock: str = "daemon") -> str:
 
 
 @contextlib.contextmanager
-def daemons(server: RedisServer, text: str, count: int = 2) -> Iterator[list[Daemon]]:
+def daemons(
+    server: RedisServer, text: str, count: int = 2, intervals: dict[str, float] | None = None
+) -> Iterator[list[Daemon]]:
     with contextlib.ExitStack() as stack:
         started = []
         for _ in range(count):
-            daemon = Daemon(stack.enter_context(short_dir()), text, intervals=INTERVALS)
+            daemon = Daemon(stack.enter_context(short_dir()), text, intervals=intervals)
             stack.callback(daemon.ensure_stopped)
             started.append(daemon.start())
         yield started
@@ -118,7 +121,7 @@ def test_redis_stopped_mid_run_then_back() -> None:
             '"outage" = { limit = 3, window = "60s" }\n"after" = { limit = 3, window = "60s" }',
             clock="redis",
         )
-        with daemons(server, text) as (first, second):
+        with daemons(server, text, intervals=WATCH_OFTEN) as (first, second):
             assert [take(first, "outage") for _ in range(3)] == [True] * 3
             assert not take(second, "outage")  # global: the first daemon holds all three
             server.stop()
@@ -148,7 +151,7 @@ def test_connections_from_before_a_restart_are_not_taken_for_an_outage() -> None
     restarts those are dead: the daemon may see that as one outage, not as one per connection."""
     with short_dir() as directory, redis_server(directory) as server:
         limits = "\n".join(f'"r{i}" = {{ limit = 100, window = "60s" }}' for i in range(8))
-        with daemons(server, config(server, limits), count=1) as (daemon,):
+        with daemons(server, config(server, limits), count=1, intervals=WATCH_OFTEN) as (daemon,):
 
             def burst() -> None:
                 procs = [
@@ -194,7 +197,7 @@ def test_a_daemon_started_without_redis_uses_it_once_it_comes() -> None:
     with short_dir() as directory:
         server = RedisServer(directory)
         limits = '"early" = { limit = 1, window = "60s" }\n"late" = { limit = 1, window = "60s" }'
-        with daemons(server, config(server, limits)) as (first, second):
+        with daemons(server, config(server, limits), intervals=WATCH_OFTEN) as (first, second):
             assert isinstance(status(first)["redis_unreachable_since"], float)
             assert take(first, "early") and take(second, "early")  # each on its own
             server.start()

@@ -17,6 +17,8 @@ from patience.durations import format_duration, parse_duration
 if TYPE_CHECKING:
     from patience.daemon.lifecycle import Intervals
 
+__all__ = ["OPTIONS", "PROG", "main"]
+
 PROG = "patience-daemon"
 
 _COMMON = [

@@ -32,6 +32,8 @@ from patience.daemon.coordinator import Coordinator
 from patience.ratelimit.algorithms import Limiter
 from patience.ratelimit.redis_store import RedisLimits
 
+__all__ = ["WATCH_EVERY", "RedisAdmission", "daemon_identity", "redacted"]
+
 log = logging.getLogger("patience.daemon")
 
 TIMEOUT = 0.5  # seconds for connecting and for each call
