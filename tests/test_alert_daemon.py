@@ -124,6 +124,30 @@ def test_missed_schedule_fires_on_sigstop_and_resolves_on_sigcont(w: World) -> N
         assert "alert resolved: missed_schedule on job:nightly" in daemon.log_text()
 
 
+def test_a_cron_schedule_missed_fires_and_resolves(w: World) -> None:
+    """A cron job is due again within the longest gap between its runs (here 2s)."""
+    with receiver() as hook:
+        daemon = started(w, alerting(hook.url))
+        flags = w.daemon_flags("job:cron")
+        job = w.start(RPR, "cron", "--cron", "*/2 * * * * *", *flags, "--", "true")
+        try:
+            time.sleep(3)
+            with daemon.client() as client:
+                (state,) = client.resource_state("job:cron")
+            (used,) = state["active_clients"].values()  # type: ignore[union-attr]
+            assert used["schedule"]["type"] == "cron" and used["schedule"]["interval"] == 2.0
+            job.send_signal(signal.SIGSTOP)
+            stopped = time.monotonic()
+            wait_for(lambda: hook.statuses("missed_schedule") == ["firing"], 15, "firing")
+            assert time.monotonic() - stopped >= 2.0
+            job.send_signal(signal.SIGCONT)
+            wait_for(lambda: hook.statuses("missed_schedule") == ["firing", "resolved"], 15, "back")
+            checked(hook.bodies)
+        finally:
+            stop(job)
+            daemon.ensure_stopped()
+
+
 def test_a_killed_rpr_is_a_missed_schedule_naming_its_lost_connection(w: World) -> None:
     with receiver() as hook:
         daemon = started(w, alerting(hook.url))

@@ -89,6 +89,7 @@ def jitter_spec(text: str) -> str:
     return text
 
 
+CRON_AHEAD = 64  # runs of a cron schedule looked at for its longest gap (_cron_schedule)
 STOP_OPTIONS = [
     Option(
         "every",
@@ -592,6 +593,8 @@ def run_coordinated(build: RunnerBuilder, mode: Mode, parsed: Parsed, config: Co
 
 def _daemon_schedule(mode: Mode, v: dict[str, object]) -> dict[str, object] | None:
     """The seed's ScheduleConfig for the modes it describes (shown in the daemon's state)."""
+    if mode.name == "cron":
+        return _cron_schedule(v)
     if mode.name not in ("interval", "count", "duration"):
         return None
     every, times, for_ = v["every"], v["times"], v["for_"]
@@ -603,6 +606,21 @@ def _daemon_schedule(mode: Mode, v: dict[str, object]) -> dict[str, object] | No
     if isinstance(for_, float):
         schedule["duration"] = for_
     return schedule
+
+
+def _cron_schedule(v: dict[str, object]) -> dict[str, object]:
+    """A cron schedule with, as its interval, the longest gap between its next CRON_AHEAD
+    runs: how long the daemon's missed-schedule alert waits (docs/alerting.md)."""
+    import time
+    from itertools import pairwise
+
+    from repeater.cron import CronSpec, CronTimes, load_zone
+
+    spec = v["cron"]
+    assert isinstance(spec, CronSpec)
+    times = CronTimes(spec, load_zone(str(v["timezone"]))).next_times(time.time(), CRON_AHEAD)
+    gap = max(later - earlier for earlier, later in pairwise(times))
+    return {"type": "cron", "interval": gap, "coordination": True}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -167,9 +167,10 @@ class ReportGrants(StrictRequest, tag="report_grants"):
 
 
 class ScheduleConfig(msgspec.Struct, forbid_unknown_fields=True):
-    """The seed's ScheduleConfig; durations are seconds."""
+    """The seed's ScheduleConfig; durations are seconds. A "cron" schedule's `interval` is
+    the longest gap between its next runs (what the missed-schedule alert waits for)."""
 
-    type: Literal["interval", "count", "duration"]
+    type: Literal["interval", "count", "duration", "cron"]
     interval: Seconds = 0.0
     count: Count | None = None
     duration: Seconds | None = None
