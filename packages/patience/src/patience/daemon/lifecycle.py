@@ -55,6 +55,8 @@ AT_START = (
     "daemon.http_token",
     "daemon.http_hosts",
     "daemon.http_max_resources",
+    "alerting.command",
+    "alerting.webhook",
 )
 
 
