@@ -28,7 +28,9 @@ from patience.cliparse import (
 )
 from patience.daemon_options import DAEMON_OPTIONS
 from patience.durations import format_duration, parse_duration, positive_duration
+from patience.exits import ExitStatus
 from patience.numbers import whole
+from patience.stderr import say, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -217,7 +219,7 @@ def _adaptive(v: dict[str, object], command: list[str]) -> Pacing:
         path, command, _float(v["learning_rate"]), int(str(v["memory_window"]))
     )
     if warning:
-        sys.stderr.write(f"patience: adaptive: {warning}\n")
+        say("patience", f"adaptive: {warning}")
     return Adaptive(_fallback_strategy(v, _float(v["max_delay"])), memory, path)
 
 
@@ -311,8 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(args)
     except UsageError as exc:
-        sys.stderr.write(f"patience: {exc}\n")
-        return 2
+        say("patience", str(exc))
+        return ExitStatus.USAGE
 
 
 def _main(args: list[str]) -> int:
@@ -325,7 +327,7 @@ def _main(args: list[str]) -> int:
         check_config=readable_file,
     )
     if done:
-        return 0
+        return ExitStatus.OK
     if not args:
         raise UsageError("no strategy (try patience exponential -- CMD, or patience --help)")
     name = _default_strategy(config_file) if args[0] == "--" else args.pop(0)
@@ -349,7 +351,7 @@ def _main(args: list[str]) -> int:
     spec = SPECS[canonical]
     if asks_help(args):
         sys.stdout.write(strategy_help(spec))
-        return 0
+        return ExitStatus.OK
     context = f"patience {spec.name}"
     parsed = parse(spec.all_options(), args, context)
     if config_file is not None and "config" not in parsed.explicit:
@@ -435,7 +437,7 @@ def _debug_config(spec: StrategySpec, parsed: Parsed, config: Config) -> None:
             elif opt.dest in CONFIGURED and config.documents:
                 source = config.source(CONFIGURED[opt.dest])
             lines.append(f"  {opt.long} = {_shown(parsed.values[opt.dest], opt)} ({source})")
-    sys.stderr.write("\n".join(lines) + "\n")
+    write("\n".join(lines) + "\n")
 
 
 def _shown(value: object, opt: Option) -> str:

@@ -329,14 +329,13 @@ def require_command(parsed: Parsed, context: str, example: str) -> None:
 def load_config(tool: str, config_file: str | None) -> Config:
     """The shared configuration for a tool's command line: its warnings printed as
     `TOOL: warning: ...`, a bad value turned into a usage error naming file and key."""
-    import sys
-
     from patience.config import ConfigError, load
+    from patience.stderr import say
 
     try:
         config = load(tool, config_file=config_file)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     for warning in config.warnings:
-        sys.stderr.write(f"{tool}: warning: {warning}\n")
+        say(tool, f"warning: {warning}")
     return config

@@ -31,6 +31,7 @@ from patience import process
 from patience.daemon.client import METRICS_BATCH, DaemonClient, DaemonError, DaemonUnavailable
 from patience.daemon.manager import DaemonManager, DaemonNotRunning
 from patience.ratelimit.gate import LocalGate
+from patience.stderr import say
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -663,11 +664,3 @@ def _resource(command: Sequence[str], detect: bool) -> str:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def say(prog: str, text: str) -> None:
-    """One line of ours on stderr."""
-    try:
-        process.write_all(2, f"{prog}: {text}\n".encode("utf-8", "replace"))
-    except OSError:
-        pass

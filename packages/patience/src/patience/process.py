@@ -19,6 +19,8 @@ import os
 import select
 import time
 
+from patience.exits import ExitStatus
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -95,10 +97,10 @@ class RunResult:
     def status(self) -> int:
         """Shell-style status: the exit code, 124 after a timeout, 128+N when killed by N."""
         if self.timed_out:
-            return 124
+            return ExitStatus.TIMED_OUT
         if self.signal is not None:
-            return 128 + self.signal
-        return self.exit_code if self.exit_code is not None else 1
+            return ExitStatus.killed_by(self.signal)
+        return self.exit_code if self.exit_code is not None else ExitStatus.FAILED
 
     def describe(self) -> str:
         """A short reason for messages: 'exit code 7', 'timed out', 'killed by signal 9'."""
@@ -247,8 +249,9 @@ def _spawn(
         )
     except OSError as exc:
         if exc.errno == errno.ENOENT:
-            raise SpawnError(argv[0], 127, "command not found") from None
-        raise SpawnError(argv[0], 126, exc.strerror or "cannot execute") from None
+            raise SpawnError(argv[0], ExitStatus.NOT_FOUND, "command not found") from None
+        reason = exc.strerror or "cannot execute"
+        raise SpawnError(argv[0], ExitStatus.CANNOT_EXECUTE, reason) from None
 
 
 _resolved: dict[tuple[str, str], str] = {}

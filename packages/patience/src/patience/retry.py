@@ -13,6 +13,7 @@ its reporter as events (patience.retry_report), which word them.
 from __future__ import annotations
 
 from patience.attempt import AttemptStep, ProcessSpawner, SystemClock
+from patience.exits import ExitStatus
 from patience.process import SpawnError
 from patience.retry_report import Retrying, Stats, Stopped, StopWhy
 
@@ -76,7 +77,8 @@ class Retry:
         self.stats = Stats()
         self.started = 0.0
         self.budget_end: float | None = None
-        self.last_status = 124  # what --max-time leaves when it ends the run before any attempt
+        # What --max-time leaves when it ends the run before any attempt.
+        self.last_status: int = ExitStatus.TIMED_OUT
         self.cut_short = False  # the last attempt's timeout was what was left of --max-time
         self.head: Head | None = None  # the last attempt's output head, for a server's hint
 
@@ -116,7 +118,7 @@ class Retry:
         signal = self.spawner.interrupted()
         if signal is None:
             return self._stop(StopWhy.TOKEN_PAST_BUDGET, self.last_status)
-        return self._stop(StopWhy.INTERRUPTED, 128 + signal, signal=signal)
+        return self._stop(StopWhy.INTERRUPTED, ExitStatus.killed_by(signal), signal=signal)
 
     def _admitted(self, due: float) -> bool:
         """Sleep until due and until the pacing and the gate admit the attempt; False if
@@ -163,7 +165,8 @@ class Retry:
             # patience itself was told to stop: say so in the exit status, whatever the
             # attempt made of the signal.
             signal = self.spawner.interrupted()
-            return self._stop(StopWhy.INTERRUPTED, 128 + (signal or 2), attempt, signal=signal)
+            status = ExitStatus.killed_by(signal or 2)
+            return self._stop(StopWhy.INTERRUPTED, status, attempt, signal=signal)
         if attempt.success:
             return self._stop(StopWhy.SUCCEEDED, 0, attempt)
         why = self._last_failure(attempt)

@@ -469,6 +469,7 @@ def cron_preview(parsed: Parsed) -> int:
     import sys
     import time
 
+    from patience.exits import ExitStatus
     from repeater.cron import CronSpec, CronTimes, load_zone
 
     v = parsed.values
@@ -484,7 +485,7 @@ def cron_preview(parsed: Parsed) -> int:
     times = CronTimes(spec, load_zone(str(v["timezone"])))
     lines = [times.describe(t) + "\n" for t in times.next_times(time.time(), count)]
     sys.stdout.write("".join(lines))
-    return 0
+    return ExitStatus.OK
 
 
 # --- the shared options, applied to whichever mode was built -------------------------------

@@ -27,8 +27,10 @@ from patience.cliparse import (
 )
 from patience.daemon_options import DAEMON_OPTIONS
 from patience.durations import offset_list, parse_duration, positive_duration
+from patience.exits import ExitStatus
 from patience.numbers import decimal
 from patience.settings import Limit
+from patience.stderr import say
 from repeater import __version__
 from repeater.advanced_modes import (
     ADAPTIVE_OPTIONS,
@@ -628,8 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(args)
     except UsageError as exc:
-        sys.stderr.write(f"rpr: {exc}\n")
-        return 2
+        say("rpr", str(exc))
+        return ExitStatus.USAGE
 
 
 def _main(args: list[str]) -> int:
@@ -637,7 +639,7 @@ def _main(args: list[str]) -> int:
         args, prog="rpr", version=__version__, help_text=main_help, word="subcommand"
     )
     if done:
-        return 0
+        return ExitStatus.OK
     if not args:
         raise UsageError("no subcommand (try rpr interval --every 1s -- CMD, or rpr --help)")
     name = args.pop(0)
@@ -655,7 +657,7 @@ def _main(args: list[str]) -> int:
         raise unknown_choice("subcommand", name, names, "rpr")
     if asks_help(args):
         sys.stdout.write(mode_help(mode))
-        return 0
+        return ExitStatus.OK
     parsed = parse(all_options(mode), args, mode.name)
     if mode.preview is not None and parsed.values["show_next"] and not parsed.saw_separator:
         return mode.preview(parsed)

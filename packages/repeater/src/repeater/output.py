@@ -11,6 +11,7 @@ import sys
 from patience.durations import format_duration
 from patience.process import DISCARD, INHERIT, Sink, write_all
 from patience.stats import Distribution
+from patience.stderr import write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,10 +100,7 @@ class Summary:
 
 def err(text: str) -> None:
     """One of rpr's own lines on stderr."""
-    try:
-        write_all(2, text.encode())
-    except OSError:
-        pass
+    write(text)
 
 
 class Reporter:

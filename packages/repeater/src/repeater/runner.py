@@ -10,6 +10,7 @@ Each run is the shared attempt step (patience.attempt); what happens goes to the
 from __future__ import annotations
 
 from patience.attempt import AttemptStep, ProcessSpawner, SystemClock
+from patience.exits import ExitStatus
 from patience.process import SpawnError
 from repeater.output import Summary
 from repeater.schedules import Outcome
@@ -93,13 +94,13 @@ class Runner:
         self.reporter.finish(self.summary)
         if self.gate is not None and self.gate.failure is not None:
             self.reporter.error(self.gate.failure)
-            return 1
+            return ExitStatus.FAILED
         sig = self.spawner.interrupted()
         if sig is not None:
-            return 128 + sig
+            return ExitStatus.killed_by(sig)
         if self.stop.goal_met:
-            return 0
-        return 1 if self.summary.failed else 0
+            return ExitStatus.OK
+        return ExitStatus.FAILED if self.summary.failed else ExitStatus.OK
 
     def _loop(self) -> None:
         due = self.schedule.first(self.clock.now())

@@ -10,6 +10,8 @@ import sys
 
 from patience.cliparse import Option, UsageError, parse, render_options
 from patience.config import ConfigError, gather, load
+from patience.exits import ExitStatus
+from patience.stderr import say, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,11 +41,11 @@ _SHOW_OPTIONS = [Option("config", "--config", convert=str, metavar="FILE", help=
 def main(argv: Sequence[str]) -> int:
     args = list(argv)
     if not args:
-        sys.stderr.write(HELP + render_options(_SHOW_OPTIONS) + "\n")
-        return 2
+        write(HELP + render_options(_SHOW_OPTIONS) + "\n")
+        return ExitStatus.USAGE
     if any(a in ("-h", "--help") for a in args) or args[0] == "help":
         sys.stdout.write(HELP + render_options(_SHOW_OPTIONS) + "\n")
-        return 0
+        return ExitStatus.OK
     command, rest = args[0], args[1:]
     try:
         if command == "show":
@@ -55,7 +57,7 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError(f'config: unknown command "{command}" (use show, validate or migrate)')
     except (UsageError, ConfigError) as exc:
         _say(str(exc))
-        return 2
+        return ExitStatus.USAGE
 
 
 def _show(args: list[str]) -> int:
@@ -70,7 +72,7 @@ def _show(args: list[str]) -> int:
     for warning in config.warnings:
         _say(f"warning: {warning}")
     sys.stdout.write(render(config))
-    return 0
+    return ExitStatus.OK
 
 
 def _validate(files: list[str]) -> int:
@@ -88,13 +90,13 @@ def _validate(files: list[str]) -> int:
         for error in doc.errors:
             _say(error)
     if any(doc.errors for doc in documents):
-        return 2
+        return ExitStatus.USAGE
     if not documents:
         sys.stdout.write("no configuration files or variables found: the defaults apply\n")
     for doc in documents:
         what = doc.path or "environment (" + ", ".join(e.name for e in doc.entries.values()) + ")"
         sys.stdout.write(f"{what}: ok\n")
-    return 0
+    return ExitStatus.OK
 
 
 def _migrate(paths: list[str]) -> int:
@@ -112,14 +114,14 @@ def _migrate(paths: list[str]) -> int:
         _say(f"warning: {warning}")
     if len(paths) == 1:
         sys.stdout.write(text)
-        return 0
+        return ExitStatus.OK
     try:
         with open(paths[1], "x", encoding="utf-8") as f:
             f.write(text)
     except OSError as exc:
         raise ConfigError(f"{paths[1]}: cannot write ({exc.strerror})") from None
     _say(f"wrote {paths[1]} ({old} is unchanged)")
-    return 0
+    return ExitStatus.OK
 
 
 def _positionals(args: list[str], command: str, low: int, high: int) -> list[str]:
@@ -131,4 +133,4 @@ def _positionals(args: list[str], command: str, low: int, high: int) -> list[str
 
 
 def _say(message: str) -> None:
-    sys.stderr.write(f"patience: {message}\n")
+    say("patience", message)
