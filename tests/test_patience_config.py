@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,6 +91,32 @@ def test_default_strategy_when_none_is_given(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert attempts_made(r.stderr) == 2
     assert "Retrying in 1s." in r.stderr  # fixed's default delay, not exponential's
+
+
+def test_patience_without_a_strategy_reads_the_configuration_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`patience -- CMD` needs the configuration for its strategy and for its options: it is
+    loaded once, so each warning is said once too."""
+    import patience.config
+    from patience.cli import main
+
+    (tmp_path / ".patience.toml").write_text(
+        '[patience]\ndefault_strategy = "fixed"\nattempts = 1\natempts = 2\n'
+    )
+    loads = []
+    real_load = patience.config.load
+
+    def counting_load(*args: Any, **kwargs: Any) -> patience.config.Config:
+        loads.append(args)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in isolated(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(patience.config, "load", counting_load)
+    assert main(["--", "true"]) == 0
+    assert len(loads) == 1
 
 
 def test_debug_config_names_the_source(tmp_path: Path) -> None:

@@ -330,7 +330,12 @@ def _main(args: list[str]) -> int:
         return ExitStatus.OK
     if not args:
         raise UsageError("no strategy (try patience exponential -- CMD, or patience --help)")
-    name = _default_strategy(config_file) if args[0] == "--" else args.pop(0)
+    config = None  # loaded once: here for `patience -- CMD`, else after the options
+    if args[0] == "--":  # the configured patience.default_strategy (exponential by default)
+        config = load_config("patience", config_file)
+        name = config.text("patience.default_strategy") or "exponential"
+    else:
+        name = args.pop(0)
     if name == "alerts":
         from patience.alertsview import main as alerts_main
 
@@ -357,24 +362,13 @@ def _main(args: list[str]) -> int:
     if config_file is not None and "config" not in parsed.explicit:
         parsed.values["config"] = config_file
     require_command(parsed, spec.name, f"patience {spec.name} -- curl -f https://example.com")
-    config = _apply_config(parsed)
+    config = _apply_config(parsed, config)
     if parsed.values["debug_config"]:
         _debug_config(spec, parsed, config)
     build = _build(spec, parsed)
     if parsed.values["daemon"]:
         return _run_coordinated(build, spec, parsed, config)
     return build(None, None).run()
-
-
-def _default_strategy(config_file: str | None) -> str:
-    """`patience -- CMD`: the configured patience.default_strategy (exponential by default)."""
-    from patience.config import ConfigError, load
-
-    try:
-        strategy = load("patience", config_file=config_file).text("patience.default_strategy")
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    return strategy or "exponential"
 
 
 # Options whose default the configuration may set (the flag, when given, wins).
@@ -388,10 +382,12 @@ CONFIGURED = {
 }
 
 
-def _apply_config(parsed: Parsed) -> Config:
-    """The configuration files and environment, under the command line."""
-    config_file = parsed.values["config"]
-    config = load_config("patience", config_file if isinstance(config_file, str) else None)
+def _apply_config(parsed: Parsed, config: Config | None) -> Config:
+    """The configuration files and environment (`config` when already loaded), under the
+    command line."""
+    if config is None:
+        config_file = parsed.values["config"]
+        config = load_config("patience", config_file if isinstance(config_file, str) else None)
     config.fill(parsed.values, parsed.explicit, CONFIGURED)
     return config
 
