@@ -5,7 +5,7 @@ takes the place of `LocalGate` (each start first acquires a token for its resour
 daemon, which does the waiting), and a `MetricsReporter`, which sends one execution record
 per start in batches from a background thread, so the run loop never waits for it.
 
-When the daemon is unreachable, stopping or dies (the seed's FallbackRateLimiter): one
+When the daemon is unreachable, stopping or dies (docs/protocol.md, "Restarts and outages"): one
 warning line, and the tool goes on within its share of the limit (the daemon's last word;
 fallback "share"), or the whole limit ("full"), counting its own grants of the last window so
 that the switch hands out no fresh burst; with "closed" it stops with an error instead. A

@@ -594,7 +594,8 @@ def run_coordinated(build: RunnerBuilder, mode: Mode, parsed: Parsed, config: Co
 
 
 def _daemon_schedule(mode: Mode, v: dict[str, object]) -> dict[str, object] | None:
-    """The seed's ScheduleConfig for the modes it describes (shown in the daemon's state)."""
+    """The schedule `register_schedule` tells the daemon (shown in its resource state), for
+    the modes it can describe."""
     if mode.name == "cron":
         return _cron_schedule(v)
     if mode.name not in ("interval", "count", "duration"):

@@ -1,12 +1,11 @@
-"""`patience config migrate`: an old configuration file in the sectioned format (the seed's
-MigrateConfig).
+"""`patience config migrate`: an old configuration file in the sectioned format.
 
 The old Go `patience` file is flat (`attempts = 5`); its keys move under `[patience]`, except
 `daemon_socket`, which becomes the shared `[daemon] socket_path` (one daemon serves both
 tools). Go `rpr` files (`[defaults]`, `[observability]`) move under `[repeater]`, and any
 file in another accepted layout (YAML `tools:`, `[patience.defaults]`, aliases such as
 `max_attempts`) comes out in the canonical one. Values keep the spelling the user wrote
-("90s" stays "90s"), except choices, which take their canonical spelling. The seed's repeater
+("90s" stays "90s"), except choices, which take their canonical spelling. Suggested `[repeater]`
 defaults are added as comments: enabling the daemon for `rpr` is the user's decision.
 """
 
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
     from patience.config.layout import Document, Entry
 
 _REPEATER_SUGGESTION = """\
-# rpr reads [repeater]. The seed's suggested defaults, commented out so that migrating does
+# rpr reads [repeater]. Suggested defaults, commented out so that migrating does
 # not change what rpr does; uncomment the ones you want:
 # [repeater]
 # default_interval = "30s"

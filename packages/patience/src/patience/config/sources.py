@@ -7,7 +7,7 @@ most MAX_BYTES: a FIFO would block the start for ever and /dev/zero would fill t
 
 Environment: the rule, kept from the Go tools, is that `PATIENCE_<KEY>` sets `[patience] <key>`
 and `RPR_<KEY>` sets `[repeater] <key>` (`PATIENCE_ATTEMPTS`, `RPR_TIMEOUT`, ...). Two are
-shared by every tool and the daemon, as in the seed: `PATIENCE_DAEMON_SOCKET` sets `[daemon]
+shared by every tool and the daemon: `PATIENCE_DAEMON_SOCKET` sets `[daemon]
 socket_path` and `PATIENCE_LOG_LEVEL` sets `[daemon] log_level`; `RPR_DAEMON_SOCKET` and
 `RPR_LOG_LEVEL` override them for `rpr` (through the keys' fallbacks). An empty variable counts
 as unset. The table is written out (a test checks it follows the rule for every key) so that

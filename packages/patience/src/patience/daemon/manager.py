@@ -1,5 +1,4 @@
-"""Find the daemon, check that it answers, and start it when it does not (the seed's
-DaemonManager).
+"""Find the daemon, check that it answers, and start it when it does not.
 
 Auto-start runs `patience-daemon --socket PATH` detached: its own session (a Ctrl-C meant
 for the tool does not reach it), stdin from /dev/null, its output appended to

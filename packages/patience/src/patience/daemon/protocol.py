@@ -167,7 +167,8 @@ class ReportGrants(StrictRequest, tag="report_grants"):
 
 
 class ScheduleConfig(msgspec.Struct, forbid_unknown_fields=True):
-    """The seed's ScheduleConfig; durations are seconds. A "cron" schedule's `interval` is
+    """A tool's schedule, as `register_schedule` sends it (docs/protocol.md); durations are
+    seconds. A "cron" schedule's `interval` is
     the longest gap between its next runs (what the missed-schedule alert waits for)."""
 
     type: Literal["interval", "count", "duration", "cron"]
@@ -313,7 +314,7 @@ class MetricsResponse(Response, tag="metrics_response"):
 
 
 class ClientState(msgspec.Struct):
-    """The seed's ClientState, per resource. Times are Unix seconds."""
+    """One client's use of a resource, in `resource_state` replies. Times are Unix seconds."""
 
     client_id: str
     tool: str
@@ -335,7 +336,7 @@ class RateLimitState(msgspec.Struct):
 
 
 class SharedResource(msgspec.Struct):
-    """The seed's SharedResource."""
+    """One resource's state: the reply of `resource_state` (docs/protocol.md)."""
 
     id: str
     type: str

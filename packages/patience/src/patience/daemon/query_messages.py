@@ -1,6 +1,6 @@
-"""The 2.0 metrics queries: `query` (the seed's MetricsQuery), `timeseries` (series of points
-from the rollups) and `runs` (the most recent execution records, or those stored since a
-cursor). docs/protocol.md describes them with examples.
+"""The 2.0 metrics queries: `query` (totals per resource, per tool, rate-limit use),
+`timeseries` (series of points from the rollups) and `runs` (the most recent execution
+records, or those stored since a cursor). docs/protocol.md describes them with examples.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ QueryKind = Literal["resource_summary", "tool_comparison", "rate_limit_usage"]
 
 
 class Query(StrictRequest, tag="query"):
-    """The seed's MetricsQuery (its `type` is called `query` here: `type` names the message)."""
+    """Totals over a time range: `query` names which (its field is not called `type`, which
+    names the message)."""
 
     query: QueryKind
     resource_id: ResourceId | None = None

@@ -135,12 +135,12 @@ class MetricsStore(GuardedDatabase):
     def count(self) -> int:
         return int(self._read("SELECT count(*) FROM executions")[0][0])
 
-    # ---- queries (the seed's MetricsQuery) ---------------------------------------------------
+    # ---- queries (the `query` message) ------------------------------------------------------
 
     def resource_summary(
         self, resource_id: str | None, start: float | None, end: float | None, tools: Sequence[str]
     ) -> list[Row]:
-        """The seed's AggregatedMetrics, one row per resource (active_clients filled in by
+        """The `resource_summary` query's answer, one row per resource (active_clients filled in by
         the caller, which knows who is connected)."""
         where, args = _filters(resource_id, start, end, tools)
         rows = self._read(
