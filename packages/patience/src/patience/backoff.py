@@ -9,6 +9,30 @@ saturates at the cap instead of overflowing to inf, NaN or a negative number.
 
 from __future__ import annotations
 
+__all__ = [
+    "BASE_DELAY",
+    "DECLARATIONS",
+    "DEFAULT_MAX_DELAY",
+    "FALLBACK",
+    "MAX_DELAY",
+    "MAX_OFFSETS",
+    "MULTIPLIER",
+    "PLAIN",
+    "STRATEGY_NAMES",
+    "Declaration",
+    "DecorrelatedJitter",
+    "Exponential",
+    "Fibonacci",
+    "Fixed",
+    "Jitter",
+    "Linear",
+    "Param",
+    "Polynomial",
+    "Strategy",
+    "make_strategy",
+    "parameter_table",
+]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

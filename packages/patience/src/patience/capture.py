@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from patience.process import Sink, write_all
 
+__all__ = ["MAX_LINE", "Forward", "Head", "LineScanner", "PrefixLines", "Tee"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

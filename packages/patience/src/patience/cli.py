@@ -32,6 +32,19 @@ from patience.exits import ExitStatus
 from patience.numbers import whole
 from patience.stderr import say, write
 
+__all__ = [
+    "COMMON_OPTIONS",
+    "CONFIGURED",
+    "SHORT_FLAGS",
+    "SPECS",
+    "StrategySpec",
+    "exit_codes",
+    "main",
+    "main_help",
+    "readable_file",
+    "strategy_help",
+]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -11,6 +11,25 @@ from __future__ import annotations
 
 from patience.numbers import boolean, decimal, whole
 
+__all__ = [
+    "Option",
+    "Parsed",
+    "UsageError",
+    "asks_help",
+    "load_config",
+    "offsets",
+    "param_option",
+    "parse",
+    "parse_choice",
+    "parse_float",
+    "parse_global",
+    "parse_int",
+    "plain_strategy",
+    "render_options",
+    "require_command",
+    "unknown_choice",
+]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -7,6 +7,8 @@ expressions searched line by line in stdout and stderr.
 
 from __future__ import annotations
 
+__all__ = ["PatternError", "PatternWatch", "compile_pattern", "judge"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import re

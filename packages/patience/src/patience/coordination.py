@@ -33,6 +33,25 @@ from patience.daemon.manager import DaemonManager, DaemonNotRunning
 from patience.ratelimit.gate import LocalGate
 from patience.stderr import say
 
+__all__ = [
+    "CHUNK",
+    "FALLBACKS",
+    "GATHER",
+    "LOCAL_SLICE",
+    "MAX_PENDING",
+    "MAX_REPORTED",
+    "RECONNECT_FIRST",
+    "RECONNECT_MAX",
+    "RESEND",
+    "RETURN_CHECK",
+    "Coordination",
+    "CoordinationError",
+    "DaemonGate",
+    "Link",
+    "MetricsReporter",
+    "coordinate",
+]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -9,6 +9,8 @@ from __future__ import annotations
 from patience.cliparse import Option, parse_choice
 from patience.durations import positive_duration
 
+__all__ = ["DAEMON_OPTIONS", "FAIL_MODES", "config_keys", "fail_mode", "resource_id", "socket_path"]
+
 FAIL_MODES = ("share", "full", "closed")  # and "open", the first spelling of "share"
 
 

@@ -8,6 +8,15 @@ from __future__ import annotations
 
 from patience.numbers import refuse_foreign_digits
 
+__all__ = [
+    "LONGEST",
+    "DurationError",
+    "format_duration",
+    "offset_list",
+    "parse_duration",
+    "positive_duration",
+]
+
 _UNITS = {
     "ns": 1e-9,
     "us": 1e-6,

@@ -17,6 +17,8 @@ a JSON key, then X-RateLimit-Reset. With several responses (redirects) the last 
 
 from __future__ import annotations
 
+__all__ = ["JSON_KEYS", "hint_delay", "parse_hint"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

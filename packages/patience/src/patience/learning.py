@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 
+__all__ = ["MIN_OUTCOMES", "Memory", "memory_path", "state_dir"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence

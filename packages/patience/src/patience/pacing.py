@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from patience.httpaware import hint_delay
 
+__all__ = ["Adaptive", "Backoff", "Diophantine", "HttpAware", "Pacing"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence

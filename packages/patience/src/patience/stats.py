@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+__all__ = ["Distribution"]
+
 _GROWTH = 1.01
 _LOG_GROWTH = math.log(_GROWTH)
 _FLOOR = 1e-6  # values below one microsecond share the lowest bucket

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from repeater.schedules import Schedule
 
+__all__ = ["NOISE", "WEIGHT", "WINDOW", "Adaptive"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -12,6 +12,31 @@ from patience.backoff import DECLARATIONS
 from patience.cliparse import Option, Parsed, UsageError, param_option, parse_float, parse_int
 from patience.durations import format_duration, parse_duration, positive_duration
 
+__all__ = [
+    "ADAPTIVE_OPTIONS",
+    "ADAPTIVE_RULE",
+    "BACKOFF_MODES",
+    "BACKOFF_RULE",
+    "CRON_NOTES",
+    "CRON_OPTIONS",
+    "HTTP_OPTIONS",
+    "LOAD_OPTIONS",
+    "LOAD_RULE",
+    "SHORT_FLAGS",
+    "SHOW_NEXT_OPTION",
+    "UNTIL_OPTIONS",
+    "Values",
+    "backoff_builder",
+    "backoff_options",
+    "build_adaptive",
+    "build_cron",
+    "build_load_adaptive",
+    "cron_preview",
+    "until_conditions",
+    "until_deadline",
+    "wrap_schedule",
+]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

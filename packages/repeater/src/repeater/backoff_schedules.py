@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from repeater.schedules import Schedule
 
+__all__ = ["Backoff"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from patience.backoff import Strategy

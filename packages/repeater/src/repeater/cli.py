@@ -62,6 +62,33 @@ from repeater.schedules import (
     Schedule,
 )
 
+__all__ = [
+    "COMMON_GROUPS",
+    "CRON_AHEAD",
+    "MODES",
+    "OUTPUT_OPTIONS",
+    "PATTERN_OPTIONS",
+    "RATE_OPTIONS",
+    "STOP_OPTIONS",
+    "TIMING_OPTIONS",
+    "Mode",
+    "all_options",
+    "apply_config",
+    "backoff_mode",
+    "build_runner",
+    "find_mode",
+    "fixed_rate_or_back_to_back",
+    "jitter_spec",
+    "local_gate",
+    "main",
+    "main_help",
+    "make_reporter",
+    "mode_help",
+    "rate_limited",
+    "rate_limiter",
+    "run_coordinated",
+]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import re

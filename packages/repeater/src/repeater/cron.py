@@ -19,6 +19,18 @@ from __future__ import annotations
 
 from repeater.schedules import Schedule
 
+__all__ = [
+    "FIELDS",
+    "SECONDS_FIELD",
+    "SHORTCUTS",
+    "Cron",
+    "CronError",
+    "CronSpec",
+    "CronTimes",
+    "load_zone",
+    "parse_cron",
+]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+__all__ = ["HostLoad", "read_text"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -13,6 +13,8 @@ from __future__ import annotations
 from patience.capture import Head
 from repeater.schedules import Wrapped
 
+__all__ = ["RATE_LIMIT_STATUSES", "HintReader", "HttpAware"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

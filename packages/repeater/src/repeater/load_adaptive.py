@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from repeater.schedules import Schedule
 
+__all__ = ["LoadAdaptive"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -7,6 +7,16 @@ the interval never drifts with run time, and jitter moves a run without moving t
 
 from __future__ import annotations
 
+__all__ = [
+    "OVERRUN_POLICIES",
+    "BackToBack",
+    "FixedRate",
+    "Outcome",
+    "RetryPattern",
+    "Schedule",
+    "Wrapped",
+]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from repeater.schedules import Wrapped
 
+__all__ = ["ShowNext", "local_time"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

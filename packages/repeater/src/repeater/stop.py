@@ -7,6 +7,8 @@ after it; extra conditions (`until` objects) may also look at the run's output.
 
 from __future__ import annotations
 
+__all__ = ["StopConditions", "Until"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from patience.attempt import Attempt

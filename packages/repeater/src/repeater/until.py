@@ -11,6 +11,8 @@ from patience.capture import LineScanner
 from patience.process import Sink
 from repeater.stop import Until
 
+__all__ = ["OutputDigest", "UntilChanges", "UntilMatch", "parse_until_time"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import re

@@ -214,7 +214,7 @@ class Config:
 
     def limits(self) -> dict[str, ResourceLimit]:
         """Configured limits by id or pattern; an entry that names no algorithm takes
-        `rate_limiting.default_algorithm`."""
+        `rate_limiting.default_algorithm`. An entry may have no limit, only its learning."""
         from patience.config.resources import ResourceLimit
         from patience.settings import Limit
 
@@ -223,9 +223,11 @@ class Config:
         for resource, found in self.resource_entries().items():
             entry = found.value
             assert isinstance(entry, ResourceLimit)
-            if default and isinstance(found.raw, dict) and "algorithm" not in found.raw:
-                limit = Limit(entry.limit.count, entry.limit.window, default)
-                entry = ResourceLimit(limit, entry.fallback)
+            limit = entry.limit
+            if limit and default and isinstance(found.raw, dict) and "algorithm" not in found.raw:
+                entry = ResourceLimit(
+                    Limit(limit.count, limit.window, default), entry.fallback, entry.learning
+                )
             limits[resource] = entry
         return limits
 

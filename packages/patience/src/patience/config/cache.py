@@ -16,6 +16,8 @@ import marshal
 import os
 import sys
 
+__all__ = ["MISSING", "ParseCache", "cache_file"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -13,6 +13,8 @@ from patience.config import ConfigError, gather, load
 from patience.exits import ExitStatus
 from patience.stderr import say, write
 
+__all__ = ["HELP", "main"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -12,6 +12,8 @@ file is ambiguous. Unknown keys are warnings.
 
 from __future__ import annotations
 
+from typing import Any
+
 from patience.config import schema
 from patience.config.resources import ResourceLimit
 from patience.config.toml_text import key as toml_key
@@ -136,7 +138,9 @@ def _names(section: str) -> list[str]:
 
 
 def _resources(doc: Document, value: object, written: str) -> None:
-    """Each entry: `"id or pattern" = { limit = N, window = "1h", algorithm = "gcra" }`."""
+    """Each entry: `"id or pattern" = { limit = N, window = "1h", algorithm = "gcra" }`, with
+    how its limit learns (`adaptive`, `decrease`, ...), or only that."""
+    fields_known = {**schema.RESOURCE_FIELDS, **schema.LEARNING_FIELDS}
     for resource, fields in _table(doc, value, written).items():
         name = f"{written}.{toml_key(resource)}"
         if not resource:
@@ -145,25 +149,48 @@ def _resources(doc: Document, value: object, written: str) -> None:
         table = _table(doc, fields, name)
         checked: dict[str, object] = {}
         for field, raw in table.items():
-            kind = schema.RESOURCE_FIELDS.get(field)
+            kind = fields_known.get(field)
             if kind is None:
-                _unknown(doc, f"{name}.{field}", list(schema.RESOURCE_FIELDS))
+                _unknown(doc, f"{name}.{field}", list(fields_known))
                 continue
             try:
                 checked[field] = kind.check(raw)
             except ValueError as exc:
                 doc.errors.append(f"{doc.where(f'{name}.{field}')}: {exc}")
-        missing = [f for f in ("limit", "window") if f not in table]
-        if missing and isinstance(fields, dict):
-            example = '{ limit = 100, window = "1m" }'
-            doc.errors.append(f"{doc.where(name)}: expected {' and '.join(missing)} ({example})")
-        limit, window = checked.get("limit"), checked.get("window")
-        algorithm, fallback = checked.get("algorithm"), checked.get("fallback")
-        if isinstance(limit, int) and isinstance(window, float):
-            assert algorithm is None or isinstance(algorithm, str)
-            assert fallback is None or isinstance(fallback, str)
-            value = ResourceLimit(Limit(limit, window, algorithm or DEFAULT_ALGORITHM), fallback)
-            doc.resources[resource] = Entry(resource, value, table, name, doc.where(name))
+        entry = _resource_limit(doc, name, table, checked, fields)
+        if entry is not None:
+            doc.resources[resource] = Entry(resource, entry, table, name, doc.where(name))
+
+
+def _resource_limit(
+    doc: Document, name: str, table: dict[str, object], checked: dict[str, object], fields: object
+) -> ResourceLimit | None:
+    """The entry's limit (limit and window, or neither) and learning; None after an error."""
+    from patience.ratelimit.learned import Learning, LearningError
+
+    missing = [f for f in ("limit", "window") if f not in table]
+    limited = any(f in table for f in ("limit", "window", "algorithm", "fallback"))
+    learning_only = not limited and any(f in table for f in schema.LEARNING_FIELDS)
+    if missing and not learning_only and isinstance(fields, dict):
+        example = '{ limit = 100, window = "1m" }'
+        doc.errors.append(f"{doc.where(name)}: expected {' and '.join(missing)} ({example})")
+        return None
+    given: dict[str, Any] = {f: checked[f] for f in schema.LEARNING_FIELDS if f in checked}
+    try:
+        learned = Learning(**given)
+    except LearningError as exc:
+        doc.errors.append(f"{doc.where(name)}: {exc}")
+        return None
+    limit, window = checked.get("limit"), checked.get("window")
+    algorithm, fallback = checked.get("algorithm"), checked.get("fallback")
+    assert algorithm is None or isinstance(algorithm, str)
+    assert fallback is None or isinstance(fallback, str)
+    if isinstance(limit, int) and isinstance(window, float):
+        limited = Limit(limit, window, algorithm or DEFAULT_ALGORITHM)
+        return ResourceLimit(limited, fallback, learned)
+    if missing and len(checked) == len(table):  # only learning fields, all of them good
+        return ResourceLimit(None, None, learned)
+    return None
 
 
 def _unknown(doc: Document, name: str, known: list[str]) -> None:

@@ -15,6 +15,8 @@ from patience.config import ConfigError, schema, sources
 from patience.config.toml_text import key as toml_key
 from patience.config.toml_text import value as toml_value
 
+__all__ = ["migrate", "render"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from patience.config.layout import Document, Entry

@@ -13,23 +13,31 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from patience.ratelimit.learned import Learning
     from patience.settings import Limit
 
 
 class ResourceLimit:
     """A configured `[rate_limiting.resources]` entry: its `limit` (a settings.Limit; an entry
-    that names no algorithm takes `rate_limiting.default_algorithm`, see Config.limits) and
-    its `fallback` (share, full, closed), what the tools do while the daemon is away, None
-    when the entry names none: `rate_limiting.fail_mode` applies."""
+    that names no algorithm takes `rate_limiting.default_algorithm`, see Config.limits; None
+    for an entry that only says how the limit learns), its `fallback` (share, full, closed),
+    what the tools do while the daemon is away, None when the entry names none:
+    `rate_limiting.fail_mode` applies; and its `learning` (ratelimit.learned.Learning: how
+    the limit learns from throttle signals, and which signals count)."""
 
-    __slots__ = ("fallback", "limit")
+    __slots__ = ("fallback", "learning", "limit")
 
-    def __init__(self, limit: Limit, fallback: str | None = None) -> None:
+    def __init__(
+        self, limit: Limit | None, fallback: str | None = None, learning: Learning | None = None
+    ) -> None:
+        from patience.ratelimit.learned import Learning
+
         self.limit = limit
         self.fallback = fallback
+        self.learning = learning or Learning()
 
-    def _key(self) -> tuple[Limit, str | None]:
-        return (self.limit, self.fallback)
+    def _key(self) -> tuple[Limit | None, str | None, Learning]:
+        return (self.limit, self.fallback, self.learning)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ResourceLimit) and self._key() == other._key()
@@ -38,7 +46,7 @@ class ResourceLimit:
         return hash(self._key())
 
     def __repr__(self) -> str:
-        return f"ResourceLimit({self.limit!r}, {self.fallback!r})"
+        return f"ResourceLimit({self.limit!r}, {self.fallback!r}, {self.learning!r})"
 
 
 def find_limit(limits: Mapping[str, ResourceLimit], resource_id: str) -> ResourceLimit | None:

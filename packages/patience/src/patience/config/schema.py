@@ -388,12 +388,22 @@ LEGACY_RPR_SECTIONS = {
     "observability": ("metrics_enabled", "metrics_port", "health_enabled", "health_check_port"),
 }
 
-# The fields of one `[rate_limiting.resources]` entry; limit and window are required.
+# The fields of one `[rate_limiting.resources]` entry: limit and window together, or neither
+# (an entry may carry only how its limit learns: docs/adaptive-limits.md).
 RESOURCE_FIELDS: dict[str, Kind] = {
     "limit": Whole(1, MAX_LIMIT),
     "window": Seconds(positive=True, low=MIN_WINDOW, high=MAX_WINDOW),
     "algorithm": Choice(*ALGORITHMS),
     "fallback": FALLBACK,
+}
+LEARNING_FIELDS: dict[str, Kind] = {
+    "adaptive": _FLAG,
+    "decrease": Number(0.01, 0.99),
+    "increase": Number(0.001, MAX_LIMIT),
+    "floor": Whole(1, MAX_LIMIT),
+    "adapt_to_load": _FLAG,
+    "throttle_pattern": Pattern(),
+    "throttle_exit": Whole(1, 255),
 }
 
 

@@ -61,11 +61,15 @@ def _resources(config: Config) -> list[str]:
 def _fields(limit: ResourceLimit) -> dict[str, object]:
     from patience.durations import format_duration
 
-    fields: dict[str, object] = {
-        "limit": limit.limit.count,
-        "window": format_duration(limit.limit.window),
-        "algorithm": limit.limit.algorithm,
-    }
+    fields: dict[str, object] = {}
+    if limit.limit is not None:
+        fields["limit"] = limit.limit.count
+        fields["window"] = format_duration(limit.limit.window)
+        fields["algorithm"] = limit.limit.algorithm
     if limit.fallback is not None:
         fields["fallback"] = limit.fallback
+    learning, default = limit.learning, type(limit.learning)()
+    for name in learning.__slots__:  # how it learns, where it differs from the default
+        if getattr(learning, name) != getattr(default, name):
+            fields[name] = getattr(learning, name)
     return fields

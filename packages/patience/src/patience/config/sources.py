@@ -19,6 +19,25 @@ from __future__ import annotations
 import os
 import stat
 
+__all__ = [
+    "CONFIG_FILE_VARIABLES",
+    "MAX_BYTES",
+    "PROJECT_NAMES",
+    "SYSTEM_DIR",
+    "SYSTEM_NAMES",
+    "VARIABLES",
+    "check_file",
+    "config_file_variable",
+    "existing",
+    "exists",
+    "project_files",
+    "read",
+    "read_bytes",
+    "read_environment",
+    "system_files",
+    "user_files",
+]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping

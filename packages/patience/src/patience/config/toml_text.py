@@ -3,6 +3,8 @@ ever write scalars, inline tables of scalars and keys."""
 
 from __future__ import annotations
 
+__all__ = ["key", "string", "value"]
+
 _BARE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _ESCAPES = {
     '"': '\\"',

@@ -18,6 +18,8 @@ import time
 from patience import process
 from patience.daemon.client import DaemonClient, DaemonError, DaemonUnavailable
 
+__all__ = ["POLL", "RACE_GRACE", "DaemonManager", "DaemonNotRunning", "log_path"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess

@@ -16,6 +16,30 @@ from __future__ import annotations
 import os
 import stat
 
+__all__ = [
+    "MAX_SOCKET_PATH",
+    "ROOT_SOCKET",
+    "SOCKET_ELSEWHERE",
+    "SOCKET_NAME",
+    "PathError",
+    "check_existing_file",
+    "check_private_file",
+    "check_socket_dir",
+    "check_socket_length",
+    "default_socket",
+    "default_storage",
+    "is_default_socket",
+    "open_dir",
+    "open_private_file",
+    "prepare_socket_dir",
+    "private_tmp_dir",
+    "remove_own_file",
+    "resolve_socket",
+    "socket_owner_ok",
+    "user_socket",
+    "write_private_file",
+]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -2,7 +2,11 @@
 
 The limit in force is the configured one (by exact id, else the most specific glob, as
 patience.config.resources.find_pattern decides), else the strictest one its clients declared,
-else none. Each limited resource keeps its recent grants: they count towards each client's
+else none; once the resource's limit learns from throttle signals (patience.daemon.learner),
+its learned one, scaled down while the host is busy with `adapt_to_load`; and while a server
+asked everyone to wait, a pause (ratelimit.learned.Paused) holds every grant.
+
+Each limited resource keeps its recent grants: they count towards each client's
 fair share, and when the limit changes a new limiter is made from them, so that grants made
 just before still count against the new limit.
 
@@ -21,8 +25,9 @@ from patience.daemon.bookings import Bookings
 from patience.daemon.errors import CoordinatorError
 from patience.daemon.protocol import Acquire, ReportGrants
 from patience.ratelimit.algorithms import Limiter, limiter_for
+from patience.ratelimit.learned import LearnedLimit, Learning, Paused
 from patience.ratelimit.resources import validate_resource_id
-from patience.settings import Limit, RateLimitError
+from patience.settings import DEFAULT_ALGORITHM, Limit, RateLimitError
 
 if TYPE_CHECKING:
     from patience.daemon.admission import Waiter
@@ -73,7 +78,11 @@ class Resource:
         "history",
         "id",
         "last_activity",
+        "learned",
+        "learning",
         "limiter",
+        "load_factor",
+        "paused_until",
         "pending",
         "queue",
         "ready_at",
@@ -83,9 +92,19 @@ class Resource:
         "tokens",
     )
 
-    def __init__(self, resource_id: str, configured: LimitSpec | None, now: float) -> None:
+    def __init__(
+        self,
+        resource_id: str,
+        configured: LimitSpec | None,
+        now: float,
+        learning: Learning | None = None,
+    ) -> None:
         self.id = resource_id
         self.configured = configured
+        self.learning = learning or Learning()
+        self.learned: LearnedLimit | None = None  # patience.daemon.learner's
+        self.load_factor = 1.0  # adapt_to_load: the share of the limit the host's load allows
+        self.paused_until = -math.inf  # no grant before (a server said wait)
         self.declared: dict[str, LimitSpec] = {}
         self.spec: LimitSpec | None = None
         self.limiter: Limiter | None = None
@@ -135,18 +154,41 @@ class Resource:
         for _, tokens, client_id in self.history:
             self.held[client_id] = self.held.get(client_id, 0) + tokens
         if self.spec is not None:
-            self.limiter = _replay(self.spec, self.history)
+            self.limiter = self._paused(_replay(self.spec, self.history))
+
+    def base_spec(self) -> LimitSpec | None:
+        """The limit it would have without learning: configured, else strictest declared."""
+        return self.configured or _strictest(self.declared)
 
     def apply_spec(self) -> None:
-        """The limit in force: the configured one, else the strictest declared."""
-        spec = self.configured or _strictest(self.declared)
+        """The limit in force: the configured one, else the strictest declared; the learned
+        one once it learns; scaled by the host's load with adapt_to_load."""
+        spec = self.base_spec()
+        learned = self.learned
+        if learned is not None:
+            if not self.learning.enabled(self.configured is not None):
+                learned = self.learned = None
+            else:
+                spec = _learned_spec(spec, learned, self.configured)
+        if spec is not None and self.load_factor < 1.0:
+            spec = _scaled(spec, self.load_factor, self.learning.floor)
         if spec is None:
             self.spec = self.limiter = None
         elif not spec.same_as(self.spec):  # recent grants count against the new limit
-            self.spec, self.limiter = spec, _replay(spec, self.history)
+            self.spec, self.limiter = spec, self._paused(_replay(spec, self.history))
             self.grace = min(GRACE, spec.limit.window / spec.limit.count)
         else:
             self.spec = spec  # same numbers, maybe another source
+
+    def pause(self, until: float) -> None:
+        """No grant before `until` (a later pause wins), for every client."""
+        self.paused_until = max(self.paused_until, until)
+        if self.limiter is not None:
+            self.limiter = self._paused(self.limiter)
+
+    def _paused(self, limiter: Limiter) -> Limiter:
+        inner = limiter.inner if isinstance(limiter, Paused) else limiter
+        return Paused(inner, self.paused_until) if self.paused_until > -math.inf else inner
 
     def newest(self, limit: int) -> list[Grant]:
         """The newest grants whose tokens add up to at most `limit`, oldest first."""
@@ -166,6 +208,9 @@ class Resources:
         self.limits = dict(limits)  # by configured id or pattern
         self.default_algorithm = default_algorithm
         self.by_id: dict[str, Resource] = {}
+        # Learned limits by resource id (patience.daemon.learner), kept while the resource
+        # is idle and forgotten too: it comes back with what it learned.
+        self.learned: dict[str, LearnedLimit] = {}
         self._requeue = requeue
 
     def reload(
@@ -175,7 +220,9 @@ class Resources:
         self.limits = dict(limits)
         self.default_algorithm = default_algorithm
         for resource in self.by_id.values():
-            resource.configured = self._configured(resource.id)
+            entry = self._entry(resource.id)
+            resource.configured = _spec_of(entry)
+            resource.learning = entry[1].learning if entry else Learning()
             self._apply(resource, now)
 
     def get(self, resource_id: str, now: float, checked: bool = True) -> Resource:
@@ -193,9 +240,11 @@ class Resources:
             raise CoordinatorError(
                 f"too many resources ({MAX_RESOURCES}) are tracked; retry once idle ones expire"
             )
+        entry = self._entry(resource_id)
         resource = self.by_id[resource_id] = Resource(
-            resource_id, self._configured(resource_id), now
+            resource_id, _spec_of(entry), now, entry[1].learning if entry else None
         )
+        resource.learned = self.learned.get(resource_id)
         self._apply(resource, now)
         return resource
 
@@ -223,15 +272,45 @@ class Resources:
             if resource is not None and resource.declared.pop(client_id, None) is not None:
                 self._apply(resource, now)
 
-    def _configured(self, resource_id: str) -> LimitSpec | None:
+    def _entry(self, resource_id: str) -> tuple[str, ResourceLimit] | None:
+        """The configured entry that decides a resource's limit, and its id or pattern."""
         pattern = find_pattern(self.limits, resource_id)
-        if pattern is None:
-            return None
-        return LimitSpec(self.limits[pattern].limit, f"config:{pattern}")
+        return None if pattern is None else (pattern, self.limits[pattern])
 
     def _apply(self, resource: Resource, now: float) -> None:
         resource.apply_spec()
         self._requeue(resource, now)
+
+    def relimit(self, resource: Resource, now: float) -> None:
+        """The resource's learned limit, load factor or pause changed: apply it, and look at
+        its waiters again."""
+        self._apply(resource, now)
+
+
+def _spec_of(entry: tuple[str, ResourceLimit] | None) -> LimitSpec | None:
+    if entry is None or entry[1].limit is None:
+        return None
+    return LimitSpec(entry[1].limit, f"config:{entry[0]}")
+
+
+def _learned_spec(
+    base: LimitSpec | None, learned: LearnedLimit, configured: LimitSpec | None
+) -> LimitSpec:
+    """The learned limit in force, over the window and algorithm of the one it learns under
+    (`learned:<its source>`)."""
+    learned.rebase(
+        base.limit.window if base is not None else learned.window,
+        configured.limit.count if configured is not None else None,
+    )
+    algorithm = base.limit.algorithm if base is not None else DEFAULT_ALGORITHM
+    source = f"learned:{base.source}" if base is not None else "learned"
+    return LimitSpec(Limit(learned.count, learned.window, algorithm), source)
+
+
+def _scaled(spec: LimitSpec, factor: float, floor: int) -> LimitSpec:
+    """adapt_to_load: the limit times the share the host's load allows, at least the floor."""
+    count = max(1, min(spec.limit.count, max(floor, int(spec.limit.count * factor))))
+    return LimitSpec(Limit(count, spec.limit.window, spec.limit.algorithm), spec.source)
 
 
 def _replay(spec: LimitSpec, history: deque[Grant]) -> Limiter:

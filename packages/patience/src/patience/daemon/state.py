@@ -21,6 +21,19 @@ import msgspec
 
 from patience.daemon import paths
 
+__all__ = [
+    "MAX_BYTES",
+    "MAX_GRANTS",
+    "VERSION",
+    "Grant",
+    "SavedResource",
+    "SavedState",
+    "StateError",
+    "load",
+    "path_for",
+    "save",
+]
+
 MAX_GRANTS = 200_000  # grants kept in one state file, all resources together
 MAX_BYTES = 32 << 20  # a larger file is not read
 VERSION = 1

@@ -44,6 +44,8 @@ import math
 from patience.ratelimit.algorithms import Decision
 from patience.settings import DIOPHANTINE, Limit
 
+__all__ = ["EXPIRY_SLACK_MS", "PREFIX", "SCRIPTS", "RedisLimits", "state_keys"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from redis.asyncio import Redis

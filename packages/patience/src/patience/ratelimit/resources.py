@@ -12,6 +12,8 @@ rather than with `re` or `urllib.parse`, which cost milliseconds of start-up.
 
 from __future__ import annotations
 
+__all__ = ["MAX_LENGTH", "command_resource", "detect_resource", "validate_resource_id"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -37,6 +37,8 @@ from itertools import pairwise
 
 from patience.ratelimit.algorithms import RateLimitError
 
+__all__ = ["SEARCH_STEPS_PER_TIME", "check_schedule"]
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
