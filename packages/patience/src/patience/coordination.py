@@ -622,7 +622,7 @@ def coordinate(
     except ValueError as exc:
         raise CoordinationError(str(exc)) from None
     configured = config.limit_for(resource_id)
-    if declared is None and local is None and configured is not None:
+    if declared is None and local is None and configured and configured.limit:
         from patience.ratelimit.algorithms import limiter_for
 
         declared = configured.limit

@@ -186,8 +186,8 @@ def _resource_limit(
     assert algorithm is None or isinstance(algorithm, str)
     assert fallback is None or isinstance(fallback, str)
     if isinstance(limit, int) and isinstance(window, float):
-        limited = Limit(limit, window, algorithm or DEFAULT_ALGORITHM)
-        return ResourceLimit(limited, fallback, learned)
+        counted = Limit(limit, window, algorithm or DEFAULT_ALGORITHM)
+        return ResourceLimit(counted, fallback, learned)
     if missing and len(checked) == len(table):  # only learning fields, all of them good
         return ResourceLimit(None, None, learned)
     return None
