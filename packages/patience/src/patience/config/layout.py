@@ -12,12 +12,14 @@ file is ambiguous. Unknown keys are warnings.
 
 from __future__ import annotations
 
-from typing import Any
-
 from patience.config import schema
 from patience.config.resources import ResourceLimit
 from patience.config.toml_text import key as toml_key
 from patience.settings import DEFAULT_ALGORITHM, Limit
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Entry:
