@@ -164,6 +164,7 @@ def test_schedules_and_resource_state(daemon: Daemon) -> None:
         "remaining": 2,
         "waiting": 0,
         "booked": 0,
+        "learned": None,
     }
     me = state["active_clients"]["rpr-42"]  # type: ignore[index]
     assert me["tool"] == "repeater" and me["connected"] is True

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from patience.hostload import HostLoad
 from repeater.adaptive import Adaptive
-from repeater.hostload import HostLoad
 from repeater.load_adaptive import LoadAdaptive
 from repeater.schedules import Outcome
 

@@ -442,7 +442,7 @@ def build_adaptive(v: Values) -> Schedule:
 
 
 def build_load_adaptive(v: Values) -> Schedule:
-    from repeater.hostload import HostLoad
+    from patience.hostload import HostLoad
     from repeater.load_adaptive import LoadAdaptive
 
     _refuse_fixed_rate_options(v, "load-adaptive")

@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from repeater.hostload import HostLoad
+    from patience.hostload import HostLoad
     from repeater.schedules import Outcome
 
 
@@ -56,9 +56,9 @@ class LoadAdaptive(Schedule):
 
     def measure(self) -> float:
         """The interval the host's load calls for now."""
-        readings = (self.host.cpu_used(), self.host.memory_used(), self.host.load_per_core())
-        ratios = [r / t for r, t in zip(readings, self.targets, strict=True) if r is not None]
-        factor = max(ratios) if ratios else 1.0
+        readings = self.host.readings()
+        ratio = self.host.ratio(self.targets, readings)
+        factor = 1.0 if ratio is None else ratio
         interval = min(max(self.base * factor, self.min_interval), self.max_interval)
         if self.report is not None:
             self.report(self._metrics(readings, factor, interval))

@@ -118,6 +118,7 @@ class Admission:
             self._usage.count(resource.id, client.tool, denied=1)
             refusal = self._refusal(resource, tokens, retry_after, 0.0, now)
             refusal.share = self.share(resource, client.id, now)
+            refusal.ahead, refusal.estimated_wait = _estimate(resource, limiter, tokens, now)
             return refusal
         return self._enqueue(client, resource, tokens, now, now + max_wait, retry_after)
 
@@ -398,3 +399,13 @@ class Admission:
             if waited == 0
             else "max_wait passed before tokens were free",
         )
+
+
+def _estimate(resource: Resource, limiter: Limiter, tokens: int, now: float) -> tuple[int, float]:
+    """A predictive wait: the requests queued ahead, and the seconds until `tokens` more
+    would be granted behind them: when the limiter frees them, plus the tokens queued ahead
+    at the limit's rate."""
+    ahead = sum(len(waiters) for waiters in resource.queue.values())
+    queued = sum(w.tokens for waiters in resource.queue.values() for w in waiters)
+    free = limiter.available_at(now, tokens) - now
+    return ahead, max(0.0, free + queued * limiter.window / limiter.limit)

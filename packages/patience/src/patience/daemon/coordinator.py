@@ -7,6 +7,7 @@ holds the parts and lets nobody reach into them:
 - fair-share admission of 2.0 token requests and its waiters (patience.daemon.admission),
 - protocol 1.0 bookings (patience.daemon.ledger),
 - usage counters for the metrics store (patience.daemon.usage),
+- throttle feedback and the learned limits (patience.daemon.learner),
 and itself keeps schedules, executions, the state view, what a restart must not forget, and
 the clean-up of what nobody uses any more.
 
@@ -24,6 +25,8 @@ from patience.config.resources import ResourceLimit
 from patience.daemon.admission import Admission, Resolved, Waiter
 from patience.daemon.bookings import Answer
 from patience.daemon.errors import CoordinatorError
+from patience.daemon.feedback_messages import LearnedState
+from patience.daemon.learner import Learner
 from patience.daemon.ledger import Ledger
 from patience.daemon.protocol import (
     Acquire,
@@ -41,6 +44,7 @@ from patience.daemon.registry import Client, Registry
 from patience.daemon.resources import LimitSpec, Resource, Resources, resource_type
 from patience.daemon.usage import Usage
 from patience.ratelimit.algorithms import Decision
+from patience.ratelimit.learned import LearnedLimit, Learning
 
 __all__ = ["SWEEP", "Client", "Coordinator", "CoordinatorError", "LimitSpec", "Waiter"]
 
@@ -58,6 +62,7 @@ class Coordinator:
         self._admission = Admission(self._registry, self._usage)
         self._resources = Resources(limits, default_algorithm, self._admission.requeue)
         self._ledger = Ledger(self._resources, self._usage)
+        self._learner = Learner(self._resources)
         self._sweep: _Sweep | None = None  # the clean-up round in progress
 
     # ---- what is tracked ----------------------------------------------------------------------
@@ -153,6 +158,68 @@ class Coordinator:
     def take_usage(self) -> dict[tuple[str, str], list[float]]:
         """Usage counters since the last take, per (resource id, tool)."""
         return self._usage.take()
+
+    # ---- throttle feedback and learned limits (patience.daemon.learner) -----------------------
+
+    def throttled(
+        self, client: Client, resource_id: str, retry_after: float | None, now: float
+    ) -> tuple[Resource, bool]:
+        """A client met a throttle signal: the resource pauses for `retry_after` and its
+        limit learns. Returns the resource and whether its limit decreased."""
+        client.last_seen = now
+        resource = self._resources.get(resource_id, now)
+        resource.last_activity = now
+        client.use(resource.id)
+        return resource, self._learner.throttled(resource, retry_after, now)
+
+    def tick_learned(self, now: float) -> list[Resource]:
+        """Judge the learned limits' windows and end the pauses that are over; the resources
+        whose limit changed."""
+        return self._learner.tick(now)
+
+    def learning_for(self, resource_id: str) -> Learning:
+        """How the resource's limit learns (its configured entry's, else the defaults)."""
+        return self._resources.learning_for(resource_id)
+
+    @property
+    def learned(self) -> Mapping[str, LearnedLimit]:
+        """The learned limits by resource id (tracked resources or not)."""
+        return self._resources.learned
+
+    def adopt_learned(
+        self, resource_id: str, learned: LearnedLimit, now: float, pause: float | None = None
+    ) -> None:
+        """A learned limit from the state file or another host (and its pause, monotonic)."""
+        self._learner.adopt(resource_id, learned, now, pause)
+
+    def load_adapted(self) -> list[Resource]:
+        """The tracked resources whose limits follow the host's load (adapt_to_load)."""
+        by_id, ids = self._resources.by_id, self._resources.load_adapted
+        for gone in [
+            rid for rid in ids if rid not in by_id or not by_id[rid].learning.adapt_to_load
+        ]:
+            ids.discard(gone)
+        return [by_id[rid] for rid in ids]
+
+    def set_load_factor(self, resource: Resource, factor: float, now: float) -> None:
+        """adapt_to_load: the share of its limit the host's load allows."""
+        self._learner.set_load_factor(resource, factor, now)
+
+    def learned_state(self, resource: Resource, wall_offset: float) -> LearnedState | None:
+        """The learned limit beside the ones it learns under (None: not learning)."""
+        learned = resource.learned
+        if learned is None:
+            return None
+        configured, declared = resource.configured, resource.strictest_declared()
+        paused = resource.paused_until
+        return LearnedState(
+            limit=learned.count,
+            window=learned.window,
+            configured=configured.limit.count if configured is not None else None,
+            declared=declared.limit.count if declared is not None else None,
+            throttles=learned.throttles,
+            paused_until=paused + wall_offset if paused > -math.inf else None,
+        )
 
     # ---- restarts and outages -----------------------------------------------------------------
 
@@ -292,6 +359,7 @@ class Coordinator:
             remaining=max(0, limiter.remaining(now) - bookings.counting(wall_now, limiter.window)),
             waiting=sum(len(q) for q in resource.queue.values()) + bookings.sleeping(),
             booked=len(bookings),
+            learned=self.learned_state(resource, wall_now - now),
         )
 
     # ---- protocol 1.0 (patience.daemon.ledger) ------------------------------------------------

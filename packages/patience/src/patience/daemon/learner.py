@@ -33,6 +33,7 @@ class Learner:
     def __init__(self, resources: Resources) -> None:
         self._resources = resources
         self._active: set[str] = set()  # ids learning or paused: `tick` looks at them
+        self._pressed: set[str] = set()  # ids whose requests queued in the current window
         self.throttles = 0  # signals heard since start
 
     def throttled(self, resource: Resource, retry_after: float | None, now: float) -> bool:
@@ -48,6 +49,9 @@ class Learner:
             self._remember(resource.id, learned)
         if retry_after is not None and retry_after > 0 and resource.limiter is not None:
             resource.pause(now + min(retry_after, MAX_PAUSE))
+            if resource.learned is not None:  # a window without grants says nothing
+                learned = resource.learned
+                learned.window_start = max(learned.window_start, resource.paused_until)
         self._active.add(resource.id)
         self._resources.relimit(resource, now)
         return decreased
@@ -82,9 +86,11 @@ class Learner:
         while len(memory) > MAX_LEARNED:
             del memory[next(iter(memory))]
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> list[Resource]:
         """Judge the windows that ended (clean ones raise the limit) and end the pauses
-        that are over; call often (every 0.1s or so)."""
+        that are over; call often (every 0.1s or so). Returns the resources whose limit
+        changed."""
+        changes: list[Resource] = []
         by_id, memory = self._resources.by_id, self._resources.learned
         for resource_id in list(self._active):
             resource = by_id.get(resource_id)
@@ -98,20 +104,43 @@ class Learner:
                 changed = True
             learned = resource.learned
             if learned is not None:
-                used = self._used(resource, now)
-                changed = learned.tick(now, used or 0.0) or changed
+                changed = self._judge(resource, learned, now) or changed
             elif resource.paused_until == -math.inf:
                 self._active.discard(resource_id)
             if changed:
                 self._resources.relimit(resource, now)
+                changes.append(resource)
+        return changes
 
-    def adopt(self, resource_id: str, learned: LearnedLimit, now: float) -> None:
-        """A learned limit from elsewhere (the state file, another host through Redis)."""
+    def _judge(self, resource: Resource, learned: LearnedLimit, now: float) -> bool:
+        """Feed the law the window's demand: the grants of the last window, or the whole
+        limit if requests queued at some point in it (the limit held them back: with the
+        Redis backend this daemon's grants are only a part of the fleet's)."""
+        if resource.queue:
+            self._pressed.add(resource.id)
+        used = self._used(resource, now) or 0.0
+        if resource.id in self._pressed:
+            used = max(used, float(learned.count))
+        started = learned.window_start
+        changed = learned.tick(now, used)
+        if learned.window_start != started:  # a window was judged: the next starts afresh
+            self._pressed.discard(resource.id)
+        return changed
+
+    def adopt(
+        self, resource_id: str, learned: LearnedLimit, now: float, pause: float | None = None
+    ) -> None:
+        """A learned limit from elsewhere (the state file, another host through Redis), and
+        the pause it is under (monotonic), if any."""
         self._remember(resource_id, learned)
         self._active.add(resource_id)
         resource = self._resources.by_id.get(resource_id)
+        if resource is None and pause is not None:
+            resource = self._resources.get(resource_id, now)
         if resource is not None:
             resource.learned = learned
+            if pause is not None:
+                resource.pause(pause)
             self._resources.relimit(resource, now)
 
     def set_load_factor(self, resource: Resource, factor: float, now: float) -> None:

@@ -19,7 +19,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from patience import __version__
 from patience.config import Config, ConfigError, load
@@ -28,6 +28,7 @@ from patience.daemon.admission import Resolved
 from patience.daemon.alerts.service import AlertService
 from patience.daemon.connections import Connections, Limits
 from patience.daemon.coordinator import Coordinator, CoordinatorError
+from patience.daemon.feedback import FeedbackService
 from patience.daemon.framing import Connection, InputBudget
 from patience.daemon.handlers import Handlers
 from patience.daemon.protocol import Status, StatusResponse
@@ -35,6 +36,9 @@ from patience.daemon.redis_admission import WATCH_EVERY, RedisAdmission
 from patience.daemon.storage import MetricsStore
 from patience.daemon.totals import Totals
 from patience.ratelimit.algorithms import RateLimitError
+
+if TYPE_CHECKING:
+    from patience.daemon.learned_share import LearnedShare
 
 __all__ = ["AT_START", "Daemon", "Intervals", "Service", "StartError"]
 
@@ -132,6 +136,9 @@ class Daemon:
         self.services: list[Service] = [self.redis] if self.redis is not None else []
         self.alerts = AlertService(self, config)  # rules, life cycle, notifiers
         self.services.append(self.alerts)
+        self.feedback = FeedbackService(self.coordinator, _host_load(), _learned_share(self.redis))
+        self.feedback.listeners.append(self.alerts.throttles.record)
+        self.services.append(self.feedback)  # throttle feedback, learned limits
         self.store: MetricsStore | None = None
         self.started = time.time()
         self.totals = Totals(config.number("daemon.http_max_resources"))  # for /metrics
@@ -183,6 +190,7 @@ class Daemon:
         self.handlers.table[Status] = self._status
         self.handlers.on_stored = self.totals.add_executions
         self.alerts.attach(self.handlers)
+        self.feedback.attach(self.handlers)
         self.connections = Connections(
             self.coordinator,
             _limits(self.config),
@@ -253,7 +261,8 @@ class Daemon:
         ]
         where = state.path_for(self.socket_path)
         try:
-            resources, grants = state.save(where, self.uid, saved, now + offset)
+            learned = self.feedback.saved()
+            resources, grants = state.save(where, self.uid, saved, now + offset, learned)
         except (OSError, paths.PathError) as exc:
             log.error("could not save the rate-limit state to %s: %s", where, exc)
             return
@@ -272,14 +281,18 @@ class Daemon:
             return
         now = time.monotonic()
         offset = time.time() - now
-        for resource in saved:
+        self.feedback.restore(saved.learned, now)
+        for resource in saved.resources:
             grants = [(at - offset, n, c) for at, n, c in resource.grants]
             try:
                 self.coordinator.restore_grants(resource.id, resource.window, grants, now)
             except CoordinatorError as exc:
                 log.warning("state file: skipped %s: %s", resource.id, exc)
-        if saved:
-            log.info("restored the recent grants of %d resources", len(saved))
+        if saved.resources or saved.learned:
+            log.info(
+                "restored the recent grants of %d resources and %d learned limits",
+                len(saved.resources), len(saved.learned),
+            )  # fmt: skip
 
     # ---- while serving ------------------------------------------------------------------------
 
@@ -419,3 +432,20 @@ def _redis_admission(
     except ValueError as exc:  # a URL redis-py cannot read
         where = config.source("daemon.redis_url")
         raise StartError(f"{where}: {exc}", exit_code=2) from None
+
+
+def _host_load() -> Callable[[], float | None]:
+    """The host's load against its targets, for adapt_to_load (patience.hostload)."""
+    from patience.hostload import HostLoad
+
+    host = HostLoad()
+    return host.ratio
+
+
+def _learned_share(redis: RedisAdmission | None) -> LearnedShare | None:
+    """With the Redis backend, the learned limits are shared with the other hosts."""
+    if redis is None:
+        return None
+    from patience.daemon.learned_share import LearnedShare
+
+    return LearnedShare(redis.client, redis.errors)

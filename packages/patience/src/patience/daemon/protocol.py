@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import msgspec
 
 from patience.daemon.alerts.messages import Alerts, UnregisterSchedule
+from patience.daemon.feedback_messages import Feedback, LearnedState
 from patience.daemon.message_base import Request, ResourceId, Response, StrictRequest, Tool
 
 # The metrics queries' messages, named here as every other message is:
@@ -291,6 +292,7 @@ AnyRequest = (
     | Runs
     | Alerts
     | UnregisterSchedule
+    | Feedback
 )
 
 # ---- responses -----------------------------------------------------------------------------
@@ -348,6 +350,8 @@ class AcquireResponse(Response, tag="acquire_response"):
     waited: float | None = None
     reason: str | None = None
     share: int | None = None  # this client's tokens per window while the daemon is away
+    ahead: int | None = None  # on a refusal: requests queued before this one would be
+    estimated_wait: float | None = None  # on a refusal: seconds until it would be granted
 
 
 class ReportGrantsResponse(Response, tag="report_grants_response"):
@@ -382,6 +386,7 @@ class RateLimitState(msgspec.Struct):
     remaining: int
     waiting: int  # 2.0 requests queued, and 1.0 clients asleep until their booked slot
     booked: int = 0  # protocol 1.0 attempts booked and still counting
+    learned: LearnedState | None = None  # the limit learned from throttle signals
 
 
 class SharedResource(msgspec.Struct):
@@ -449,6 +454,7 @@ _TAGS = {
         Runs,
         Alerts,
         UnregisterSchedule,
+        Feedback,
     )
 }
 

@@ -160,6 +160,9 @@ class Resource:
         """The limit it would have without learning: configured, else strictest declared."""
         return self.configured or _strictest(self.declared)
 
+    def strictest_declared(self) -> LimitSpec | None:
+        return _strictest(self.declared)
+
     def apply_spec(self) -> None:
         """The limit in force: the configured one, else the strictest declared; the learned
         one once it learns; scaled by the host's load with adapt_to_load."""
@@ -211,6 +214,7 @@ class Resources:
         # Learned limits by resource id (patience.daemon.learner), kept while the resource
         # is idle and forgotten too: it comes back with what it learned.
         self.learned: dict[str, LearnedLimit] = {}
+        self.load_adapted: set[str] = set()  # ids whose limits follow the host's load
         self._requeue = requeue
 
     def reload(
@@ -222,7 +226,11 @@ class Resources:
         for resource in self.by_id.values():
             entry = self._entry(resource.id)
             resource.configured = _spec_of(entry)
-            resource.learning = entry[1].learning if entry else Learning()
+            resource.learning = self.learning_for(resource.id)
+            if resource.learning.adapt_to_load:
+                self.load_adapted.add(resource.id)
+            else:
+                resource.load_factor = 1.0
             self._apply(resource, now)
 
     def get(self, resource_id: str, now: float, checked: bool = True) -> Resource:
@@ -245,6 +253,8 @@ class Resources:
             resource_id, _spec_of(entry), now, entry[1].learning if entry else None
         )
         resource.learned = self.learned.get(resource_id)
+        if resource.learning.adapt_to_load:
+            self.load_adapted.add(resource_id)
         self._apply(resource, now)
         return resource
 
@@ -276,6 +286,10 @@ class Resources:
         """The configured entry that decides a resource's limit, and its id or pattern."""
         pattern = find_pattern(self.limits, resource_id)
         return None if pattern is None else (pattern, self.limits[pattern])
+
+    def learning_for(self, resource_id: str) -> Learning:
+        entry = self._entry(resource_id)
+        return entry[1].learning if entry else Learning()
 
     def _apply(self, resource: Resource, now: float) -> None:
         resource.apply_spec()

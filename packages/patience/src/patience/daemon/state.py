@@ -1,4 +1,5 @@
-"""What the daemon remembers across a restart: the recent grants of each limited resource.
+"""What the daemon remembers across a restart: the recent grants of each limited resource,
+and the limits learned from throttle signals (patience.daemon.learner).
 
 Written when the daemon stops gracefully (SIGTERM: `systemctl restart`, an upgrade) beside its
 socket, `<socket>.state`, and read back, then removed, by the next daemon before it serves,
@@ -24,8 +25,10 @@ from patience.daemon import paths
 __all__ = [
     "MAX_BYTES",
     "MAX_GRANTS",
+    "MAX_LEARNED",
     "VERSION",
     "Grant",
+    "SavedLearned",
     "SavedResource",
     "SavedState",
     "StateError",
@@ -37,6 +40,7 @@ __all__ = [
 MAX_GRANTS = 200_000  # grants kept in one state file, all resources together
 MAX_BYTES = 32 << 20  # a larger file is not read
 VERSION = 1
+MAX_LEARNED = 10_000  # learned limits kept (patience.daemon.learner.MAX_LEARNED)
 
 Grant = tuple[
     Annotated[float, msgspec.Meta(ge=0, le=1 << 40)],  # Unix seconds
@@ -51,10 +55,19 @@ class SavedResource(msgspec.Struct, forbid_unknown_fields=True):
     grants: Annotated[list[Grant], msgspec.Meta(max_length=MAX_GRANTS)]
 
 
+class SavedLearned(msgspec.Struct, forbid_unknown_fields=True):
+    """A learned limit: its window and its control-law state (LearnedLimit.to_state)."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    window: Annotated[float, msgspec.Meta(gt=0, le=10 * 365 * 86400)]
+    state: Annotated[dict[str, float | int | None], msgspec.Meta(max_length=16)]
+
+
 class SavedState(msgspec.Struct, forbid_unknown_fields=True):
     version: int
     saved_at: float
     resources: Annotated[list[SavedResource], msgspec.Meta(max_length=MAX_GRANTS)]
+    learned: Annotated[list[SavedLearned], msgspec.Meta(max_length=MAX_LEARNED)] = []
 
 
 class StateError(Exception):
@@ -65,9 +78,16 @@ def path_for(socket_path: str) -> str:
     return socket_path + ".state"
 
 
-def save(path: str, uid: int, resources: list[SavedResource], now: float) -> tuple[int, int]:
+def save(
+    path: str,
+    uid: int,
+    resources: list[SavedResource],
+    now: float,
+    learned: list[SavedLearned] | None = None,
+) -> tuple[int, int]:
     """Write the grants of `resources` (newest resources last are dropped first when over
-    MAX_GRANTS); returns (resources, grants) written. Raises OSError or paths.PathError."""
+    MAX_GRANTS) and the learned limits; returns (resources, grants) written. Raises OSError
+    or paths.PathError."""
     kept: list[SavedResource] = []
     total = 0
     for resource in resources:
@@ -75,19 +95,20 @@ def save(path: str, uid: int, resources: list[SavedResource], now: float) -> tup
             break
         kept.append(resource)
         total += len(resource.grants)
-    text = msgspec.json.encode(SavedState(VERSION, now, kept)).decode()
+    state = SavedState(VERSION, now, kept, (learned or [])[-MAX_LEARNED:])
+    text = msgspec.json.encode(state).decode()
     paths.write_private_file(path, uid, "state file", text)
     return len(kept), total
 
 
-def load(path: str, uid: int) -> list[SavedResource]:
-    """The saved resources, removing the file (it is used once); [] when there is none.
-    A file that cannot be trusted raises StateError, after being set aside."""
+def load(path: str, uid: int) -> SavedState:
+    """The saved state, removing the file (it is used once); an empty one when there is
+    none. A file that cannot be trusted raises StateError, after being set aside."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        return []
+        return SavedState(VERSION, 0.0, [])
     except OSError as exc:  # a symbolic link (ELOOP), or unreadable
         raise _set_aside(path, exc.strerror or str(exc)) from None
     try:
@@ -105,7 +126,7 @@ def load(path: str, uid: int) -> list[SavedResource]:
     finally:
         os.close(fd)
     paths.remove_own_file(path, uid)
-    return saved.resources
+    return saved
 
 
 def _set_aside(path: str, problem: str) -> StateError:

@@ -1,20 +1,24 @@
 """How busy the whole host is: load average per core, CPU use, memory use (Linux /proc).
 
-These are the host's figures, not rpr's own: the load-adaptive mode backs off when the
-machine is busy, whoever makes it busy. The file reader is injectable so tests can hand in
-any /proc contents. A figure that cannot be read (no /proc, an odd format) is None and the
-caller leaves it out.
+These are the host's figures, not rpr's own: rpr's load-adaptive mode backs off when the
+machine is busy, whoever makes it busy, and the daemon scales down the limits of resources
+with `adapt_to_load` by the same measure (`ratio`). The file reader is injectable so tests
+can hand in any /proc contents. A figure that cannot be read (no /proc, an odd format) is
+None and the caller leaves it out.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["HostLoad", "read_text"]
+__all__ = ["TARGETS", "HostLoad", "read_text"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+
+TARGETS = (70.0, 80.0, 1.0)  # CPU %, memory %, load per core: where "busy" begins
 
 
 def read_text(path: str) -> str:
@@ -69,3 +73,18 @@ class HostLoad:
         if previous is None or total <= previous[1]:
             return None
         return 100.0 * (busy - previous[0]) / (total - previous[1])
+
+    def readings(self) -> tuple[float | None, float | None, float | None]:
+        """CPU use (%), memory use (%) and load per core, each None when unreadable."""
+        return (self.cpu_used(), self.memory_used(), self.load_per_core())
+
+    def ratio(
+        self,
+        targets: tuple[float, float, float] = TARGETS,
+        readings: tuple[float | None, float | None, float | None] | None = None,
+    ) -> float | None:
+        """How far the host is from its targets: the largest of reading / target (above 1.0:
+        busier than wanted), None without any reading."""
+        readings = self.readings() if readings is None else readings
+        ratios = [r / t for r, t in zip(readings, targets, strict=True) if r is not None]
+        return max(ratios) if ratios else None
