@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from patience.coordination import MetricsReporter
     from patience.process import RunResult
+    from patience.throttle import ThrottleWatch
 
     class Clock(Protocol):
         """Time as the loops see it: `now` is monotonic (due times, durations), `wall` is
@@ -140,7 +141,8 @@ class AttemptStep:
     `variable` is the environment variable that tells the command its number
     (PATIENCE_ATTEMPT, RPR_ITERATION); `numbered` is the field of the execution record it
     fills. `output` says, per start, how the command's own output is shown (inherited,
-    discarded, or a sink such as rpr's --output-prefix).
+    discarded, or a sink such as rpr's --output-prefix). `throttle` (under --daemon) looks
+    at each start's output head and exit for a throttle signal to report.
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class AttemptStep:
         failure_pattern: re.Pattern[str] | None = None,
         kill_after: float = 5.0,
         output: Callable[[], str | Sink] = lambda: INHERIT,
+        throttle: ThrottleWatch | None = None,
     ) -> None:
         self.argv = list(argv)
         self.spawner = spawner
@@ -168,6 +171,7 @@ class AttemptStep:
         }
         self.kill_after = kill_after
         self.output = output
+        self.throttle = throttle
         # Read os.environ once: decoding it costs ~80 µs, more than a tenth of a run of `true`.
         self.environ = dict(os.environ)
 
@@ -185,6 +189,9 @@ class AttemptStep:
         env = self.environ.copy()
         env[self.variable] = str(number)
         watch = PatternWatch(self.patterns) if self.patterns else None
+        head = self.throttle.sink() if self.throttle is not None else None
+        if head is not None:
+            inspect = (*inspect, head)
         result = self.spawner.run(
             self.argv,
             output=self._output(watch, inspect),
@@ -196,6 +203,8 @@ class AttemptStep:
         matched = watch.matched if watch is not None else set()
         failed = "failure" in matched
         success, reason = judge(result, failed, "success" in matched)
+        if self.throttle is not None and head is not None:
+            self.throttle.judge(head, result, time.time())
         if self.metrics is not None:
             if self.numbered == "attempt":
                 self.metrics.add(result, success, attempt=number)

@@ -12,12 +12,16 @@ error dump, a JSON body):
 When several are present the most specific wins: Retry-After, X-RateLimit-Retry-After,
 a JSON key, then X-RateLimit-Reset. With several responses (redirects) the last one counts.
 
+The same reading tells whether the server throttled the command (`throttle_signal`, for the
+daemon's learned limits): an HTTP status 429, or 503 with a Retry-After, in a status line
+(`HTTP/1.1 429 Too Many Requests`, as `curl -i` prints it), or any of the hints above.
+
 `re` and `json` are imported only when a hint is looked for: not on the start-up path.
 """
 
 from __future__ import annotations
 
-__all__ = ["JSON_KEYS", "hint_delay", "parse_hint"]
+__all__ = ["JSON_KEYS", "hint_delay", "parse_hint", "throttle_signal"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,6 +49,39 @@ def parse_hint(
     `now` is the wall clock (Unix time) that HTTP dates and reset times are measured from.
     A time already past gives 0.0: the server says we may retry now.
     """
+    found = _hint(text, now, parse_headers, parse_json, extra_fields)
+    return None if found is None else found[1]
+
+
+def throttle_signal(text: str, now: float) -> tuple[str, float | None, int | None] | None:
+    """Whether the output `text` says the server throttled the command: (the signal, as the
+    daemon's `feedback` message names it, the seconds the server asked for or None, the HTTP
+    status or None), or None. Signals: http_429; http_503 (with a Retry-After); retry_after
+    (Retry-After, X-RateLimit-Retry-After); json_hint; ratelimit_reset (X-RateLimit-Remaining
+    0 with its reset)."""
+    import re
+
+    statuses = re.findall(r"^[<\s]*HTTP/\d(?:\.\d)?[ \t]+(\d{3})\b", text, re.MULTILINE)
+    status = int(statuses[-1]) if statuses else None
+    found = _hint(text, now)
+    seconds = None if found is None else found[1]
+    if status == 429:
+        return ("http_429", seconds, status)
+    if found is None:
+        return None
+    if status == 503 and found[0] == "retry_after":
+        return ("http_503", seconds, status)
+    return (found[0], seconds, status)
+
+
+def _hint(
+    text: str,
+    now: float,
+    parse_headers: bool = True,
+    parse_json: bool = True,
+    extra_fields: Iterable[str] = (),
+) -> tuple[str, float] | None:
+    """The most specific hint and its kind: retry_after, json_hint or ratelimit_reset."""
     headers = _headers(text) if parse_headers else {}
     value = headers.get("retry-after")
     if value is not None:
@@ -52,19 +89,20 @@ def parse_hint(
         if seconds is None:
             seconds = _http_date(value, now)
         if seconds is not None:
-            return seconds
+            return ("retry_after", seconds)
     value = headers.get("x-ratelimit-retry-after")
     if value is not None and (seconds := _seconds_or_epoch(value, now)) is not None:
-        return seconds
+        return ("retry_after", seconds)
     if parse_json:
         keys = frozenset((*JSON_KEYS, *extra_fields))
         for found in _json_values(text, keys):
             if (seconds := _seconds(found)) is not None:
-                return seconds
+                return ("json_hint", seconds)
     value = headers.get("x-ratelimit-reset")
     remaining = headers.get("x-ratelimit-remaining", "0").strip()
     if value is not None and remaining in ("0", "0.0"):
-        return _seconds_or_epoch(value, now)
+        seconds = _seconds_or_epoch(value, now)
+        return None if seconds is None else ("ratelimit_reset", seconds)
     return None
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from patience.coordination import MetricsReporter
     from patience.pacing import Pacing
     from patience.ratelimit.gate import Gate
+    from patience.throttle import ThrottleWatch
     from patience.retry_report import Reporter
 
 __all__ = ["Retry"]
@@ -52,6 +53,7 @@ class Retry:
         failure_pattern: re.Pattern[str] | None = None,
         gate: Gate | None = None,
         metrics: MetricsReporter | None = None,
+        throttle: ThrottleWatch | None = None,
         clock: Clock | None = None,
         spawner: Spawner | None = None,
     ) -> None:
@@ -73,6 +75,7 @@ class Retry:
             success_pattern=success_pattern,
             failure_pattern=failure_pattern,
             kill_after=kill_after,
+            throttle=throttle,
         )
         self.stats = Stats()
         self.started = 0.0

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from patience.coordination import MetricsReporter
     from patience.process import Sink
     from patience.ratelimit.gate import Gate
+    from patience.throttle import ThrottleWatch
     from repeater.http_timing import HintReader
     from repeater.output import Reporter
     from repeater.schedules import Schedule
@@ -52,6 +53,7 @@ class Runner:
         gate: Gate | None = None,
         hints: HintReader | None = None,
         metrics: MetricsReporter | None = None,
+        throttle: ThrottleWatch | None = None,
         clock: Clock | None = None,
         spawner: Spawner | None = None,
     ) -> None:
@@ -73,6 +75,7 @@ class Runner:
             success_pattern=success_pattern,
             failure_pattern=failure_pattern,
             kill_after=kill_after,
+            throttle=throttle,
             output=reporter.output,
         )
         self.summary = Summary()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
 METRICS_BATCH = 500  # records per metrics message (the daemon takes up to 1000)
+MAX_RETRY_AFTER = 86400.0  # seconds of a server's hint sent in `feedback` (the daemon caps too)
 _MAX_REPLY = 64 << 20
 
 
@@ -38,6 +39,8 @@ class Grant:
     with `limit_source`, where the daemon found it."""
 
     __slots__ = (
+        "ahead",
+        "estimated_wait",
         "granted",
         "limit",
         "limit_source",
@@ -63,6 +66,9 @@ class Grant:
         self.limit_source: str | None = reply.get("limit_source")  # type: ignore[assignment]
         self.waited = float(reply.get("waited") or 0.0)  # type: ignore[arg-type]
         self.reason: str | None = reply.get("reason")  # type: ignore[assignment]
+        # On a refusal: the requests queued ahead, and the daemon's estimate of the wait.
+        self.ahead: int | None = reply.get("ahead")  # type: ignore[assignment]
+        self.estimated_wait: float | None = reply.get("estimated_wait")  # type: ignore[assignment]
         # This client's tokens per window when it must go on without the daemon.
         self.share: int | None = reply.get("share")  # type: ignore[assignment]
 
@@ -188,6 +194,26 @@ class DaemonClient:
         _declare(message, limit)
         counted = self.request(message)["counted"]
         return counted if isinstance(counted, int) else 0
+
+    def feedback(
+        self,
+        resource_id: str,
+        signal: str,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> dict[str, object]:
+        """Report a throttle signal a run met (docs/adaptive-limits.md): the daemon pauses
+        the resource for `retry_after` and learns its limit. Returns the reply."""
+        message: dict[str, object] = {
+            "type": "feedback",
+            "resource_id": resource_id,
+            "signal": signal,
+        }
+        if retry_after is not None:
+            message["retry_after"] = max(0.0, min(retry_after, MAX_RETRY_AFTER))
+        if status is not None and 100 <= status <= 599:
+            message["status"] = status
+        return self.request(message)
 
     def send_metrics(self, records: Sequence[dict[str, object]]) -> int:
         """Store execution records (the ExecutionMetrics schema); returns how many the daemon
