@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from patience.coordination import MetricsReporter
     from patience.pacing import Pacing
     from patience.ratelimit.gate import Gate
-    from patience.throttle import ThrottleWatch
     from patience.retry_report import Reporter
+    from patience.throttle import ThrottleWatch
 
 __all__ = ["Retry"]
 

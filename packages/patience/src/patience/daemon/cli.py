@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from patience import __version__
@@ -189,6 +190,7 @@ def _status(socket_path: str) -> int:
                 f" ({limit['algorithm']}, {limit['source']}), {limit['remaining']} left,"
                 f" {limit['waiting']} waiting"
             )
+            text += _learned_text(limit.get("learned"))
         else:
             text = "no limit"
         clients = resource["active_clients"]
@@ -196,6 +198,19 @@ def _status(socket_path: str) -> int:
         granted = resource["tokens_granted"]
         print(f"  {resource['id']}: {text}; {count} clients, {granted} tokens granted")
     return 0
+
+
+def _learned_text(learned: object) -> str:
+    """A learned limit beside the ones it learns under, for the status lines."""
+    if not isinstance(learned, dict):
+        return ""
+    under = [f"{name} {learned[name]}" for name in ("configured", "declared") if learned.get(name)]
+    text = f" [learned from {learned['throttles']} throttle signals"
+    text += f"; {', '.join(under)}" if under else ""
+    paused = learned.get("paused_until")
+    if isinstance(paused, int | float):
+        text += f"; paused {format_duration(max(0.0, paused - time.time()))} more"
+    return text + "]"
 
 
 def _redis_state(status: dict[str, object]) -> str:

@@ -246,6 +246,10 @@ class Handlers:
             row["limit"] = spec.limit.count if spec else None
             row["window"] = spec.limit.window if spec else None
             row["limit_source"] = spec.source if spec else None
+            resource = self.coordinator.resources.get(str(row["resource_id"]))
+            learned = self.coordinator.learned_state(resource, 0.0) if resource else None
+            if learned is not None:  # beside the configured (or declared) limit
+                row["learned_from"] = learned.configured or learned.declared
         return rows
 
     def _resource_state(self, session: Session, message: ResourceStateRequest) -> bytes:

@@ -102,6 +102,12 @@ def usage_rows(client: DaemonClient, filters: Filters) -> list[Row]:
         limit = limits.get(row["resource_id"], {})
         assert isinstance(limit, dict)
         row["limit"], row["window"] = limit.get("limit"), limit.get("window")
+        learned = limit.get("learned")  # a limit learned from throttle signals: the one it
+        row["learned_from"] = (  # learns under (configured, else declared) beside it
+            learned.get("configured") or learned.get("declared")
+            if isinstance(learned, dict)
+            else None
+        )
     return rows
 
 
@@ -177,6 +183,7 @@ COLUMNS: dict[str, list[Column]] = {
         Column("AVG WAIT", "average_wait", _wait),
         Column("LIMIT", "limit", count),
         Column("WINDOW", "window", _window),
+        Column("LEARNED FROM", "learned_from", count),
     ],
     "runs": [
         Column("STARTED", "start_time", when, left=True),

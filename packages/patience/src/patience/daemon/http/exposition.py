@@ -116,6 +116,16 @@ def _resources(view: DaemonView, totals: Totals, waiting_all: int) -> Iterator[M
             "Share of the limit used in the current window (0 to 1).",
             labels=["resource"],
         ),
+        "learned": GaugeMetricFamily(
+            PREFIX + "resource_learned_limit_tokens",
+            "The limit learned from throttle signals (in force), per window.",
+            labels=["resource"],
+        ),
+        "configured": GaugeMetricFamily(
+            PREFIX + "resource_configured_limit_tokens",
+            "Beside a learned limit: the configured (else the declared) one it learns under.",
+            labels=["resource"],
+        ),
     }
     waiting_named = 0
     for rid in list(cap.kept):
@@ -133,6 +143,12 @@ def _resources(view: DaemonView, totals: Totals, waiting_all: int) -> Iterator[M
         families["window"].add_metric([rid], float(limit["window"]))
         families["remaining"].add_metric([rid], float(remaining))
         families["utilisation"].add_metric([rid], (total - remaining) / total if total else 0.0)
+        learned = limit.get("learned")
+        if isinstance(learned, dict):
+            families["learned"].add_metric([rid], float(learned["limit"]))
+            under = learned.get("configured") or learned.get("declared")
+            if under:
+                families["configured"].add_metric([rid], float(under))
     families["waiting"].add_metric([OTHER], float(max(0, waiting_all - waiting_named)))
     yield from families.values()
 
