@@ -95,6 +95,11 @@
     row.dataset.resource = resource.id;
     const limit = resource.rate_limit;
     const limitCell = el("td", limit ? limit.limit + " per " + duration(limit.window) + " (" + limit.algorithm + ")" : "no limit");
+    const learned = limit && limit.learned;
+    if (learned) {  // learned from throttle signals, beside the limit it learns under
+      const under = learned.configured || learned.declared;
+      limitCell.append(el("span", " learned" + (under ? " (from " + under + ")" : ""), "learned"));
+    }
     const useCell = el("td");
     if (limit) useCell.append(useBar(limit));
     const tools = Object.entries(resource.clients_by_tool || {}).map(([tool, n]) => toolName(tool) + " " + n).join(", ");
