@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from patience.ratelimit.algorithms import SlidingWindowLog
-from patience.ratelimit.learned import PLATEAU, LearnedLimit, Learning, LearningError, Paused
+from patience.ratelimit.learned import (
+    MAX_PLATEAU,
+    PLATEAU,
+    LearnedLimit,
+    Learning,
+    LearningError,
+    Paused,
+)
 
 
 def learned(value: float = 100, ceiling: int | None = None, **kwargs: object) -> LearnedLimit:
@@ -72,6 +79,24 @@ def test_clean_windows_climb_back_then_hold_then_probe() -> None:
     # ... PLATEAU windows there, then probing: +1, +2, +4, ...
     assert counts[5 : 5 + PLATEAU] == [20] * PLATEAU
     assert counts[5 + PLATEAU : 5 + PLATEAU + 4] == [21, 23, 27, 35]
+
+
+def test_a_probe_that_finds_the_same_ceiling_again_waits_longer_next_time() -> None:
+    limit = learned(100)
+    limit.throttled(0.0, 21.0)
+    plateaus = []
+    now = 0.0
+    for _ in range(4):
+        held = 0
+        while limit.count <= 20:  # climb back, hold, then probe to 21
+            now += 1.0
+            limit.tick(now, float(limit.count))
+            held += limit.count == 20
+        now += 1.0
+        limit.throttled(now, float(limit.count))  # the server refuses 21 again
+        plateaus.append(held)
+    assert plateaus == [PLATEAU + 1, 2 * PLATEAU + 1, 4 * PLATEAU + 1, 8 * PLATEAU + 1]
+    assert limit.hold == MAX_PLATEAU
 
 
 def test_a_window_without_demand_at_the_limit_teaches_nothing() -> None:
@@ -178,11 +203,12 @@ def test_property_converges_under_the_true_limit(true: int, start: float) -> Non
 @settings(max_examples=40, deadline=None)
 @given(true=st.integers(min_value=10, max_value=5000))
 def test_property_recovers_when_the_server_allows_more(true: int) -> None:
-    """The server's limit doubles: the learned one reaches 80% of it within 15 windows plus
-    twice log2 of the limit (the probe's step doubles from `increase`)."""
+    """The server's limit doubles: the learned one reaches 80% of it within the longest
+    plateau, plus 15 windows, plus twice log2 of the limit (the probe's step doubles from
+    `increase`)."""
     limit = learned(true)
     counts, _ = simulate(limit, [true] * 60 + [2 * true] * 100)
-    within = 15 + 2 * math.ceil(math.log2(true))
+    within = MAX_PLATEAU + 15 + 2 * math.ceil(math.log2(true))
     after = counts[60 : 60 + within]
     assert any(count >= 1.6 * true for count in after), after
 
@@ -193,13 +219,14 @@ def test_state_round_trip() -> None:
     limit.tick(1.0, 20.0)
     copy = learned(1)
     copy.restore(limit.to_state())
-    assert (copy.value, copy.bad, copy.step, copy.plateau) == (
+    assert (copy.value, copy.bad, copy.step, copy.plateau, copy.hold) == (
         limit.value,
         limit.bad,
         limit.step,
         limit.plateau,
+        limit.hold,
     )
-    copy.restore({"value": -3, "bad": "x", "step": 0, "plateau": 99})  # bad fields: ignored
+    copy.restore({"value": -3, "bad": "x", "step": 0, "plateau": 99, "hold": 1})  # ignored
     assert copy.value == limit.value and copy.plateau == limit.plateau
 
 

@@ -13,7 +13,8 @@ none):
   a token of the learned limit: a window of no demand says nothing about the server):
   below `bad - increase` the value climbs half the way there, at least `increase` (the way
   back to the last good rate is quick: it was good a moment ago); there it stays for PLATEAU
-  clean windows; then it probes upward, `increase` first and twice the last step each clean
+  clean windows, twice as many each time a probe finds the same ceiling again (at most
+  MAX_PLATEAU); then it probes upward, `increase` first and twice the last step each clean
   window after (at most half the value), until the server throttles again. So the learned
   limit settles just under the server's limit, and finds a raised one in a few windows.
 - **Bounds**: never above `ceiling` (the configured limit; None: no ceiling, probing upward
@@ -33,9 +34,10 @@ from __future__ import annotations
 from patience.ratelimit.algorithms import Decision, Limiter
 from patience.settings import MAX_LIMIT
 
-__all__ = ["PLATEAU", "LearnedLimit", "Learning", "LearningError", "Paused"]
+__all__ = ["MAX_PLATEAU", "PLATEAU", "LearnedLimit", "Learning", "LearningError", "Paused"]
 
-PLATEAU = 5  # clean windows spent at the last good rate before probing beyond it
+PLATEAU = 5  # clean windows spent at the last good rate before probing beyond it ...
+MAX_PLATEAU = 8 * PLATEAU  # ... doubled each time a probe finds the same ceiling, up to this
 
 
 class LearningError(ValueError):
@@ -117,6 +119,8 @@ class LearnedLimit:
         "bad",
         "ceiling",
         "decreased_at",
+        "hold",
+        "last_bad",
         "plateau",
         "settings",
         "step",
@@ -141,6 +145,8 @@ class LearnedLimit:
         self.bad: float | None = None  # the rate the server last refused at
         self.step = settings.increase  # the next probe's increase
         self.plateau = 0  # clean windows still to spend at the last good rate
+        self.hold = PLATEAU  # the plateau's length after the next throttle
+        self.last_bad: float | None = None  # the previous episode's bad, probing or not
         self.decreased_at = -float("inf")
         self.window_start = now
         self.throttles = 0  # signals heard, episodes or not
@@ -159,10 +165,13 @@ class LearnedLimit:
         if now < self.decreased_at + self.window:
             return False
         bad = self.value if observed is None else min(self.value, max(observed, 1.0))
-        self.bad = bad
+        near = 2 * self.settings.increase
+        same = self.last_bad is not None and abs(bad - self.last_bad) <= near
+        self.hold = min(self.hold * 2, MAX_PLATEAU) if same else PLATEAU
+        self.bad = self.last_bad = bad
         self.value = bad * self.settings.decrease
         self.step = self.settings.increase
-        self.plateau = PLATEAU
+        self.plateau = self.hold
         self.decreased_at = now
         self._bound()
         return True
@@ -207,19 +216,29 @@ class LearnedLimit:
     def to_state(self) -> dict[str, float | int | None]:
         """What a restart or another host needs to carry on (times are not kept: a
         restarted daemon starts a fresh window and a fresh episode)."""
-        return {"value": self.value, "bad": self.bad, "step": self.step, "plateau": self.plateau}
+        return {
+            "value": self.value,
+            "bad": self.bad,
+            "step": self.step,
+            "plateau": self.plateau,
+            "hold": self.hold,
+        }
 
     def restore(self, state: dict[str, float | int | None]) -> None:
         """Carry on from `to_state` (unknown or bad fields keep their value)."""
-        value, bad, step, plateau = (state.get(k) for k in ("value", "bad", "step", "plateau"))
+        value, bad, step, plateau, hold = (
+            state.get(k) for k in ("value", "bad", "step", "plateau", "hold")
+        )
         if isinstance(value, int | float) and value >= 1:
             self.value = float(value)
         if bad is None or (isinstance(bad, int | float) and bad >= 1):
             self.bad = None if bad is None else float(bad)
         if isinstance(step, int | float) and step > 0:
             self.step = float(step)
-        if isinstance(plateau, int) and 0 <= plateau <= PLATEAU:
+        if isinstance(plateau, int) and 0 <= plateau <= MAX_PLATEAU:
             self.plateau = plateau
+        if isinstance(hold, int) and PLATEAU <= hold <= MAX_PLATEAU:
+            self.hold = hold
         self._bound()
 
 
