@@ -64,6 +64,7 @@ class Coordinator:
         self._ledger = Ledger(self._resources, self._usage)
         self._learner = Learner(self._resources)
         self._sweep: _Sweep | None = None  # the clean-up round in progress
+        self._touched: set[str] = set()  # resources asked for tokens since take_touched
 
     # ---- what is tracked ----------------------------------------------------------------------
 
@@ -79,6 +80,22 @@ class Coordinator:
         """The limit in force on a tracked resource (None: untracked or unlimited)."""
         resource = self._resources.by_id.get(resource_id)
         return resource.spec if resource is not None else None
+
+    def take_touched(self) -> set[str]:
+        """The resources asked for tokens since the last call: only these can have come
+        nearer their limit (alerts look at them, not at every resource, each second)."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def users_of(self, resource_id: str) -> dict[str, str]:
+        """The connected clients that asked for, hold or wait for the resource's tokens,
+        with their tools."""
+        resource = self._resources.by_id.get(resource_id)
+        if resource is None:
+            return {}
+        clients = self._registry.clients
+        ids = resource.asked.keys() | resource.held.keys() | resource.queue.keys()
+        return {cid: clients[cid].tool for cid in ids if cid in clients}
 
     def active_clients(self, resource_id: str) -> list[str]:
         clients = self._registry.clients.values()
@@ -121,6 +138,7 @@ class Coordinator:
             self._resources.declare(client.id, resource, request, now)
         client.use(resource.id)
         resource.last_activity = now
+        self._touched.add(resource.id)
         return self._admission.acquire(client, resource, request.tokens, request.max_wait, now)
 
     def cancel(self, waiter: Waiter, now: float) -> None:

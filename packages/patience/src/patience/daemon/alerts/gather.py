@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from patience.daemon.alerts.events import EventLog
@@ -18,11 +18,13 @@ from patience.daemon.registry import Client
 from patience.daemon.resources import Resource
 from patience.daemon.storage import MetricsStore
 
-__all__ = ["BASELINE", "OUTCOMES_EVERY", "Gatherer", "Tracked"]
+__all__ = ["BASELINE", "OUTCOMES_EVERY", "SWEEP", "WATCHED_MAX", "Gatherer", "Tracked"]
 
 log = logging.getLogger("patience.daemon")
 
 OUTCOMES_EVERY = 10.0  # seconds between two reads of the rollups
+WATCHED_MAX = 2_000  # resources near their limit (or with waiters) looked at every second
+SWEEP = 1_000  # other tracked resources looked at per snapshot, in turn
 BASELINE = 86400.0  # the span before the recent window that recent outcomes are compared with
 
 
@@ -35,6 +37,10 @@ class Tracked(Protocol):
     @property
     def resources(self) -> Mapping[str, Resource]: ...
 
+    def take_touched(self) -> set[str]: ...
+
+    def users_of(self, resource_id: str) -> dict[str, str]: ...
+
 
 class Backend(Protocol):
     """The Redis admission's state (patience.daemon.redis_admission.RedisAdmission)."""
@@ -44,9 +50,19 @@ class Backend(Protocol):
 
 
 class Gatherer:
-    def __init__(self, throttles: EventLog, fallbacks: EventLog) -> None:
+    """A snapshot costs what is in use, not what is tracked: each second it looks at the
+    resources asked for tokens since the last one, those it found near their limit (at least
+    `near(resource id)` of it in use) or with waiters, and SWEEP others in turn (a limit that
+    shrank without a grant is seen within a sweep)."""
+
+    def __init__(
+        self, throttles: EventLog, fallbacks: EventLog, near: Callable[[str], float]
+    ) -> None:
         self.throttles = throttles
         self.fallbacks = fallbacks
+        self.near = near
+        self._watched: set[str] = set()
+        self._order: list[str] = []  # this sweep's resource ids, taken when the last ended
         self.schedules = ScheduleWatch()
         self._outcomes: list[Outcomes] = []
         self._outcomes_at = -math.inf
@@ -64,13 +80,12 @@ class Gatherer:
         """`now` Unix seconds, `mono` the daemon's monotonic clock; `window` the recent span
         of the outcomes ([alerting] degradation_window)."""
         clients = coordinator.clients
-        users = _users(clients)
         if store is not None and now - self._outcomes_at >= OUTCOMES_EVERY:
             self._outcomes_at = now
-            self._outcomes = self._read_outcomes(store, now, window, users)
+            self._outcomes = self._read_outcomes(store, now, window, coordinator.users_of)
         return Snapshot(
             now=now,
-            limited=_limited(coordinator.resources, users, mono),
+            limited=self._limited(coordinator, mono),
             schedules=self.schedules.observe(clients, now, mono),
             outcomes=self._outcomes,
             throttles=self.throttles.recent(now),
@@ -80,8 +95,31 @@ class Gatherer:
             degradation_window=window,
         )
 
+    def _limited(self, coordinator: Tracked, mono: float) -> list[Limited]:
+        resources = coordinator.resources
+        if not self._order:
+            self._order = list(resources)
+        swept, self._order = self._order[:SWEEP], self._order[SWEEP:]
+        looked = self._watched | coordinator.take_touched() | set(swept)
+        self._watched = set()
+        limited = []
+        for rid in looked:
+            resource = resources.get(rid)
+            if resource is None or resource.limiter is None:
+                continue
+            found = _state(resource, coordinator.users_of, mono)
+            limited.append(found)
+            near = found.used >= found.limit * self.near(rid)
+            if (found.waiting or near) and len(self._watched) < WATCHED_MAX:
+                self._watched.add(rid)
+        return limited
+
     def _read_outcomes(
-        self, store: MetricsStore, now: float, window: float, users: Mapping[str, dict[str, str]]
+        self,
+        store: MetricsStore,
+        now: float,
+        window: float,
+        users: Callable[[str], dict[str, str]],
     ) -> list[Outcomes]:
         """Per resource with runs in the window: its runs, successes and p95 there and over
         the BASELINE before it (hour rollups)."""
@@ -108,43 +146,25 @@ class Gatherer:
                     int(before.get("runs") or 0),
                     int(before.get("successes") or 0),
                     _float(before.get("duration_p95")),
-                    users.get(rid, {}),
+                    users(rid),
                 )
             )
         return outcomes
 
 
-def _users(clients: Mapping[str, Client]) -> dict[str, dict[str, str]]:
-    """Per resource, the clients that used it and their tools."""
-    users: dict[str, dict[str, str]] = {}
-    for client in clients.values():
-        for rid in client.uses:
-            users.setdefault(rid, {})[client.id] = client.tool
-    return users
-
-
-def _limited(
-    resources: Mapping[str, Resource], users: Mapping[str, dict[str, str]], mono: float
-) -> list[Limited]:
-    limited = []
-    for resource in resources.values():
-        limiter = resource.limiter
-        if limiter is None:
-            continue
-        heads = [queue[0].enqueued for queue in resource.queue.values() if queue]
-        waiting = sum(len(queue) for queue in resource.queue.values())
-        limited.append(
-            Limited(
-                resource.id,
-                limiter.limit,
-                limiter.window,
-                limiter.limit - limiter.remaining(mono),
-                waiting,
-                mono - min(heads) if heads else 0.0,
-                users.get(resource.id, {}),
-            )
-        )
-    return limited
+def _state(resource: Resource, users: Callable[[str], dict[str, str]], mono: float) -> Limited:
+    limiter = resource.limiter
+    assert limiter is not None
+    heads = [queue[0].enqueued for queue in resource.queue.values() if queue]
+    return Limited(
+        resource.id,
+        limiter.limit,
+        limiter.window,
+        limiter.limit - limiter.remaining(mono),
+        sum(len(queue) for queue in resource.queue.values()),
+        mono - min(heads) if heads else 0.0,
+        users(resource.id),
+    )
 
 
 def _totals(reply: dict[str, object]) -> dict[str, dict[str, Any]]:

@@ -70,10 +70,14 @@ class AlertService:
         self.book = Book()
         self.throttles = EventLog(self._keep())
         self.fallbacks = EventLog(self._keep())
-        self.gatherer = Gatherer(self.throttles, self.fallbacks)
+        self.gatherer = Gatherer(self.throttles, self.fallbacks, self._near)
         self.outboxes = _outboxes(self.settings, config)
         self._said = LogThrottle(log)
         self._task: asyncio.Task[None] | None = None
+
+    def _near(self, resource_id: str) -> float:
+        """The share of its limit in use from which a resource is watched every second."""
+        return self.settings.for_resource(resource_id).exhaustion_utilisation
 
     def _keep(self) -> float:
         """How long reported events matter: the longest window any resource uses."""
