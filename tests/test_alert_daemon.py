@@ -254,9 +254,13 @@ def test_throttled_from_synthetic_events_through_webhook_and_command(tmp_path: P
                 "rpr-3",
             ]
             assert sent[1]["ends_at"] >= sent[1]["starts_at"] + 2  # min_hold
-            stats = {n["notifier"]: n for n in alerts(daemon)["notifiers"]}
-            assert stats["webhook"]["sent"] == 2 and stats["command"]["sent"] == 2
-            assert stats["webhook"]["failures"] == 0
+
+            # The command has written its line before it exits, and is counted when it has.
+            def stats() -> dict[str, dict[str, int]]:
+                return {n["notifier"]: n for n in alerts(daemon)["notifiers"]}
+
+            wait_for(lambda: stats()["command"]["sent"] == 2, 10, "the command counted")
+            assert stats()["webhook"]["sent"] == 2 and stats()["webhook"]["failures"] == 0
         finally:
             daemon.ensure_stopped()
 
