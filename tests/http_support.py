@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
 from daemon_support import Daemon
 from integration_support import World, world
 
@@ -91,6 +94,24 @@ class HttpDaemon:
 def _split(args: tuple[str, ...]) -> tuple[list[str], str, list[str]]:
     at = args.index("--")
     return list(args[:at]), "--", list(args[at + 1 :])
+
+
+def samples(d: HttpDaemon) -> dict[str, list[Sample]]:
+    """/metrics read with Prometheus's own parser: the samples by name."""
+    reply = d.get("/metrics")
+    assert reply.status == 200, reply.body
+    assert reply.headers["Content-Type"].startswith("text/plain")
+    by_name: dict[str, list[Sample]] = {}
+    for family in text_string_to_metric_families(reply.text):
+        for sample in family.samples:
+            by_name.setdefault(sample.name, []).append(sample)
+    return by_name
+
+
+def value(found: dict[str, list[Sample]], name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels`."""
+    matching = [s.value for s in found.get(name, []) if labels.items() <= s.labels.items()]
+    return sum(matching)
 
 
 def resource_path(resource_id: str) -> str:

@@ -8,11 +8,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
-
 from daemon_support import short_dir
-from http_support import HttpDaemon, http_daemon, resource_path
+from http_support import HttpDaemon, http_daemon, resource_path, samples, value
 from integration_support import wait_for
 from redis_support import redis_server
 
@@ -20,22 +17,6 @@ LIMITS = """
 [rate_limiting.resources]
 "api:test:*" = { limit = 100, window = "1m" }
 """
-
-
-def samples(d: HttpDaemon) -> dict[str, list[Sample]]:
-    reply = d.get("/metrics")
-    assert reply.status == 200, reply.body
-    assert reply.headers["Content-Type"].startswith("text/plain")
-    by_name: dict[str, list[Sample]] = {}
-    for family in text_string_to_metric_families(reply.text):
-        for sample in family.samples:
-            by_name.setdefault(sample.name, []).append(sample)
-    return by_name
-
-
-def value(found: dict[str, list[Sample]], name: str, **labels: str) -> float:
-    matching = [s.value for s in found.get(name, []) if labels.items() <= s.labels.items()]
-    return sum(matching)
 
 
 def make_runs(d: HttpDaemon) -> None:

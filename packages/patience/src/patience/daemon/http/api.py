@@ -74,6 +74,7 @@ TIMESERIES_PARAMS: dict[str, Converter] = {
     "group_by": _text,
     "histogram": _flag,
 }
+ALERTS_PARAMS: dict[str, Converter] = {"all": _flag}
 RUNS_PARAMS: dict[str, Converter] = {
     "resource": _text,
     "tool": _text,
@@ -112,6 +113,7 @@ class Api:
             web.get("/api/v1/query/{name}", self.query),
             web.get("/api/v1/timeseries", self.timeseries),
             web.get("/api/v1/runs", self.runs),
+            web.get("/api/v1/alerts", self.alerts),
         ]
 
     def ask(self, request: Mapping[str, object]) -> dict[str, Any]:
@@ -164,3 +166,9 @@ class Api:
     async def runs(self, request: web.Request) -> web.Response:
         given = params(request.query, RUNS_PARAMS)
         return web.json_response(self.ask({"type": "runs", **given}))
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        """Pending and firing alerts (`?all=1`: the resolved ones remembered too), with the
+        notifiers' counters: the `alerts` query's reply."""
+        given = params(request.query, ALERTS_PARAMS)
+        return web.json_response(self.ask({"type": "alerts", "all": given.get("all", False)}))

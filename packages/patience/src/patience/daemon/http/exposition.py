@@ -5,7 +5,8 @@ socket path): the counters since start (patience.daemon.totals), the status repl
 resource_state reply of each resource named in the labels. Resource labels are bounded by
 `[daemon] http_max_resources`: the first resources seen keep their id, every later one is
 folded into `resource="other"` (its waiting requests summed; limits are not summed, they mean
-nothing together). docs/observability.md lists every metric.
+nothing together). The alerts' families are in alert_metrics. docs/observability.md lists
+every metric.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from patience.daemon.http.alert_metrics import alert_metrics
 from patience.daemon.http.view import AskError, DaemonView
 from patience.daemon.totals import DURATION_BUCKETS, OTHER, Totals
 
@@ -49,6 +51,7 @@ class DaemonCollector(Collector):
         yield from _resources(self.view, totals, int(status.get("waiting", 0)))
         yield from _usage(totals)
         yield from _executions(totals)
+        yield from alert_metrics(self.view.ask({"type": "alerts"}), totals.resources)
 
 
 def _daemon(status: dict[str, Any], started: float) -> Iterator[Metric]:
