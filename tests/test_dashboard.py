@@ -191,3 +191,58 @@ def test_the_dashboard_asks_for_the_token(browser: Browser, tmp_path: Path) -> N
         assert "token" not in page.url
         page.close()
     assert problems == []
+
+
+ALERTING = f"""
+[rate_limiting.resources]
+"{XSS}" = {{ limit = 1, window = "1h" }}
+"api:brief" = {{ limit = 1, window = "5s" }}
+
+[alerting]
+exhaustion_for = "1s"
+min_hold = "1s"
+command = ["false"]
+"""
+
+
+def alert_status(page: Page, resource: str) -> str:
+    rows = page.locator("#alerts tbody tr").filter(has=page.locator("td.id", has_text=resource))
+    return rows.first.locator("td.status").inner_text() if rows.count() else ""
+
+
+def test_the_alerts_panel_shows_alerts_live(browser: Browser, tmp_path: Path) -> None:
+    problems: list[str] = []
+    with http_daemon(tmp_path, config=ALERTING) as d:
+        page = open_dashboard(browser, d, problems)
+        assert page.locator("#alerts-empty").is_visible()
+        assert page.locator("#alerts tbody tr").count() == 0
+        with d.daemon.client(tool="repeater", client_id="rpr-web1-42") as client:
+            assert client.acquire(XSS).granted and client.acquire("api:brief").granted
+
+        # Both fire within seconds, shown without a reload; the markup id is text.
+        until(lambda: alert_status(page, XSS) == "firing", "the XSS resource's alert", 10)
+        until(lambda: alert_status(page, "api:brief") == "firing", "api:brief's alert", 10)
+        assert not page.locator("#alerts-empty").is_visible()
+        row = page.locator("#alerts tbody tr", has=page.locator("td.id", has_text=XSS))
+        cells = row.locator("td").all_text_contents()
+        assert cells[:3] == ["firing", "exhaustion", XSS]
+        assert cells[3] != "–" and cells[4] == "–"  # since when; not ended
+        assert cells[5:7] == ["rpr", "rpr-web1-42"]
+        assert "100% of its limit (1 per 1h) in use" in cells[7]
+        assert page.locator("img").count() == 0 and page.locator("script").count() == 1
+        until(
+            lambda: "command notifier:" in page.locator("#notifiers").inner_text(),
+            "the failing command notifier",
+            10,
+        )
+        assert "false exited 1" in page.locator("#notifiers").inner_text()
+
+        # api:brief's window passes: its alert resolves and stays in the panel, ended.
+        until(lambda: alert_status(page, "api:brief") == "resolved", "the resolution", 15)
+        resolved = page.locator("#alerts tbody tr.resolved").locator("td").all_text_contents()
+        assert resolved[:3] == ["resolved", "exhaustion", "api:brief"] and resolved[4] != "–"
+        statuses = page.locator("#alerts tbody td.status").all_text_contents()
+        assert statuses == ["firing", "resolved"]  # the active ones first
+        page.screenshot(path=str(tmp_path / "dashboard-alerts.png"), full_page=True)
+        page.close()
+    assert problems == []

@@ -10,6 +10,9 @@
   const COLOURS = 8;
   const RECENT_RUNS = 500; // the failures shown are among the most recent runs
   const FAILURES_SHOWN = 20;
+  const RESOLVED_SHOWN = 10; // resolved alerts shown: the newest, ended within RESOLVED_WITHIN
+  const RESOLVED_WITHIN = 86400;
+  const STATUS_ORDER = { firing: 0, pending: 1, resolved: 2 };
   const TOOL_NAMES = { repeater: "rpr", patience: "patience" }; // as people call them
   const toolName = (tool) => TOOL_NAMES[tool] || tool;
   const view = { range: "1h", group: "resource", token: readToken(), timer: null };
@@ -228,6 +231,53 @@
     document.getElementById("failures-empty").hidden = failures.length > 0;
   }
 
+  // ---- alerts ---------------------------------------------------------------------------
+
+  // Firing, then pending (each oldest first, as the daemon lists them), then the newest
+  // resolved ones of the last day.
+  function shownAlerts(alerts, now) {
+    const active = alerts.filter((a) => a.status !== "resolved");
+    const resolved = alerts
+      .filter((a) => a.status === "resolved" && now - a.ends_at <= RESOLVED_WITHIN)
+      .sort((a, b) => b.ends_at - a.ends_at)
+      .slice(0, RESOLVED_SHOWN);
+    active.sort((a, b) => STATUS_ORDER[a.status] - STATUS_ORDER[b.status]);
+    return [...active, ...resolved];
+  }
+
+  function alertRow(alert) {
+    const row = el("tr", null, "alert " + alert.status);
+    row.dataset.rule = alert.rule;
+    row.dataset.resource = alert.resource;
+    row.append(
+      el("td", alert.status, "status"),
+      el("td", alert.rule),
+      el("td", alert.resource, "id"),
+      el("td", clock(alert.starts_at), "num"),
+      el("td", clock(alert.ends_at), "num"),
+      el("td", (alert.tools || []).map(toolName).join(", ") || "–"),
+      el("td", (alert.clients || []).join(", ") || "–", "id"),
+      el("td", alert.summary),
+    );
+    return row;
+  }
+
+  // A notifier that failed says so: its counters and its last error.
+  function notifierNotice(n) {
+    const text = n.notifier + " notifier: failed tries " + n.failures + " · dropped " + n.dropped +
+      " · queued " + n.queued + " · delivered " + n.sent + " · last error at " +
+      clock(n.last_error_at) + ": " + n.last_error;
+    return el("li", text, "bad");
+  }
+
+  function showAlerts(reply) {
+    const alerts = shownAlerts(reply.alerts || [], Date.now() / 1000);
+    replaceRows(document.getElementById("alerts"), alerts.map(alertRow));
+    document.getElementById("alerts-empty").hidden = alerts.some((a) => a.status !== "resolved");
+    const failing = (reply.notifiers || []).filter((n) => n.last_error);
+    document.getElementById("notifiers").replaceChildren(...failing.map(notifierNotice));
+  }
+
   // ---- refresh --------------------------------------------------------------------------
 
   function showStatus(status) {
@@ -249,14 +299,16 @@
     const since = "start=" + Math.floor(start);
     try {
       const byTool = get("/api/v1/timeseries?group_by=tool&" + since);
-      const [status, resources, tools, series, failures] = await Promise.all([
+      const [status, alerts, resources, tools, series, failures] = await Promise.all([
         get("/api/v1/status"),
+        get("/api/v1/alerts?all=1"),
         get("/api/v1/resources"),
         byTool,
         view.group === "tool" ? byTool : get("/api/v1/timeseries?group_by=" + view.group + "&" + since),
         get("/api/v1/runs?limit=" + RECENT_RUNS + "&" + since),
       ]);
       showStatus(status);
+      showAlerts(alerts);
       showResources(resources);
       showTools(tools);
       showSeries(series);
