@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from patience.backoff import DECLARATIONS, Param, parameter_table
-from repeater.advanced_modes import BACKOFF_MODES
+from repeater.modes import BACKOFF_MODES
 from tools import PATIENCE, env, rpr, run
 
 ROOT = Path(__file__).resolve().parent.parent

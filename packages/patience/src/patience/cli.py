@@ -1,13 +1,17 @@
-"""`patience`: the command line. Parse, validate, build the strategy's pacing, retry.
+"""`patience`: the command line. Parse, build the settings, run them.
 
 Grammar: patience [--config FILE] STRATEGY [OPTIONS] -- COMMAND [ARGS...]
          patience config ...   (the configuration tool, patience.config.cli)
-Each strategy is one StrategySpec: its canonical name (aliases come from backoff.py), its
-own options and how it builds its pacing. Every strategy also takes the common options.
+Each strategy is one StrategySpec: its canonical name (aliases come from backoff.py) and its
+own options, made from its declaration there; every strategy also takes the common options
+(and the daemon options, patience.daemon_options). The
+parsed line, with the configuration files and the environment under it (and each setting's
+source, for --debug-config), becomes RetrySettings, which patience.run.run carries out.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from patience import __version__
@@ -17,7 +21,6 @@ from patience.cliparse import (
     UsageError,
     asks_help,
     load_config,
-    offsets,
     param_option,
     parse,
     parse_global,
@@ -42,19 +45,22 @@ __all__ = [
     "main",
     "main_help",
     "readable_file",
+    "retry_settings",
+    "sources",
     "strategy_help",
 ]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
-    from patience.backoff import Strategy
     from patience.cliparse import Parsed
-    from patience.pacing import Pacing
+    from patience.config import Config
+    from patience.settings import RetrySettings, RunSettings, StrategySettings
+    from patience.settings.daemon import DaemonSettings
 
 
-# Converters ------------------------------------------------------------------------------
+# Options ---------------------------------------------------------------------------------
 
 
 def exit_codes(text: str) -> frozenset[int]:
@@ -85,8 +91,6 @@ def readable_file(text: str) -> str:
         raise ValueError(f'cannot read "{text}": {exc}') from None
     return text
 
-
-# Options ---------------------------------------------------------------------------------
 
 # The Go tool's short flags of the strategies' parameters (the rest is declared in backoff.py).
 SHORT_FLAGS = {
@@ -173,107 +177,43 @@ COMMON_OPTIONS = [
 
 class StrategySpec:
     """A strategy on the command line: its declaration (names, summary, parameters, in
-    backoff.py), the options made from it, how it paces attempts, an example."""
+    backoff.py), the options made from it (when first asked for: a start makes only its own
+    strategy's), an example."""
 
-    def __init__(
-        self, name: str, build: Callable[[dict[str, object], list[str]], Pacing], example: str
-    ) -> None:
+    def __init__(self, name: str, example: str) -> None:
         declaration = DECLARATIONS[name]
         self.name = name
         self.summary = declaration.summary
         self.aliases = list(declaration.aliases)
-        self.options = [param_option(p, SHORT_FLAGS[p.name]) for p in declaration.params]
-        self.build = build
         self.example = example
+        self._options: list[Option] | None = None
+
+    @property
+    def options(self) -> list[Option]:
+        if self._options is None:
+            params = DECLARATIONS[self.name].params
+            self._options = [param_option(p, SHORT_FLAGS[p.name]) for p in params]
+        return self._options
 
     def all_options(self) -> list[Option]:
         own = {o.dest for o in self.options}
         return [*self.options, *(o for o in COMMON_OPTIONS + DAEMON_OPTIONS if o.dest not in own)]
 
 
-# Building each strategy's pacing ---------------------------------------------------------
-
-
-def _plain(v: dict[str, object], _command: list[str]) -> Pacing:
-    from patience.backoff import make_strategy
-    from patience.pacing import Backoff
-
-    name = str(v["strategy"])
-    params = {o.dest: v[o.dest] for o in SPECS[name].options}
-    return Backoff(make_strategy(name, **params))
-
-
-def _fallback_strategy(v: dict[str, object], max_delay: float) -> Strategy:
-    """The wrapped backoff: --base-delay is its first delay, whatever its kind."""
-    from patience.backoff import make_strategy
-
-    name, base = str(v["fallback"]), v["base_delay"]
-    if name == "fixed":
-        return make_strategy(name, delay=base)
-    if name == "linear":
-        return make_strategy(name, increment=base, max_delay=max_delay)
-    return make_strategy(name, base_delay=base, max_delay=max_delay)
-
-
-def _http_aware(v: dict[str, object], _command: list[str]) -> Pacing:
-    from patience.backoff import DEFAULT_MAX_DELAY
-    from patience.pacing import HttpAware
-
-    max_delay = _float(v["max_delay"])
-    return HttpAware(_fallback_strategy(v, min(DEFAULT_MAX_DELAY, max_delay)), max_delay)
-
-
-def _adaptive(v: dict[str, object], command: list[str]) -> Pacing:
-    from patience.learning import Memory, memory_path
-    from patience.pacing import Adaptive
-
-    path = memory_path(command)
-    memory, warning = Memory.load(
-        path, command, _float(v["learning_rate"]), int(str(v["memory_window"]))
-    )
-    if warning:
-        say("patience", f"adaptive: {warning}")
-    return Adaptive(_fallback_strategy(v, _float(v["max_delay"])), memory, path)
-
-
-def _diophantine(v: dict[str, object], _command: list[str]) -> Pacing:
-    """--rate-limit per --window must be a limit the limiters take (checked there, once)."""
-    from patience.pacing import Diophantine
-    from patience.ratelimit.algorithms import RateLimitError, SlidingWindowLog
-
-    planned = v["retry_offsets"]
-    assert isinstance(planned, list)
-    try:
-        limiter = SlidingWindowLog(int(str(v["rate_limit"])), _float(v["window"]))
-    except RateLimitError as exc:
-        raise UsageError(f"diophantine: --rate-limit/--window: {exc}") from None
-    return Diophantine(planned, limiter)
-
-
-def _float(value: object) -> float:
-    assert isinstance(value, float)
-    return value
-
-
 SPECS: dict[str, StrategySpec] = {
     spec.name: spec
     for spec in [
-        StrategySpec(
-            "http-aware", _http_aware, "patience http-aware -- curl -fsi https://api.example.com/"
-        ),
-        StrategySpec(
-            "exponential", _plain, "patience exponential --base-delay 500ms -- ./flaky.sh"
-        ),
-        StrategySpec("linear", _plain, "patience linear --increment 2s -- ./flaky.sh"),
-        StrategySpec("fixed", _plain, "patience fixed --delay 5s --attempts 10 -- ping -c1 host"),
-        StrategySpec("jitter", _plain, "patience jitter -- ./flaky.sh"),
-        StrategySpec("decorrelated-jitter", _plain, "patience decorrelated-jitter -- ./flaky.sh"),
-        StrategySpec("fibonacci", _plain, "patience fibonacci -- ./flaky.sh"),
-        StrategySpec("polynomial", _plain, "patience polynomial --exponent 1.5 -- ./flaky.sh"),
-        StrategySpec("adaptive", _adaptive, "patience adaptive -- ./deploy-check.sh"),
+        StrategySpec("http-aware", "patience http-aware -- curl -fsi https://api.example.com/"),
+        StrategySpec("exponential", "patience exponential --base-delay 500ms -- ./flaky.sh"),
+        StrategySpec("linear", "patience linear --increment 2s -- ./flaky.sh"),
+        StrategySpec("fixed", "patience fixed --delay 5s --attempts 10 -- ping -c1 host"),
+        StrategySpec("jitter", "patience jitter -- ./flaky.sh"),
+        StrategySpec("decorrelated-jitter", "patience decorrelated-jitter -- ./flaky.sh"),
+        StrategySpec("fibonacci", "patience fibonacci -- ./flaky.sh"),
+        StrategySpec("polynomial", "patience polynomial --exponent 1.5 -- ./flaky.sh"),
+        StrategySpec("adaptive", "patience adaptive -- ./deploy-check.sh"),
         StrategySpec(
             "diophantine",
-            _diophantine,
             "patience diophantine --rate-limit 10 --window 1m -o 0,5s,30s -- ./call-api.sh",
         ),
     ]
@@ -343,12 +283,23 @@ def _main(args: list[str]) -> int:
         return ExitStatus.OK
     if not args:
         raise UsageError("no strategy (try patience exponential -- CMD, or patience --help)")
-    config = None  # loaded once: here for `patience -- CMD`, else after the options
+    config = None  # loaded once: here for `patience -- CMD`, else with the settings
     if args[0] == "--":  # the configured patience.default_strategy (exponential by default)
         config = load_config("patience", config_file)
         name = config.text("patience.default_strategy") or "exponential"
     else:
         name = args.pop(0)
+    tool = _other_tool(name, args, config_file)
+    if tool is not None:
+        return tool
+    canonical = STRATEGY_NAMES.get(name)
+    if canonical is None:
+        raise unknown_choice("strategy", name, list(STRATEGY_NAMES), "patience")
+    return _retry(SPECS[canonical], args, config_file, config)
+
+
+def _other_tool(name: str, args: list[str], config_file: str | None) -> int | None:
+    """`patience alerts|metrics|config ...`: that tool's exit status; None for a strategy."""
     if name == "alerts":
         from patience.alertsview import main as alerts_main
 
@@ -363,26 +314,26 @@ def _main(args: list[str]) -> int:
         if config_file is not None and args:
             args = [args[0], "--config", config_file, *args[1:]]
         return config_main(args)
-    canonical = STRATEGY_NAMES.get(name)
-    if canonical is None:
-        raise unknown_choice("strategy", name, list(STRATEGY_NAMES), "patience")
-    spec = SPECS[canonical]
+    return None
+
+
+def _retry(
+    spec: StrategySpec, args: list[str], config_file: str | None, config: Config | None
+) -> int:
+    """`patience STRATEGY [OPTIONS] -- CMD`: parse, build the settings, run them."""
     if asks_help(args):
         sys.stdout.write(strategy_help(spec))
         return ExitStatus.OK
-    context = f"patience {spec.name}"
-    parsed = parse(spec.all_options(), args, context)
+    parsed = parse(spec.all_options(), args, f"patience {spec.name}")
     if config_file is not None and "config" not in parsed.explicit:
         parsed.values["config"] = config_file
     require_command(parsed, spec.name, f"patience {spec.name} -- curl -f https://example.com")
-    config = _apply_config(parsed, config)
-    if parsed.values["debug_config"]:
-        _debug_config(spec, parsed, config)
-    build = _build(spec, parsed)
-    if parsed.values["daemon"]:
-        return _run_coordinated(build, spec, parsed, config)
-    return build(None, None).run()
+    from patience.run import run
 
+    return run(retry_settings(spec, parsed, config))
+
+
+# Settings --------------------------------------------------------------------------------
 
 # Options whose default the configuration may set (the flag, when given, wins).
 CONFIGURED = {
@@ -395,57 +346,106 @@ CONFIGURED = {
 }
 
 
-def _apply_config(parsed: Parsed, config: Config | None) -> Config:
-    """The configuration files and environment (`config` when already loaded), under the
-    command line."""
+def retry_settings(spec: StrategySpec, parsed: Parsed, config: Config | None) -> RetrySettings:
+    """The settings of `patience STRATEGY ... -- CMD`; `config` when already loaded (for
+    `patience -- CMD`'s default strategy), else loaded here, once."""
+    from patience.settings import RetrySettings
+
     if config is None:
-        config_file = parsed.values["config"]
-        config = load_config("patience", config_file if isinstance(config_file, str) else None)
+        config = load_config("patience", parsed.text("config"))
     config.fill(parsed.values, parsed.explicit, CONFIGURED)
-    return config
+    where = sources(spec, parsed, config)
+    if parsed.flag("debug_config"):
+        _debug_config(spec, parsed, where)
+    strategy = _strategy(spec, parsed)
+    if {"retry_offsets"} <= parsed.explicit and "attempts" not in parsed.explicit:
+        parsed.values["attempts"] = len(strategy.offsets("retry_offsets"))  # one per offset
+    run = _run(spec, parsed)
+    daemon = _daemon(spec, parsed, config, strategy) if parsed.flag("daemon") else None
+    try:
+        return RetrySettings(
+            run,
+            strategy,
+            attempts=parsed.whole("attempts"),
+            max_time=parsed.maybe_number("max_time"),
+            retry_on=parsed.value("retry_on", frozenset),
+            quiet=parsed.flag("quiet"),
+            daemon=daemon,
+            sources=where,
+        )
+    except ValueError as exc:
+        raise UsageError(f"{spec.name}: {exc}") from None
 
 
-def _run_coordinated(
-    build: RetryBuilder, spec: StrategySpec, parsed: Parsed, config: Config
-) -> int:
+def _strategy(spec: StrategySpec, parsed: Parsed) -> StrategySettings:
+    from patience.settings import StrategySettings
+
+    try:
+        return StrategySettings(spec.name, {o.dest: parsed.values[o.dest] for o in spec.options})
+    except ValueError as exc:
+        raise UsageError(f"{spec.name}: {exc}") from None
+
+
+def _run(spec: StrategySpec, parsed: Parsed) -> RunSettings:
+    from patience.settings import RunSettings
+
+    try:
+        return RunSettings(
+            parsed.command,
+            timeout=parsed.number("timeout") or None,
+            kill_after=parsed.number("kill_after"),
+            success_pattern=parsed.text("success_pattern"),
+            failure_pattern=parsed.text("failure_pattern"),
+            case_insensitive=parsed.flag("case_insensitive"),
+        )
+    except ValueError as exc:
+        raise UsageError(f"{spec.name}: {exc}") from None
+
+
+def _daemon(
+    spec: StrategySpec, parsed: Parsed, config: Config, strategy: StrategySettings
+) -> DaemonSettings:
     """--daemon: each attempt takes its token from patience-daemon and is reported to it.
     diophantine declares its --rate-limit per --window, so the limit holds across every
-    instance; its pacing keeps enforcing it locally should the daemon go away."""
-    import os
+    instance; its pacing keeps to it here should the daemon go away."""
+    from patience.daemon_options import daemon_settings
 
-    from patience.coordination import CoordinationError, coordinate
-
-    v = parsed.values
-    declared = None
-    if spec.name == "diophantine":
-        from patience.settings import Limit
-
-        declared = Limit(int(str(v["rate_limit"])), _float(v["window"]))
     labels = {"strategy": spec.name}
     if os.environ.get("RPR_ITERATION"):  # an attempt of one rpr run
         labels["rpr_execution"] = os.environ["RPR_ITERATION"]
-    try:
-        coordination = coordinate(
-            "patience", parsed, config, declared=declared, learn=declared is None, labels=labels
-        )
-    except CoordinationError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        return build(coordination.gate, coordination.metrics).run()
-    finally:
-        coordination.close()
+    limit = strategy.rate()
+    return daemon_settings(
+        parsed,
+        config,
+        tool="patience",
+        prog="patience",
+        starts="attempts",
+        metrics=True,
+        limit=limit,
+        paced=limit is not None,
+        labels=labels,
+    )
 
 
-def _debug_config(spec: StrategySpec, parsed: Parsed, config: Config) -> None:
+def sources(spec: StrategySpec, parsed: Parsed, config: Config) -> dict[str, str]:
+    """Where each option's value came from: the command line, a file and key, the default."""
+    where = {}
+    for opt in spec.all_options():
+        source = "default"
+        if opt.dest in parsed.explicit:
+            source = "command line"
+        elif opt.dest in CONFIGURED and config.documents:
+            source = config.source(CONFIGURED[opt.dest])
+        where[opt.long] = source
+    return where
+
+
+def _debug_config(spec: StrategySpec, parsed: Parsed, where: dict[str, str]) -> None:
     lines = [f"patience: settings for {spec.name}:"]
     for opt in spec.all_options():
         if opt.dest != "debug_config":
-            source = "default"
-            if opt.dest in parsed.explicit:
-                source = "command line"
-            elif opt.dest in CONFIGURED and config.documents:
-                source = config.source(CONFIGURED[opt.dest])
-            lines.append(f"  {opt.long} = {_shown(parsed.values[opt.dest], opt)} ({source})")
+            shown = _shown(parsed.values[opt.dest], opt)
+            lines.append(f"  {opt.long} = {shown} ({where[opt.long]})")
     write("\n".join(lines) + "\n")
 
 
@@ -460,83 +460,3 @@ def _shown(value: object, opt: Option) -> str:
     if isinstance(value, frozenset):
         return ",".join(str(code) for code in sorted(value))
     return str(value)
-
-
-def _build(spec: StrategySpec, parsed: Parsed) -> RetryBuilder:
-    """Check the settings and build the pacing; the loop itself is made once the gate and
-    the metrics reporter are known (--daemon)."""
-    from patience.retry import Retry
-    from patience.retry_report import Reporter
-
-    v = dict(parsed.values, strategy=spec.name)
-    if spec.name == "diophantine":
-        _plan_attempts(v, parsed.explicit)
-    patterns = _patterns(v, spec.name)
-    timeout = _float(v["timeout"])
-    max_time = v["max_time"]
-    retry_on = v["retry_on"]
-    attempts = int(str(v["attempts"]))
-    pacing = spec.build(v, parsed.command)
-
-    def build(gate: Gate | None, metrics: MetricsReporter | None) -> Retry:
-        return Retry(
-            parsed.command,
-            pacing,
-            Reporter(attempts, bool(v["quiet"])),
-            attempts=attempts,
-            timeout=timeout or None,
-            kill_after=_float(v["kill_after"]),
-            max_time=max_time if isinstance(max_time, float) else None,
-            retry_on=retry_on if isinstance(retry_on, frozenset) else None,
-            success_pattern=patterns.get("success_pattern"),
-            failure_pattern=patterns.get("failure_pattern"),
-            gate=gate,
-            metrics=metrics,
-        )
-
-    return build
-
-
-def _plan_attempts(v: dict[str, object], explicit: set[str]) -> None:
-    """Explicit offsets without --attempts plan one attempt per offset. The first planned
-    attempt must fit the --max-time budget."""
-    planned = v["retry_offsets"]
-    if isinstance(planned, str):  # the default, as the user would write it
-        v["retry_offsets"] = planned = offsets(planned)
-    assert isinstance(planned, list)
-    if "retry_offsets" in explicit and "attempts" not in explicit:
-        v["attempts"] = len(planned)
-    max_time = v["max_time"]
-    if isinstance(max_time, float) and planned[0] > max_time:
-        raise UsageError(
-            f"diophantine: --max-time {format_duration(max_time)} ends before the first"
-            f" planned attempt (--retry-offsets starts at {format_duration(planned[0])})"
-        )
-
-
-def _patterns(v: dict[str, object], name: str) -> dict[str, re.Pattern[str]]:
-    texts = {k: v[k] for k in ("success_pattern", "failure_pattern") if isinstance(v[k], str)}
-    if not texts:
-        return {}
-    from patience.conditions import PatternError, compile_pattern
-
-    try:
-        return {
-            key: compile_pattern(
-                str(text), "--" + key.replace("_", "-"), bool(v["case_insensitive"])
-            )
-            for key, text in texts.items()
-        }
-    except PatternError as exc:
-        raise UsageError(f"{name}: {exc}") from None
-
-
-if TYPE_CHECKING:
-    import re
-
-    from patience.config import Config
-    from patience.coordination import MetricsReporter
-    from patience.ratelimit.gate import Gate
-    from patience.retry import Retry
-
-    RetryBuilder = Callable[[Gate | None, MetricsReporter | None], Retry]

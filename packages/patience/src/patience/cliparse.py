@@ -33,9 +33,12 @@ __all__ = [
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from typing import TypeVar
 
     from patience.backoff import Param
     from patience.config import Config
+
+    T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -72,7 +75,11 @@ class Option:
 
 
 class Parsed:
-    """The result: option values by dest, which dests the user set, and the command."""
+    """The result: option values by dest, which dests the user set, and the command.
+
+    The typed readers (`flag`, `text`, `number`, `whole` and their `maybe_` forms, `value`)
+    give an option's value as its converter made it, or its default: the command lines
+    build their settings with them, never casting."""
 
     def __init__(self, values: dict[str, object]) -> None:
         self.values = values
@@ -83,6 +90,41 @@ class Parsed:
 
     def __getitem__(self, dest: str) -> object:
         return self.values[dest]
+
+    def flag(self, dest: str) -> bool:
+        return bool(self.values[dest])
+
+    def text(self, dest: str) -> str | None:
+        value = self.values[dest]
+        assert value is None or isinstance(value, str), dest
+        return value
+
+    def maybe_number(self, dest: str) -> float | None:
+        value = self.values[dest]
+        if value is None:
+            return None
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), dest
+        return float(value)
+
+    def number(self, dest: str) -> float:
+        value = self.maybe_number(dest)
+        assert value is not None, dest
+        return value
+
+    def maybe_whole(self, dest: str) -> int | None:
+        value = self.values[dest]
+        assert value is None or (isinstance(value, int) and not isinstance(value, bool)), dest
+        return value
+
+    def whole(self, dest: str) -> int:
+        value = self.maybe_whole(dest)
+        assert value is not None, dest
+        return value
+
+    def value(self, dest: str, kind: type[T]) -> T | None:
+        """The value when it is a `kind` (a Limit, a list of offsets), else None (unset)."""
+        value = self.values[dest]
+        return value if isinstance(value, kind) else None
 
 
 def parse(options: Sequence[Option], args: Sequence[str], context: str) -> Parsed:

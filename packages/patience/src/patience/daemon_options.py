@@ -1,17 +1,32 @@
-"""The daemon options that `rpr` and `patience` share, and the configuration keys behind them.
+"""The daemon options that `rpr` and `patience` share, the configuration keys behind them,
+and the DaemonSettings both command lines build from them (`daemon_settings`).
 
-Parsed on every start, so this module is cheap: the resource-id check and the coordination
-itself (patience.coordination) are imported only when used.
+Parsed on every start, so this module is cheap: the resource-id check, the socket's path
+rules and the coordination itself (patience.coordination) are imported only when used.
 """
 
 from __future__ import annotations
 
-from patience.cliparse import Option, parse_choice
+from patience.cliparse import Option, UsageError, parse_choice
 from patience.durations import positive_duration
 
-__all__ = ["DAEMON_OPTIONS", "FAIL_MODES", "config_keys", "fail_mode", "resource_id", "socket_path"]
+__all__ = [
+    "DAEMON_OPTIONS",
+    "config_keys",
+    "daemon_settings",
+    "fail_mode",
+    "resource_id",
+    "socket_path",
+]
 
-FAIL_MODES = ("share", "full", "closed")  # and "open", the first spelling of "share"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from patience.cliparse import Parsed
+    from patience.config import Config
+    from patience.settings import Limit
+    from patience.settings.daemon import DaemonSchedule, DaemonSettings
 
 
 def resource_id(text: str) -> str:
@@ -21,6 +36,10 @@ def resource_id(text: str) -> str:
 
 
 def fail_mode(text: str) -> str:
+    """--daemon-fail-mode: one of settings.FAIL_MODES, or "open", the first spelling of
+    "share"."""
+    from patience.settings import FAIL_MODES
+
     if text == "open":
         return "share"
     return parse_choice(*FAIL_MODES)(text)
@@ -89,3 +108,74 @@ def config_keys(section: str) -> dict[str, str]:
         "daemon_auto_start": f"{section}.daemon_auto_start",
         "daemon_fail_mode": "rate_limiting.fail_mode",
     }
+
+
+def daemon_settings(
+    parsed: Parsed,
+    config: Config,
+    *,
+    tool: str,
+    prog: str,
+    starts: str,
+    metrics: bool,
+    limit: Limit | None = None,
+    paced: bool = False,
+    labels: Mapping[str, str] | None = None,
+    schedule: DaemonSchedule | None = None,
+) -> DaemonSettings:
+    """The DaemonSettings of a tool's command line (`tool`: repeater or patience, its
+    configuration section): each daemon option as given, else as `config` sets it, else its
+    default. `limit` is the tool's own (else the resource's configured one); the rest as
+    DaemonSettings says. A value that cannot work is a usage error naming it."""
+    from patience.daemon import paths
+    from patience.settings.daemon import DaemonSettings
+
+    keys = config_keys(tool)
+    config.fill(parsed.values, parsed.explicit, keys)
+    try:
+        socket = paths.resolve_socket(parsed.text("daemon_socket") or None)
+        paths.check_socket_length(socket)
+    except (paths.PathError, OSError) as exc:
+        raise UsageError(f"daemon socket: {exc}") from None
+    try:
+        resource = parsed.text("resource_id") or _detected(
+            parsed.command, config.flag(f"{tool}.resource_detection")
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    where = {
+        dest: "command line" if dest in parsed.explicit else config.source(key)
+        for dest, key in keys.items()
+    }
+    configured = config.limit_for(resource)
+    if limit is None and configured is not None:
+        limit = configured.limit  # None for an entry that only says how its limit learns
+    mode = parsed.text("daemon_fail_mode") or "share"  # the flag's, else the configuration's
+    if "daemon_fail_mode" not in parsed.explicit and configured and configured.fallback:
+        mode = configured.fallback  # the resource's own entry is more specific
+        where["daemon_fail_mode"] = f"the configured entry of {resource}"
+    return DaemonSettings(
+        tool=tool,
+        prog=prog,
+        starts=starts,
+        socket_path=socket,
+        resource_id=resource,
+        timeout=parsed.number("daemon_timeout"),
+        auto_start=parsed.flag("daemon_auto_start"),
+        fail_mode=mode,
+        coordinated=config.flag("rate_limiting.coordination_enabled"),
+        metrics=metrics,
+        log_level=config.text(f"{tool}.log_level"),
+        limit=limit,
+        paced=paced,
+        labels=labels,
+        schedule=schedule,
+        sources=where,
+    )
+
+
+def _detected(command: Sequence[str], detect: bool) -> str:
+    """The detected resource id, or without detection the program's generic one."""
+    from patience.ratelimit.resources import command_resource, detect_resource
+
+    return detect_resource(command) if detect else command_resource(command[0])

@@ -2,7 +2,7 @@
 
 Slow or failed runs double the interval, healthy ones shorten it by a tenth of the base;
 sustained failure opens a circuit that waits the longest interval and probes. The rule in
-full, as `rpr adaptive --help` states it, is ADAPTIVE_RULE in repeater.advanced_modes
+full, as `rpr adaptive --help` states it, is ADAPTIVE_RULE in repeater.adaptive_modes
 (kept there, with the options it names, so that rpr's start-up does not import this module).
 """
 

@@ -1,7 +1,7 @@
 """The backoff modes (exponential, linear, fibonacci, polynomial, decorrelated-jitter) as
 rpr schedules. The delays come from `patience.backoff`; this module only decides which
 step of the sequence applies and when the schedule ends (BACKOFF_RULE in
-repeater.advanced_modes is the rule as the help text states it).
+repeater.backoff_modes is the rule as the help text states it).
 """
 
 from __future__ import annotations

@@ -1,422 +1,47 @@
-"""`rpr`: the command line. Thin: parse, validate, build a schedule and a runner, run.
+"""`rpr`: the command line. Parse, build the settings, run them.
 
 Grammar: rpr [--config FILE] SUBCOMMAND [options] -- COMMAND [ARGS...]
-Each subcommand (mode) is one entry of MODES: its aliases, its own options and how it
-builds its schedule. Every mode also takes the common options (stop conditions, timing,
-patterns, output).
+Each subcommand (mode) is one entry of repeater.modes.MODES: its aliases, its own options
+and how it builds its schedule. Every mode also takes the common options (stop conditions,
+timing, patterns, output; repeater.options). The parsed line, with the configuration files
+and the environment under it, becomes RepeatSettings, which repeater.run.run carries
+out.
 """
 
 from __future__ import annotations
 
 import sys
 
-from patience.backoff import DECLARATIONS
 from patience.cliparse import (
-    Option,
-    Parsed,
     UsageError,
     asks_help,
     load_config,
     parse,
-    parse_choice,
     parse_global,
-    parse_int,
     render_options,
     require_command,
     unknown_choice,
 )
-from patience.daemon_options import DAEMON_OPTIONS
-from patience.durations import offset_list, parse_duration, positive_duration
 from patience.exits import ExitStatus
-from patience.numbers import decimal
-from patience.settings import Limit
 from patience.stderr import say
 from repeater import __version__
-from repeater.advanced_modes import (
-    ADAPTIVE_OPTIONS,
-    ADAPTIVE_RULE,
-    BACKOFF_MODES,
-    BACKOFF_RULE,
-    CRON_NOTES,
-    CRON_OPTIONS,
-    HTTP_OPTIONS,
-    LOAD_OPTIONS,
-    LOAD_RULE,
-    SHOW_NEXT_OPTION,
-    UNTIL_OPTIONS,
-    backoff_builder,
-    backoff_options,
-    build_adaptive,
-    build_cron,
-    build_load_adaptive,
-    cron_preview,
-    until_conditions,
-    until_deadline,
-    wrap_schedule,
-)
-from repeater.schedules import (
-    OVERRUN_POLICIES,
-    BackToBack,
-    FixedRate,
-    RetryPattern,
-    Schedule,
-)
+from repeater.modes import MODES, Mode, all_options, find_mode, required_flag
+from repeater.options import COMMON_GROUPS, HTTP_OPTIONS
 
-__all__ = [
-    "COMMON_GROUPS",
-    "CRON_AHEAD",
-    "MODES",
-    "OUTPUT_OPTIONS",
-    "PATTERN_OPTIONS",
-    "RATE_OPTIONS",
-    "STOP_OPTIONS",
-    "TIMING_OPTIONS",
-    "Mode",
-    "all_options",
-    "apply_config",
-    "backoff_mode",
-    "build_runner",
-    "find_mode",
-    "fixed_rate_or_back_to_back",
-    "jitter_spec",
-    "local_gate",
-    "main",
-    "main_help",
-    "make_reporter",
-    "mode_help",
-    "rate_limited",
-    "rate_limiter",
-    "run_coordinated",
-]
+__all__ = ["apply_config", "main", "main_help", "mode_help", "output_settings", "repeat_settings"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import re
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
+    from patience.cliparse import Parsed
     from patience.config import Config
-    from patience.coordination import MetricsReporter
-    from patience.ratelimit.algorithms import Limiter
-    from patience.ratelimit.gate import Gate
-    from repeater.output import Reporter
-    from repeater.runner import Runner
-
-    RunnerBuilder = Callable[[Gate | None, MetricsReporter | None], Runner]
-
-
-def jitter_spec(text: str) -> str:
-    """Validated now, resolved against --every later: "10%" or a duration."""
-    if text.endswith("%"):
-        try:
-            pct = decimal(text[:-1])
-        except ValueError:
-            raise ValueError(f'"{text}" is not a percentage (try 10%)') from None
-        if not 0 <= pct <= 100:
-            raise ValueError(f'"{text}" must be between 0% and 100%')
-    else:
-        parse_duration(text)
-    return text
-
-
-CRON_AHEAD = 64  # runs of a cron schedule looked at for its longest gap (_cron_schedule)
-STOP_OPTIONS = [
-    Option(
-        "every",
-        "--every",
-        "-e",
-        convert=positive_duration,
-        metavar="DUR",
-        help="start a run every DUR, on absolute deadlines (no drift)",
-    ),
-    Option("times", "--times", "-t", convert=parse_int(1), metavar="N", help="stop after N runs"),
-    Option(
-        "for_",
-        "--for",
-        "-f",
-        convert=positive_duration,
-        metavar="DUR",
-        help="start no run later than DUR after the start",
-    ),
-    Option("until_success", "--until-success", help="stop after the first successful run (exit 0)"),
-    Option("until_failure", "--until-failure", help="stop after the first failed run"),
-    Option("stop_on_failure", "--stop-on-failure", help="same as --until-failure"),
-    *UNTIL_OPTIONS,
-    Option(
-        "max_failures",
-        "--max-failures",
-        convert=parse_int(1),
-        metavar="N",
-        help="stop once N runs have failed",
-    ),
-]
-TIMING_OPTIONS = [
-    Option(
-        "timeout",
-        "--timeout",
-        convert=positive_duration,
-        metavar="DUR",
-        help="a run still going after DUR is sent SIGTERM, and fails (reason timeout)",
-    ),
-    Option(
-        "kill_after",
-        "--kill-after",
-        convert=parse_duration,
-        default=5.0,
-        metavar="DUR",
-        help="SIGKILL a run that outlives SIGTERM by DUR",
-    ),
-    Option(
-        "parallel",
-        "--parallel",
-        convert=parse_int(1, 1024),
-        default=1,
-        metavar="N",
-        help="allow up to N runs in flight, so the rate holds when runs are slow",
-    ),
-    Option(
-        "jitter",
-        "--jitter",
-        convert=jitter_spec,
-        metavar="J",
-        help="delay each run by a random 0..J (10%% of --every, or a duration); no drift",
-    ),
-    Option(
-        "immediate",
-        "--immediate",
-        default=True,
-        negatable=True,
-        help="first run at once (--no-immediate waits one interval)",
-    ),
-    Option(
-        "on_overrun",
-        "--on-overrun",
-        convert=parse_choice(*OVERRUN_POLICIES),
-        default="skip",
-        metavar="POLICY",
-        help="a run outlasts its interval: skip missed ticks, burst them, or delay the phase",
-    ),
-]
-RATE_OPTIONS = [
-    Option(
-        "rate",
-        "--rate",
-        "-r",
-        convert=Limit.parse,
-        metavar="N/DUR",
-        help="start at most N runs in any window of DUR (e.g. 100/1h, 10/s); exact",
-    ),
-    Option(
-        "retry_pattern",
-        "--retry-pattern",
-        "-p",
-        convert=offset_list,
-        metavar="OFFSETS",
-        help="after a failure, retry at these offsets from it (e.g. 0,10m,30m)",
-    ),
-]
-PATTERN_OPTIONS = [
-    Option(
-        "success_pattern",
-        "--success-pattern",
-        convert=str,
-        metavar="RE",
-        help="a run whose output matches RE succeeds (unless the failure pattern matches)",
-    ),
-    Option(
-        "failure_pattern",
-        "--failure-pattern",
-        convert=str,
-        metavar="RE",
-        help="a run whose output matches RE fails, whatever its exit code",
-    ),
-    Option("case_insensitive", "--case-insensitive", help="patterns ignore case"),
-]
-OUTPUT_OPTIONS = [
-    Option("stream", "--stream", "-s", help="pass the command's output through (the default)"),
-    Option("quiet", "--quiet", "-q", help="no command output, no summary; errors only"),
-    Option("verbose", "--verbose", "-v", help="a line per run on stderr"),
-    Option("stats_only", "--stats-only", help="print only the summary, on stdout"),
-    Option("json", "--json", help="a JSON object per run, then a summary object, on stdout"),
-    Option(
-        "output_prefix",
-        "--output-prefix",
-        "-o",
-        convert=str,
-        metavar="STR",
-        help="prefix each line of the command's output with STR",
-    ),
-    Option("progress", "--progress", help="a live status line on stderr (when a terminal)"),
-    SHOW_NEXT_OPTION,
-]
-COMMON_GROUPS = [
-    ("Stop conditions", STOP_OPTIONS),
-    ("Timing", TIMING_OPTIONS),
-    ("Rate limit", RATE_OPTIONS),
-    ("HTTP-aware timing", HTTP_OPTIONS),
-    ("Patterns", PATTERN_OPTIONS),
-    ("Output", OUTPUT_OPTIONS),
-    ("Daemon", DAEMON_OPTIONS),
-]
-
-
-class Mode:
-    """A subcommand: names, its own options, the option it requires, its schedule."""
-
-    def __init__(
-        self,
-        name: str,
-        aliases: tuple[str, ...],
-        summary: str,
-        required: str,
-        build: Callable[[dict[str, object]], Schedule],
-        options: Sequence[Option] = (),
-        example: str = "",
-        notes: str = "",
-        preview: Callable[[Parsed], int] | None = None,
-    ) -> None:
-        self.name = name
-        self.aliases = aliases
-        self.summary = summary
-        self.required = required
-        self.build = build
-        self.options = list(options)
-        self.example = example
-        self.notes = notes  # how the mode decides, for its --help
-        self.preview = preview  # what --show-next does without a command
-
-
-def fixed_rate_or_back_to_back(v: dict[str, object]) -> Schedule:
-    every = v["every"]
-    if not isinstance(every, float):
-        return BackToBack()
-    return FixedRate(
-        every,
-        policy=str(v["on_overrun"]),
-        immediate=bool(v["immediate"]),
-        jitter=_jitter(v.get("jitter"), every),
-    )
-
-
-def rate_limited(v: dict[str, object]) -> Schedule:
-    """As often as --rate allows (on --every ticks when given); --retry-pattern on failure."""
-    inner = fixed_rate_or_back_to_back(v)
-    offsets = v["retry_pattern"]
-    return RetryPattern(inner, offsets) if isinstance(offsets, list) else inner
-
-
-def _jitter(spec: object, every: float) -> Callable[[], float] | None:
-    if not isinstance(spec, str):
-        return None
-    span = every * float(spec[:-1]) / 100 if spec.endswith("%") else parse_duration(spec)
-    if span <= 0:
-        return None
-    import random
-
-    rng = random.Random()
-    return lambda: rng.random() * span
-
-
-def backoff_mode(name: str) -> Mode:
-    """A backoff mode as patience.backoff declares its strategy (aliases, delay, parameters)."""
-    declaration = DECLARATIONS[name]
-    first = declaration.params[0]  # --base-delay, or --increment for linear: required
-    return Mode(
-        name,
-        declaration.aliases,
-        f"wait {declaration.summary} after the n-th failed run in a row",
-        first.name,
-        backoff_builder(name),
-        backoff_options(name),
-        example=f"rpr {name} {first.flag} 1s --attempts 5 -- curl -fsS URL",
-        notes=BACKOFF_RULE + "\n",
-    )
-
-
-MODES: list[Mode] = [
-    Mode(
-        "interval",
-        ("int", "i"),
-        "run the command every DUR",
-        "every",
-        fixed_rate_or_back_to_back,
-        example="rpr interval --every 30s -- curl -fsS URL",
-    ),
-    Mode(
-        "count",
-        ("cnt", "c"),
-        "run the command N times (back to back without --every)",
-        "times",
-        fixed_rate_or_back_to_back,
-        example="rpr count --times 10 -- ./check.sh",
-    ),
-    Mode(
-        "duration",
-        ("dur", "d"),
-        "run the command for DUR (back to back without --every)",
-        "for_",
-        fixed_rate_or_back_to_back,
-        example="rpr duration --for 1m --every 5s -- date",
-    ),
-    Mode(
-        "rate-limit",
-        ("rate", "rl", "r"),
-        "run the command as often as --rate allows, never more",
-        "rate",
-        rate_limited,
-        example="rpr rate-limit --rate 100/1h --times 500 -- curl -fsS URL",
-    ),
-    Mode(
-        "cron",
-        ("cr",),
-        "run the command at the times a cron expression matches",
-        "cron",
-        build_cron,
-        CRON_OPTIONS,
-        example="rpr cron --cron '*/5 * * * *' --tz Europe/London -- ./report.sh",
-        notes=CRON_NOTES,
-        preview=cron_preview,
-    ),
-    Mode(
-        "adaptive",
-        ("adapt", "a"),
-        "run the command at an interval that backs off when runs fail or slow down",
-        "base_interval",
-        build_adaptive,
-        ADAPTIVE_OPTIONS,
-        example="rpr adaptive --base-interval 1s --show-metrics -- curl -fsS URL",
-        notes=ADAPTIVE_RULE + "\n",
-    ),
-    Mode(
-        "load-adaptive",
-        ("load", "la"),
-        "run the command less often while the host is busy, more often when idle",
-        "base_interval",
-        build_load_adaptive,
-        LOAD_OPTIONS,
-        example="rpr load-adaptive --base-interval 10s --target-cpu 50 -- ./batch.sh",
-        notes=LOAD_RULE + "\n",
-    ),
-    *(backoff_mode(name) for name in BACKOFF_MODES),
-]
-
-
-def find_mode(name: str) -> Mode | None:
-    for mode in MODES:
-        if name == mode.name or name in mode.aliases:
-            return mode
-    return None
-
-
-def all_options(mode: Mode) -> list[Option]:
-    opts = list(mode.options)
-    seen = {o.dest for o in opts}
-    for _, group in COMMON_GROUPS:
-        opts += [o for o in group if o.dest not in seen]
-    return opts
-
-
-def _required_name(mode: Mode) -> str:
-    return next(o.long for o in all_options(mode) if o.dest == mode.required)
+    from patience.settings import Limit, RunSettings
+    from patience.settings.daemon import DaemonSettings
+    from repeater.http_timing import HintReader
+    from repeater.run import OutputSettings, RepeatSettings
+    from repeater.schedules import Schedule
+    from repeater.stop import StopConditions, Until
 
 
 def main_help() -> str:
@@ -444,213 +69,19 @@ def mode_help(mode: Mode) -> str:
     aliases = f" (aliases: {', '.join(mode.aliases)})" if mode.aliases else ""
     parts = [
         f"usage: rpr {mode.name} [OPTIONS] -- COMMAND [ARGS...]{aliases}\n\n"
-        f"{mode.summary[0].upper()}{mode.summary[1:]}. Required: {_required_name(mode)}.\n"
+        f"{mode.summary[0].upper()}{mode.summary[1:]}. Required: {required_flag(mode)}.\n"
         + (f"Example: {mode.example}\n" if mode.example else "")
-        + (f"\n{mode.notes}" if mode.notes else "")
+        + (f"\n{mode.parts.notes}" if mode.parts.notes else "")
     ]
-    if mode.options:
-        parts.append(f"{mode.name.capitalize()} options:\n{render_options(mode.options)}\n")
-    own = {o.dest for o in mode.options}
+    options = mode.parts.options
+    if options:
+        parts.append(f"{mode.name.capitalize()} options:\n{render_options(options)}\n")
+    own = {o.dest for o in options}
     for title, group in COMMON_GROUPS:
         shown = [o for o in group if o.dest not in own]
         parts.append(f"{title}:\n{render_options(shown)}\n")
     parts.append("The command sees RPR_ITERATION (1 for the first run).\n")
     return "\n".join(parts)
-
-
-def make_reporter(v: dict[str, object], mode_name: str) -> Reporter:
-    from repeater import output
-
-    chosen = [k for k in ("stream", "quiet", "verbose", "stats_only", "json") if v[k]]
-    if v["output_prefix"] is not None:
-        chosen.append("output_prefix")
-    conflicts = [
-        ("quiet", "stream"),
-        ("quiet", "verbose"),
-        ("json", "stream"),
-        ("json", "output_prefix"),
-        ("json", "verbose"),
-        ("quiet", "output_prefix"),
-    ]
-    flag = {k: "--" + k.replace("_", "-") for k in chosen}
-    if "stats_only" in chosen and len(chosen) > 1:
-        other = next(flag[k] for k in chosen if k != "stats_only")
-        raise UsageError(f"{mode_name}: --stats-only cannot be combined with {other}")
-    for a, b in conflicts:
-        if a in chosen and b in chosen:
-            raise UsageError(f"{mode_name}: {flag[a]} and {flag[b]} cannot be used together")
-    reporter: Reporter
-    if v["stats_only"]:
-        reporter = output.StatsOnlyReporter()
-    elif v["json"]:
-        reporter = output.JsonReporter()
-    elif v["quiet"]:
-        reporter = output.QuietReporter()
-    elif v["verbose"]:
-        reporter = output.VerboseReporter(prefix=_opt_str(v["output_prefix"]))
-    else:
-        reporter = output.Reporter(prefix=_opt_str(v["output_prefix"]))
-    reporter.progress = bool(v["progress"]) and output.status_line_possible()
-    reporter.total = v["times"] if isinstance(v["times"], int) else None
-    return reporter
-
-
-def _opt_str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def build_runner(mode: Mode, parsed: Parsed) -> RunnerBuilder:
-    """Check the settings and build the schedule; the loop itself is made once the gate and
-    the metrics reporter are known (--rate, --daemon)."""
-    from patience.conditions import PatternError, compile_pattern
-    from repeater.runner import Runner
-    from repeater.stop import StopConditions
-
-    v = parsed.values
-    ctx = mode.name
-    if v[mode.required] is None:
-        raise UsageError(f"{ctx}: {_required_name(mode)} is required (see rpr {ctx} --help)")
-    require_command(parsed, ctx, f"rpr {ctx} ... -- echo hi")
-    if isinstance(v["jitter"], str) and v["jitter"].endswith("%") and v["every"] is None:
-        raise UsageError(f"{ctx}: --jitter {v['jitter']} needs --every (or give a duration)")
-    reporter = make_reporter(v, ctx)
-    try:
-        ci = bool(v["case_insensitive"])
-        patterns: dict[str, re.Pattern[str] | None] = {
-            key: compile_pattern(text, "--" + key.replace("_", "-"), ci)
-            if isinstance(text := v[key], str)
-            else None
-            for key in ("success_pattern", "failure_pattern")
-        }
-    except PatternError as exc:
-        raise UsageError(f"{ctx}: {exc}") from None
-    schedule, hints = wrap_schedule(mode.build(v), parsed, ctx)
-    if schedule.sequential and int(str(v["parallel"])) > 1:
-        raise UsageError(f"{ctx}: --parallel needs a fixed schedule; {mode.name} waits for runs")
-    import time
-
-    for_ = v["for_"]
-    stop = StopConditions(
-        times=v["times"] if isinstance(v["times"], int) else None,
-        deadline=until_deadline(v, time.monotonic() + for_ if isinstance(for_, float) else None),
-        until_success=bool(v["until_success"]),
-        max_failures=1
-        if v["until_failure"] or v["stop_on_failure"]
-        else (v["max_failures"] if isinstance(v["max_failures"], int) else None),
-        until=until_conditions(v, ctx),
-    )
-    timeout = v["timeout"]
-
-    def build(gate: Gate | None, metrics: MetricsReporter | None) -> Runner:
-        return Runner(
-            parsed.command,
-            schedule,
-            stop,
-            reporter,
-            success_pattern=patterns["success_pattern"],
-            failure_pattern=patterns["failure_pattern"],
-            timeout=timeout if isinstance(timeout, float) else None,
-            kill_after=float(str(v["kill_after"])),
-            parallel=int(str(v["parallel"])),
-            gate=gate,
-            hints=hints,
-            metrics=metrics,
-        )
-
-    return build
-
-
-def rate_limiter(v: dict[str, object]) -> Limiter | None:
-    """--rate's limiter: the gate itself alone, the daemon's local fallback with --daemon."""
-    if not isinstance(v["rate"], Limit):
-        return None
-    from patience.ratelimit.algorithms import limiter_for
-
-    return limiter_for(v["rate"])
-
-
-def local_gate(v: dict[str, object]) -> Gate | None:
-    limiter = rate_limiter(v)
-    if limiter is None:
-        return None
-    from patience.ratelimit.gate import LocalGate
-
-    return LocalGate(limiter)
-
-
-def apply_config(parsed: Parsed, mode: Mode, config_file: str | None) -> Config:
-    """Fill the options the user did not give from the configuration files and environment
-    (flags always win), and return the configuration. A bad value is a usage error naming
-    the file and key."""
-    config = load_config("rpr", config_file)
-    mapping = {"timeout": "repeater.default_timeout", "daemon": "repeater.daemon_enabled"}
-    if mode.name == "interval":
-        mapping["every"] = "repeater.default_interval"
-    config.fill(parsed.values, parsed.explicit, mapping)
-    if not config.documents:  # nothing configured: keep start-up free of the schema
-        return config
-    stop_flags = {"until_failure", "stop_on_failure", "max_failures"}
-    if not parsed.explicit & stop_flags and not config.flag("repeater.continue_on_error"):
-        parsed.values["stop_on_failure"] = True
-    return config
-
-
-def run_coordinated(build: RunnerBuilder, mode: Mode, parsed: Parsed, config: Config) -> int:
-    """--daemon: each run takes its token from patience-daemon (a --rate is declared to it,
-    so the limit holds across every instance) and is reported to its metrics store."""
-    from patience.coordination import CoordinationError, coordinate
-
-    v = parsed.values
-    rate = v["rate"]
-    try:
-        coordination = coordinate(
-            "rpr",
-            parsed,
-            config,
-            declared=rate if isinstance(rate, Limit) else None,
-            local=rate_limiter(v),
-            labels={"mode": mode.name},
-            schedule=_daemon_schedule(mode, v),
-        )
-    except CoordinationError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        return build(coordination.gate, coordination.metrics).run()
-    finally:
-        coordination.close()
-
-
-def _daemon_schedule(mode: Mode, v: dict[str, object]) -> dict[str, object] | None:
-    """The schedule `register_schedule` tells the daemon (shown in its resource state), for
-    the modes it can describe."""
-    if mode.name == "cron":
-        return _cron_schedule(v)
-    if mode.name not in ("interval", "count", "duration"):
-        return None
-    every, times, for_ = v["every"], v["times"], v["for_"]
-    schedule: dict[str, object] = {"type": mode.name, "coordination": True}
-    if isinstance(every, float):
-        schedule["interval"] = every
-    if isinstance(times, int):
-        schedule["count"] = times
-    if isinstance(for_, float):
-        schedule["duration"] = for_
-    return schedule
-
-
-def _cron_schedule(v: dict[str, object]) -> dict[str, object]:
-    """A cron schedule with, as its interval, the longest gap between its next CRON_AHEAD
-    runs: how long the daemon's missed-schedule alert waits (docs/alerting.md)."""
-    import time
-    from itertools import pairwise
-
-    from repeater.cron import CronSpec, CronTimes, load_zone
-
-    spec = v["cron"]
-    assert isinstance(spec, CronSpec)
-    times = CronTimes(spec, load_zone(str(v["timezone"]))).next_times(time.time(), CRON_AHEAD)
-    gap = max(later - earlier for earlier, later in pairwise(times))
-    return {"type": "cron", "interval": gap, "coordination": True}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -687,10 +118,190 @@ def _main(args: list[str]) -> int:
         sys.stdout.write(mode_help(mode))
         return ExitStatus.OK
     parsed = parse(all_options(mode), args, mode.name)
-    if mode.preview is not None and parsed.values["show_next"] and not parsed.saw_separator:
-        return mode.preview(parsed)
+    preview = mode.parts.preview
+    if preview is not None and parsed.flag("show_next") and not parsed.saw_separator:
+        return preview(parsed)
+    from repeater.run import run
+
     config = apply_config(parsed, mode, config_file)
-    build = build_runner(mode, parsed)
-    if parsed.values["daemon"]:
-        return run_coordinated(build, mode, parsed, config)
-    return build(local_gate(parsed.values), None).run()
+    return run(repeat_settings(mode, parsed, config))
+
+
+def apply_config(parsed: Parsed, mode: Mode, config_file: str | None) -> Config:
+    """Fill the options the user did not give from the configuration files and environment
+    (flags always win), and return the configuration. A bad value is a usage error naming
+    the file and key."""
+    config = load_config("rpr", config_file)
+    mapping = {"timeout": "repeater.default_timeout", "daemon": "repeater.daemon_enabled"}
+    if mode.name == "interval":
+        mapping["every"] = "repeater.default_interval"
+    config.fill(parsed.values, parsed.explicit, mapping)
+    if not config.documents:  # nothing configured: keep start-up free of the schema
+        return config
+    stop_flags = {"until_failure", "stop_on_failure", "max_failures"}
+    if not parsed.explicit & stop_flags and not config.flag("repeater.continue_on_error"):
+        parsed.values["stop_on_failure"] = True
+    return config
+
+
+def repeat_settings(mode: Mode, parsed: Parsed, config: Config) -> RepeatSettings:
+    """The settings of `rpr MODE ... -- CMD`, checked."""
+    from patience.settings import Limit
+    from repeater.run import RepeatSettings
+
+    ctx = mode.name
+    if parsed.values[mode.required] is None:
+        raise UsageError(f"{ctx}: {required_flag(mode)} is required (see rpr {ctx} --help)")
+    require_command(parsed, ctx, f"rpr {ctx} ... -- echo hi")
+    jitter = parsed.text("jitter")
+    if jitter is not None and jitter.endswith("%") and parsed.values["every"] is None:
+        raise UsageError(f"{ctx}: --jitter {jitter} needs --every (or give a duration)")
+    output = output_settings(parsed, ctx)
+    run = _run(parsed, ctx)
+    schedule, hints = _schedule(mode, parsed)
+    stop = _stop(parsed, ctx)
+    rate = parsed.value("rate", Limit)
+    try:
+        return RepeatSettings(
+            run,
+            schedule,
+            stop,
+            output=output,
+            rate=rate,
+            parallel=parsed.whole("parallel"),
+            hints=hints,
+            daemon=_daemon(mode, parsed, config, rate) if parsed.flag("daemon") else None,
+        )
+    except ValueError as exc:
+        raise UsageError(f"{ctx}: {exc}") from None
+
+
+def output_settings(parsed: Parsed, mode: str) -> OutputSettings:
+    """The one output asked for; a usage error for two that cannot go together."""
+    from repeater.run import OUTPUTS, OutputSettings
+
+    chosen = [k for k in OUTPUTS if parsed.flag(k)]
+    prefix = parsed.text("output_prefix")
+    if prefix is not None:
+        chosen.append("output_prefix")
+    conflicts = [
+        ("quiet", "stream"),
+        ("quiet", "verbose"),
+        ("json", "stream"),
+        ("json", "output_prefix"),
+        ("json", "verbose"),
+        ("quiet", "output_prefix"),
+    ]
+    flag = {k: "--" + k.replace("_", "-") for k in chosen}
+    if "stats_only" in chosen and len(chosen) > 1:
+        other = next(flag[k] for k in chosen if k != "stats_only")
+        raise UsageError(f"{mode}: --stats-only cannot be combined with {other}")
+    for a, b in conflicts:
+        if a in chosen and b in chosen:
+            raise UsageError(f"{mode}: {flag[a]} and {flag[b]} cannot be used together")
+    kind = next((k for k in ("stats_only", "json", "quiet", "verbose") if k in chosen), "stream")
+    return OutputSettings(
+        kind, prefix=prefix, progress=parsed.flag("progress"), total=parsed.maybe_whole("times")
+    )
+
+
+def _run(parsed: Parsed, mode: str) -> RunSettings:
+    """How each run starts and is judged; a bad pattern names its flag."""
+    from patience.settings import RunSettings
+
+    try:
+        return RunSettings(
+            parsed.command,
+            timeout=parsed.maybe_number("timeout") or None,
+            kill_after=parsed.number("kill_after"),
+            success_pattern=parsed.text("success_pattern"),
+            failure_pattern=parsed.text("failure_pattern"),
+            case_insensitive=parsed.flag("case_insensitive"),
+        )
+    except ValueError as exc:
+        raise UsageError(f"{mode}: {exc}") from None
+
+
+def _daemon(mode: Mode, parsed: Parsed, config: Config, rate: Limit | None) -> DaemonSettings:
+    """--daemon: each run takes its token from patience-daemon (a --rate is declared to it,
+    so the limit holds across every instance) and is reported to its metrics store."""
+    from patience.daemon_options import daemon_settings
+
+    announce = mode.parts.announce
+    return daemon_settings(
+        parsed,
+        config,
+        tool="repeater",
+        prog="rpr",
+        starts="runs",
+        metrics=config.flag("repeater.metrics_enabled"),
+        limit=rate,
+        labels={"mode": mode.name},
+        schedule=None if announce is None else announce(parsed),
+    )
+
+
+def _schedule(mode: Mode, parsed: Parsed) -> tuple[Schedule, HintReader | None]:
+    """The mode's schedule, wrapped as --http-aware and --show-next ask (repeater.wrapping,
+    imported only then); what reads the hints (None without --http-aware)."""
+    schedule = mode.parts.build(parsed)
+    asked = parsed.flag("show_next") or any(o.dest in parsed.explicit for o in HTTP_OPTIONS)
+    if not asked:
+        return schedule, None
+    from repeater.wrapping import wrap_schedule
+
+    return wrap_schedule(schedule, parsed, mode.name)
+
+
+def _stop(parsed: Parsed, mode: str) -> StopConditions:
+    import time
+
+    from repeater.stop import StopConditions
+
+    for_ = parsed.maybe_number("for_")
+    return StopConditions(
+        times=parsed.maybe_whole("times"),
+        deadline=_deadline(parsed, None if for_ is None else time.monotonic() + for_),
+        until_success=parsed.flag("until_success"),
+        max_failures=1
+        if parsed.flag("until_failure") or parsed.flag("stop_on_failure")
+        else parsed.maybe_whole("max_failures"),
+        until=_conditions(parsed, mode),
+    )
+
+
+def _conditions(parsed: Parsed, mode: str) -> list[Until]:
+    """The --until-contains/--until-match/--until-changes conditions the user asked for."""
+    contains, match = parsed.text("until_contains"), parsed.text("until_match")
+    conditions: list[Until] = []
+    if contains is None and match is None and not parsed.flag("until_changes"):
+        return conditions
+    import re
+
+    from patience.conditions import PatternError, compile_pattern
+    from repeater.until import UntilChanges, UntilMatch
+
+    ci = parsed.flag("case_insensitive")
+    try:
+        if contains is not None:
+            conditions.append(
+                UntilMatch(compile_pattern(re.escape(contains), "--until-contains", ci))
+            )
+        if match is not None:
+            conditions.append(UntilMatch(compile_pattern(match, "--until-match", ci)))
+    except PatternError as exc:
+        raise UsageError(f"{mode}: {exc}") from None
+    if parsed.flag("until_changes"):
+        conditions.append(UntilChanges())
+    return conditions
+
+
+def _deadline(parsed: Parsed, deadline: float | None) -> float | None:
+    """The earlier of the --for deadline and --until TIME, on the monotonic clock."""
+    until = parsed.maybe_number("until")
+    if until is None:
+        return deadline
+    import time
+
+    at = time.monotonic() + (until - time.time())
+    return at if deadline is None else min(deadline, at)

@@ -2,7 +2,7 @@
 
 The interval is the base interval scaled by the most loaded of CPU, memory and load average
 against their targets. The rule in full, as `rpr load-adaptive --help` states it, is
-LOAD_RULE in repeater.advanced_modes.
+LOAD_RULE in repeater.adaptive_modes.
 """
 
 from __future__ import annotations

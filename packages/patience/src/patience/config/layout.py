@@ -2,8 +2,8 @@
 
 The accepted layouts, all read the same way in every file:
 - `[daemon]`, `[rate_limiting]`, `[rate_limiting.resources]`, `[repeater]`, `[patience]`;
-- `[repeater.defaults]` and `[patience.defaults]` (the seed's spelling of the same keys);
-- `tools: {patience: ..., repeater: ...}` (the seed's YAML system file);
+- `[repeater.defaults]` and `[patience.defaults]` (another spelling of the same keys);
+- `tools: {patience: ..., repeater: ...}` (the YAML system file's layout, docs/configuration.md);
 - the Go `patience` file's flat top-level keys (`attempts = 5`), meaning `[patience]` ones;
 - the Go `rpr` file's `[defaults]` and `[observability]`, meaning `[repeater]` ones.
 One key set twice in one file (say `attempts` and `[patience] max_attempts`) is an error: the

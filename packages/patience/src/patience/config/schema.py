@@ -11,7 +11,14 @@ from __future__ import annotations
 from patience.config.toml_text import value as toml_value
 from patience.durations import DurationError, format_duration, parse_duration
 from patience.numbers import boolean, refuse_foreign_digits, whole
-from patience.settings import ALGORITHMS, DEFAULT_ALGORITHM, MAX_LIMIT, MAX_WINDOW, MIN_WINDOW
+from patience.settings import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    FAIL_MODES,
+    MAX_LIMIT,
+    MAX_WINDOW,
+    MIN_WINDOW,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -276,9 +283,9 @@ class Key:
 
 
 LOG_LEVEL = Choice("debug", "info", "warning", "error", aliases={"warn": "warning"})
-# While the daemon is away: keep to this client's share of the limit, to the whole limit, or
-# stop. "open", the first spelling of fail-open, is the share.
-FALLBACK = Choice("share", "full", "closed", aliases={"open": "share"})
+# While the daemon is away (settings.FAIL_MODES); "open", the first spelling of fail-open,
+# is the share.
+FALLBACK = Choice(*FAIL_MODES, aliases={"open": "share"})
 _FLAG = Flag()
 _NONNEG = Seconds(positive=False)
 _POSITIVE = Seconds(positive=True)
@@ -359,8 +366,8 @@ KEYS: dict[str, Key] = {
     )
 }
 
-# Other names accepted for a key: the seed's `max_attempts`, the Go rpr `[defaults] timeout`,
-# and `retention`, the daemon's first spelling.
+# Other names accepted for a key: `max_attempts` (the YAML layout's), the Go rpr
+# `[defaults] timeout`, and `retention`, the daemon's first spelling.
 ALIASES = {
     "daemon.retention": "daemon.retention_age",
     "patience.max_attempts": "patience.attempts",
