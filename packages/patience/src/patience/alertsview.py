@@ -13,6 +13,8 @@ from typing import TextIO
 
 from patience.cliparse import Option, UsageError, parse
 from patience.cliparse import render_options as _render
+from patience.exits import ExitStatus
+from patience.stderr import say
 
 __all__ = ["main"]
 
@@ -39,7 +41,7 @@ def main(args: list[str], prog: str, config_file: str | None = None) -> int:
     """`args` follow the word `alerts`; `prog` is "patience" or "rpr"."""
     if any(arg in ("-h", "--help") for arg in args):
         sys.stdout.write(usage(prog))
-        return 0
+        return ExitStatus.OK
     try:
         parsed = parse(OPTIONS, args, "alerts")
         if parsed.positionals or parsed.saw_separator:
@@ -47,8 +49,8 @@ def main(args: list[str], prog: str, config_file: str | None = None) -> int:
             raise UsageError(f"unexpected argument {extra!r} (see {prog} alerts --help)")
         socket_path = _socket(parsed.values["socket"], prog, config_file)
     except UsageError as exc:
-        sys.stderr.write(f"{prog} alerts: {exc}\n")
-        return 2
+        say(f"{prog} alerts", str(exc))
+        return ExitStatus.USAGE
     return _show(socket_path, prog, bool(parsed.values["all"]), bool(parsed.values["json"]))
 
 
@@ -72,27 +74,29 @@ def _show(socket_path: str, prog: str, everything: bool, as_json: bool) -> int:
         with DaemonClient(socket_path, tool, client_id=f"{prog}-alerts-{os.getpid()}") as client:
             reply = client.request({"type": "alerts", "all": everything})
     except DaemonUnavailable as exc:
-        sys.stderr.write(
-            f"{prog} alerts: no daemon answers on {socket_path} ({exc}); start one with"
-            " patience-daemon, or name its socket with --socket PATH\n"
+        say(
+            f"{prog} alerts",
+            f"no daemon answers on {socket_path} ({exc}); start one with"
+            " patience-daemon, or name its socket with --socket PATH",
         )
-        return 1
+        return ExitStatus.FAILED
     except DaemonError as exc:
-        sys.stderr.write(f"{prog} alerts: the daemon on {socket_path} refused: {exc}\n")
-        return 1
+        say(f"{prog} alerts", f"the daemon on {socket_path} refused: {exc}")
+        return ExitStatus.FAILED
     alerts, notifiers = reply.get("alerts"), reply.get("notifiers")
     assert isinstance(alerts, list) and isinstance(notifiers, list)
     _write(alerts, as_json, sys.stdout)
     if not alerts:
-        sys.stderr.write(f"{prog} alerts: no {'' if everything else 'pending or firing '}alerts\n")
+        say(f"{prog} alerts", f"no {'' if everything else 'pending or firing '}alerts")
     for stats in notifiers:
         if stats.get("failures") or stats.get("dropped"):
-            sys.stderr.write(
-                f"{prog} alerts: notifier {stats['notifier']}: {stats['failures']} failed tries,"
+            say(
+                f"{prog} alerts",
+                f"notifier {stats['notifier']}: {stats['failures']} failed tries,"
                 f" {stats['dropped']} notifications dropped, {stats['queued']} queued;"
-                f" last error: {stats['last_error']}\n"
+                f" last error: {stats['last_error']}",
             )
-    return 0
+    return ExitStatus.OK
 
 
 def _write(alerts: list[dict[str, object]], as_json: bool, out: TextIO) -> None:

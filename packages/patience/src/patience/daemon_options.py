@@ -21,7 +21,7 @@ __all__ = [
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
     from patience.cliparse import Parsed
     from patience.config import Config
@@ -127,22 +127,12 @@ def daemon_settings(
     configuration section): each daemon option as given, else as `config` sets it, else its
     default. `limit` is the tool's own (else the resource's configured one); the rest as
     DaemonSettings says. A value that cannot work is a usage error naming it."""
-    from patience.daemon import paths
     from patience.settings.daemon import DaemonSettings
 
     keys = config_keys(tool)
     config.fill(parsed.values, parsed.explicit, keys)
-    try:
-        socket = paths.resolve_socket(parsed.text("daemon_socket") or None)
-        paths.check_socket_length(socket)
-    except (paths.PathError, OSError) as exc:
-        raise UsageError(f"daemon socket: {exc}") from None
-    try:
-        resource = parsed.text("resource_id") or _detected(
-            parsed.command, config.flag(f"{tool}.resource_detection")
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    socket = _socket(parsed.text("daemon_socket"))
+    resource = _resource(parsed, config.flag(f"{tool}.resource_detection"))
     where = {
         dest: "command line" if dest in parsed.explicit else config.source(key)
         for dest, key in keys.items()
@@ -174,8 +164,27 @@ def daemon_settings(
     )
 
 
-def _detected(command: Sequence[str], detect: bool) -> str:
-    """The detected resource id, or without detection the program's generic one."""
+def _socket(given: str | None) -> str:
+    """The daemon's socket: as given, else the environment's, else the per-user default."""
+    from patience.daemon import paths
+
+    try:
+        socket = paths.resolve_socket(given or None)
+        paths.check_socket_length(socket)
+    except (paths.PathError, OSError) as exc:
+        raise UsageError(f"daemon socket: {exc}") from None
+    return socket
+
+
+def _resource(parsed: Parsed, detect: bool) -> str:
+    """--resource-id, else the id detected from the command (without detection, the
+    program's generic one)."""
     from patience.ratelimit.resources import command_resource, detect_resource
 
-    return detect_resource(command) if detect else command_resource(command[0])
+    given = parsed.text("resource_id")
+    if given:
+        return given
+    try:
+        return detect_resource(parsed.command) if detect else command_resource(parsed.command[0])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

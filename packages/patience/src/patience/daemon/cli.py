@@ -14,6 +14,8 @@ from patience.config import Config, ConfigError, load
 from patience.config.schema import LOG_LEVEL
 from patience.daemon import paths
 from patience.durations import format_duration, parse_duration
+from patience.exits import ExitStatus
+from patience.stderr import say, write
 
 if TYPE_CHECKING:
     from patience.daemon.lifecycle import Intervals
@@ -88,10 +90,10 @@ def main(argv: list[str] | None = None, intervals: Intervals | None = None) -> i
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
-        return 0
+        return ExitStatus.OK
     if args and args[0] == "--version":
         print(f"{PROG} {__version__}")
-        return 0
+        return ExitStatus.OK
     command = args[0] if args and args[0] in ("status", "stop") else "run"
     rest = args[1:] if command != "run" else args
     try:
@@ -102,18 +104,21 @@ def main(argv: list[str] | None = None, intervals: Intervals | None = None) -> i
         config = load(PROG, config_file=parsed["config"])  # type: ignore[arg-type]
     except (UsageError, ConfigError) as exc:
         message = str(exc)  # an unknown flag comes already prefixed with its context
-        print(message if message.startswith(PROG) else f"{PROG}: {message}", file=sys.stderr)
-        return 2
+        if message.startswith(PROG):
+            write(f"{message}\n")
+        else:
+            say(PROG, message)
+        return ExitStatus.USAGE
     for warning in config.warnings:
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+        say(PROG, f"warning: {warning}")
     try:
         socket_path = paths.resolve_socket(
             parsed["socket"],  # type: ignore[arg-type]
             config.text("daemon.socket_path"),
         )
     except (paths.PathError, OSError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
+        say(PROG, str(exc))
+        return ExitStatus.FAILED
     if command == "status":
         return _status(socket_path)
     if command == "stop":
@@ -150,13 +155,13 @@ def _run(parsed: Parsed, config: Config, socket_path: str, intervals: Intervals 
         serve_http(daemon, config, parsed["http"])  # type: ignore[arg-type]
         daemon.prepare()
     except StartError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        say(PROG, str(exc))
         return exc.exit_code
     except paths.PathError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
+        say(PROG, str(exc))
+        return ExitStatus.FAILED
     asyncio.run(daemon.serve())
-    return 0
+    return ExitStatus.OK
 
 
 def _status(socket_path: str) -> int:
@@ -169,11 +174,8 @@ def _status(socket_path: str) -> int:
             status = client.status()
             resources = client.resource_state()
     except (DaemonUnavailable, DaemonError) as exc:
-        print(
-            f"{PROG}: no daemon answers on {socket_path} ({exc}); start one with: {PROG}",
-            file=sys.stderr,
-        )
-        return 1
+        say(PROG, f"no daemon answers on {socket_path} ({exc}); start one with: {PROG}")
+        return ExitStatus.FAILED
     print(f"{PROG} {status['version']} (pid {status['pid']}) on {status['socket']}")
     print(
         f"uptime {format_duration(float(status['uptime']))}, {status['resources']} resources,"  # type: ignore[arg-type]
@@ -197,7 +199,7 @@ def _status(socket_path: str) -> int:
         count = len(clients) if isinstance(clients, dict) else 0
         granted = resource["tokens_granted"]
         print(f"  {resource['id']}: {text}; {count} clients, {granted} tokens granted")
-    return 0
+    return ExitStatus.OK
 
 
 def _learned_text(learned: object) -> str:
@@ -237,17 +239,15 @@ def _stop(socket_path: str, timeout: float) -> int:
         ) as client:
             pid = int(client.status()["pid"])  # type: ignore[call-overload]
     except (DaemonUnavailable, DaemonError):
-        print(f"{PROG}: no daemon is running on {socket_path}", file=sys.stderr)
-        return 0
+        say(PROG, f"no daemon is running on {socket_path}")
+        return ExitStatus.OK
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return 0
+        return ExitStatus.OK
     except PermissionError:
-        print(
-            f"{PROG}: not allowed to stop pid {pid} (it belongs to another user)", file=sys.stderr
-        )
-        return 1
+        say(PROG, f"not allowed to stop pid {pid} (it belongs to another user)")
+        return ExitStatus.FAILED
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:  # gone once its socket is (a zombie still has a pid)
         try:
@@ -258,7 +258,7 @@ def _stop(socket_path: str, timeout: float) -> int:
             break
         time.sleep(0.02)
     else:
-        print(f"{PROG}: pid {pid} did not stop within {format_duration(timeout)}", file=sys.stderr)
-        return 1
-    print(f"{PROG}: stopped pid {pid}", file=sys.stderr)
-    return 0
+        say(PROG, f"pid {pid} did not stop within {format_duration(timeout)}")
+        return ExitStatus.FAILED
+    say(PROG, f"stopped pid {pid}")
+    return ExitStatus.OK

@@ -15,8 +15,10 @@ from typing import TextIO
 
 from patience.cliparse import Option, Parsed, UsageError, parse, parse_choice, parse_int
 from patience.cliparse import render_options as _render
+from patience.exits import ExitStatus
 from patience.metricsview.timespec import moment
 from patience.metricsview.views import Filters
+from patience.stderr import say, write
 
 __all__ = ["main"]
 
@@ -88,17 +90,17 @@ def main(args: list[str], prog: str, config_file: str | None = None) -> int:
     try:
         return _main(args, prog, config_file)
     except UsageError as exc:
-        sys.stderr.write(f"{prog} metrics: {exc}\n")
-        return 2
+        say(f"{prog} metrics", str(exc))
+        return ExitStatus.USAGE
 
 
 def _main(args: list[str], prog: str, config_file: str | None) -> int:
     if not args:
-        sys.stderr.write(usage(prog))
-        return 2
+        write(usage(prog))
+        return ExitStatus.USAGE
     if args[0] in ("-h", "--help"):
         sys.stdout.write(usage(prog))
-        return 0
+        return ExitStatus.OK
     form = args.pop(0)
     if form not in FORMS:
         from patience.cliparse import unknown_choice
@@ -106,7 +108,7 @@ def _main(args: list[str], prog: str, config_file: str | None) -> int:
         raise unknown_choice("form", form, list(FORMS), f"{prog} metrics")
     if any(arg in ("-h", "--help") for arg in args):
         sys.stdout.write(usage(prog))
-        return 0
+        return ExitStatus.OK
     parsed = parse(OPTIONS, args, f"metrics {form}")
     if parsed.positionals or parsed.saw_separator:
         extra = parsed.positionals[0] if parsed.positionals else "--"
@@ -162,15 +164,16 @@ def _show(form: str, parsed: Parsed, filters: Filters, socket_path: str, prog: s
         with DaemonClient(socket_path, tool, timeout=5.0) as client:
             return show.FORMS[form](client, parsed, filters, out, _style(out))
     except DaemonUnavailable as exc:
-        sys.stderr.write(
-            f"{prog} metrics: no daemon answers on {socket_path} ({exc}); start one with"
-            " patience-daemon, or name its socket with --socket PATH\n"
+        say(
+            f"{prog} metrics",
+            f"no daemon answers on {socket_path} ({exc}); start one with"
+            " patience-daemon, or name its socket with --socket PATH",
         )
     except DaemonError as exc:
-        sys.stderr.write(f"{prog} metrics: the daemon on {socket_path} refused the query: {exc}\n")
+        say(f"{prog} metrics", f"the daemon on {socket_path} refused the query: {exc}")
     except KeyboardInterrupt:
-        return 130
-    return 1
+        return ExitStatus.INTERRUPTED
+    return ExitStatus.FAILED
 
 
 def _style(out: TextIO) -> bool:

@@ -5,7 +5,6 @@ NO_COLOR): colour in tables, a chart for the trend; otherwise plain text and num
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -13,8 +12,10 @@ from typing import TextIO
 from patience.cliparse import Parsed
 from patience.daemon.client import DaemonClient
 from patience.durations import format_duration
+from patience.exits import ExitStatus
 from patience.metricsview import charts, views
 from patience.metricsview.render import json_lines, percent, seconds, table, when
+from patience.stderr import write
 
 __all__ = ["FORMS"]
 
@@ -33,7 +34,7 @@ def _rows(form: str, fetch: Callable[[DaemonClient, views.Filters], list[Row]]) 
             json_lines(rows, out)
         else:
             table(rows, views.COLUMNS[form], out, fancy)
-        return 0
+        return ExitStatus.OK
 
     return show
 
@@ -47,7 +48,7 @@ def _nothing(filters: views.Filters) -> None:
         for label, value in (("resource", filters.resource), ("tool", filters.tool))
         if value is not None
     )
-    sys.stderr.write(f"no data from {since} to {until}{matching and ' for' + matching}\n")
+    write(f"no data from {since} to {until}{matching and ' for' + matching}\n")
 
 
 def _runs(
@@ -69,7 +70,7 @@ def _runs(
         if rows:
             _print_runs(rows, out, as_json, fancy, header)
             header = False
-    return 0
+    return ExitStatus.OK
 
 
 def _print_runs(rows: list[Row], out: TextIO, as_json: bool, fancy: bool, header: bool) -> None:
@@ -86,7 +87,7 @@ def _trend(
     step, points = views.trend_points(client, filters)
     if not points:
         _nothing(filters)
-        return 0
+        return ExitStatus.OK
     fields = ("time", "runs", "successes", "failures", "success_rate")
     rows = [{f: p[f] for f in (*fields, "duration_p50", "duration_p95")} for p in points]
     if parsed.values["json"]:
@@ -95,7 +96,7 @@ def _trend(
         _chart(points, step, out)
     else:
         table(rows, views.COLUMNS["trend"], out, False)
-    return 0
+    return ExitStatus.OK
 
 
 def _chart(points: list[Row], step: int, out: TextIO) -> None:
