@@ -213,11 +213,14 @@ def render_options(options: Sequence[Option]) -> str:
 
 
 def _show(value: object, metavar: str) -> str:
-    """Durations (metavar DUR) in their short form; other values as they are."""
+    """Durations (metavar DUR) in their short form, percentages (PCT) as whole numbers when
+    they are; other values as they are."""
     if isinstance(value, float) and metavar == "DUR":
         from patience.durations import format_duration
 
         return format_duration(value)
+    if isinstance(value, float) and metavar == "PCT":
+        return f"{value:g}"
     return str(value)
 
 
