@@ -216,6 +216,7 @@ def test_the_alerts_panel_shows_alerts_live(browser: Browser, tmp_path: Path) ->
         page = open_dashboard(browser, d, problems)
         assert page.locator("#alerts-empty").is_visible()
         assert page.locator("#alerts tbody tr").count() == 0
+        assert not page.locator("#alerts").is_visible()  # no table header over nothing
         with d.daemon.client(tool="repeater", client_id="rpr-web1-42") as client:
             assert client.acquire(XSS).granted and client.acquire("api:brief").granted
 
@@ -223,6 +224,7 @@ def test_the_alerts_panel_shows_alerts_live(browser: Browser, tmp_path: Path) ->
         until(lambda: alert_status(page, XSS) == "firing", "the XSS resource's alert", 10)
         until(lambda: alert_status(page, "api:brief") == "firing", "api:brief's alert", 10)
         assert not page.locator("#alerts-empty").is_visible()
+        assert page.locator("#alerts").is_visible()
         row = page.locator("#alerts tbody tr", has=page.locator("td.id", has_text=XSS))
         cells = row.locator("td").all_text_contents()
         assert cells[:3] == ["firing", "exhaustion", XSS]

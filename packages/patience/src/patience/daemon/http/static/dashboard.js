@@ -272,7 +272,9 @@
 
   function showAlerts(reply) {
     const alerts = shownAlerts(reply.alerts || [], Date.now() / 1000);
-    replaceRows(document.getElementById("alerts"), alerts.map(alertRow));
+    const table = document.getElementById("alerts");
+    replaceRows(table, alerts.map(alertRow));
+    table.hidden = alerts.length === 0; // no header over nothing
     document.getElementById("alerts-empty").hidden = alerts.some((a) => a.status !== "resolved");
     const failing = (reply.notifiers || []).filter((n) => n.last_error);
     document.getElementById("notifiers").replaceChildren(...failing.map(notifierNotice));
