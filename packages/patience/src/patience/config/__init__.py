@@ -6,7 +6,7 @@ flags come last and are applied by each tool:
 
     from patience.config import ConfigError, load
     try:
-        config = load("rpr", config_file=parsed.values["config"])
+        config = load("rpr", config_file=parsed.text("config"))
     except ConfigError as exc:          # one line: file or variable, key, what is expected
         ...print(f"rpr: {exc}"); exit 2
     config.fill(parsed.values, parsed.explicit, {"timeout": "repeater.default_timeout"})
