@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from patience.config import Config, ConfigError, load, schema, sources
+from patience.config import VARIABLES, Config, ConfigError, load, schema
 from patience.config.resources import ResourceLimit
 from patience.settings import Limit
 
@@ -335,7 +335,7 @@ SPECIAL_TEXT = {
 }
 
 
-@pytest.mark.parametrize(("variable", "name"), sorted(sources.VARIABLES.items()))
+@pytest.mark.parametrize(("variable", "name"), sorted(VARIABLES.items()))
 def test_each_variable_sets_its_key(place: Place, variable: str, name: str) -> None:
     key = schema.canonical(name)
     assert key is not None
@@ -348,7 +348,7 @@ def test_each_variable_sets_its_key(place: Place, variable: str, name: str) -> N
 
 CHECKED_VARIABLES = sorted(
     (variable, name)
-    for variable, name in sources.VARIABLES.items()
+    for variable, name in VARIABLES.items()
     if not isinstance(schema.KEYS[schema.canonical(name) or name].kind, schema.Path)
 )  # any non-empty text is a path
 
@@ -378,7 +378,7 @@ def test_the_variable_table_follows_the_rule_for_every_key() -> None:
             expected[prefix + short.upper()] = name
     expected["PATIENCE_DAEMON_SOCKET"] = "daemon.socket_path"
     expected["PATIENCE_LOG_LEVEL"] = "daemon.log_level"
-    assert expected == sources.VARIABLES
+    assert expected == VARIABLES
 
 
 def test_an_empty_variable_counts_as_unset(place: Place) -> None:

@@ -34,7 +34,7 @@ def probe(tmp_path: Path, environ: dict[str, str]) -> dict[str, object]:
 def test_nothing_configured_imports_only_the_front_door(tmp_path: Path) -> None:
     environ = {"HOME": str(tmp_path), "RPR_ITERATION": "3", "PATH": "/usr/bin"}
     result = probe(tmp_path, environ)
-    assert result["modules"] == ["patience.config", "patience.config.sources"]
+    assert result["modules"] == ["patience.config"]  # the file reader only when a file is found
 
 
 def test_a_toml_file_loads_tomllib_but_not_yaml(tmp_path: Path) -> None:

@@ -11,18 +11,44 @@ flags come last and are applied by each tool:
         ...print(f"rpr: {exc}"); exit 2
     config.fill(parsed.values, parsed.explicit, {"timeout": "repeater.default_timeout"})
 
-This module is the front door and is loaded on every start, so it imports nothing but `os`
-and `sources`; the schema, the parsers (tomllib, PyYAML) and the layout rules are
-imported only when a file or variable is found. docs/configuration.md is the user's guide.
+Files: existence is checked with a stat first; a file found is read by
+patience.config.sources (safely, through the parse cache), which is imported only then, as
+are the schema, the parsers (tomllib, PyYAML) and the layout rules: a start with no
+configuration costs a few system calls and a few dictionary lookups. This module is the
+front door, loaded on every start, so it imports nothing but `os`.
+
+Environment: the rule, kept from the Go tools, is that `PATIENCE_<KEY>` sets `[patience] <key>`
+and `RPR_<KEY>` sets `[repeater] <key>` (`PATIENCE_ATTEMPTS`, `RPR_TIMEOUT`, ...). Two are
+shared by every tool and the daemon: `PATIENCE_DAEMON_SOCKET` sets `[daemon]
+socket_path` and `PATIENCE_LOG_LEVEL` sets `[daemon] log_level`; `RPR_DAEMON_SOCKET` and
+`RPR_LOG_LEVEL` override them for `rpr` (through the keys' fallbacks). An empty variable counts
+as unset. The table (VARIABLES) is written out (a test checks it follows the rule for every
+key) so that looking the variables up does not load the schema.
+docs/configuration.md is the user's guide.
 """
 
 from __future__ import annotations
 
 import os
 
-from patience.config import sources
-
-__all__ = ["Config", "ConfigError", "gather", "load"]
+__all__ = [
+    "CONFIG_FILE_VARIABLES",
+    "PROJECT_NAMES",
+    "SYSTEM_DIR",
+    "SYSTEM_NAMES",
+    "VARIABLES",
+    "Config",
+    "ConfigError",
+    "config_file_variable",
+    "existing",
+    "exists",
+    "gather",
+    "load",
+    "project_files",
+    "read_environment",
+    "system_files",
+    "user_files",
+]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,6 +56,104 @@ if TYPE_CHECKING:
 
     from patience.config.layout import Document, Entry
     from patience.config.resources import ResourceLimit
+
+
+# Where configuration comes from -------------------------------------------------------------
+
+SYSTEM_DIR = "/etc/patience"
+SYSTEM_NAMES = ("config.toml", "config.yaml")
+PROJECT_NAMES = (".patience.toml", "patience.toml")
+
+
+def exists(path: str) -> bool:
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def system_files(system_dir: str) -> list[str]:
+    return [os.path.join(system_dir, n) for n in SYSTEM_NAMES]
+
+
+def user_files(environ: Mapping[str, str]) -> list[str]:
+    base = environ.get("XDG_CONFIG_HOME")
+    if not base or not os.path.isabs(base):  # the XDG spec: ignore a relative value
+        home = environ.get("HOME") or os.path.expanduser("~")
+        base = os.path.join(home, ".config")
+    return [os.path.join(base, "patience", "config.toml")]
+
+
+def project_files(cwd: str | None) -> list[str]:
+    return [os.path.join(cwd, n) if cwd else n for n in PROJECT_NAMES]
+
+
+def existing(candidates: list[str]) -> list[str]:
+    """The candidates that exist: the first is read, any other is ignored with a warning."""
+    return [path for path in candidates if exists(path)]
+
+
+VARIABLES = {
+    "PATIENCE_DAEMON_SOCKET": "daemon.socket_path",
+    "PATIENCE_LOG_LEVEL": "daemon.log_level",
+    "RPR_DEFAULT_INTERVAL": "repeater.default_interval",
+    "RPR_DEFAULT_TIMEOUT": "repeater.default_timeout",
+    "RPR_TIMEOUT": "repeater.timeout",
+    "RPR_CONTINUE_ON_ERROR": "repeater.continue_on_error",
+    "RPR_DAEMON_ENABLED": "repeater.daemon_enabled",
+    "RPR_DAEMON_SOCKET": "repeater.daemon_socket",
+    "RPR_DAEMON_TIMEOUT": "repeater.daemon_timeout",
+    "RPR_DAEMON_AUTO_START": "repeater.daemon_auto_start",
+    "RPR_RESOURCE_DETECTION": "repeater.resource_detection",
+    "RPR_MAX_RETRIES": "repeater.max_retries",
+    "RPR_LOG_LEVEL": "repeater.log_level",
+    "RPR_METRICS_ENABLED": "repeater.metrics_enabled",
+    "RPR_METRICS_PORT": "repeater.metrics_port",
+    "RPR_HEALTH_ENABLED": "repeater.health_enabled",
+    "RPR_HEALTH_CHECK_PORT": "repeater.health_check_port",
+    "PATIENCE_DEFAULT_STRATEGY": "patience.default_strategy",
+    "PATIENCE_ATTEMPTS": "patience.attempts",
+    "PATIENCE_MAX_ATTEMPTS": "patience.max_attempts",
+    "PATIENCE_TIMEOUT": "patience.timeout",
+    "PATIENCE_SUCCESS_PATTERN": "patience.success_pattern",
+    "PATIENCE_FAILURE_PATTERN": "patience.failure_pattern",
+    "PATIENCE_CASE_INSENSITIVE": "patience.case_insensitive",
+    "PATIENCE_DAEMON_ENABLED": "patience.daemon_enabled",
+    "PATIENCE_DAEMON_TIMEOUT": "patience.daemon_timeout",
+    "PATIENCE_DAEMON_AUTO_START": "patience.daemon_auto_start",
+    "PATIENCE_RESOURCE_DETECTION": "patience.resource_detection",
+}
+
+# Where the explicit configuration file is named, first found wins (after --config).
+CONFIG_FILE_VARIABLES = {
+    "rpr": ("RPR_CONFIG_FILE", "PATIENCE_CONFIG_FILE"),
+    "patience": ("PATIENCE_CONFIG_FILE",),
+    "patience-daemon": ("PATIENCE_CONFIG_FILE",),
+}
+
+
+def read_environment(environ: Mapping[str, str]) -> Document | None:
+    """The variables that are set, checked; None when there are none."""
+    present = VARIABLES.keys() & environ.keys()  # one pass: os.environ lookups are slow
+    found = [v for v in VARIABLES if v in present and environ[v]]
+    if not found:
+        return None
+    from patience.config.layout import Document
+
+    doc = Document("environment", None)
+    for variable in found:
+        doc.setting(VARIABLES[variable], environ[variable], variable, from_text=True)
+    return doc
+
+
+def config_file_variable(tool: str, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(variable, path) of the explicit file named in the environment, if any."""
+    for variable in CONFIG_FILE_VARIABLES[tool]:
+        path = environ.get(variable)
+        if path:
+            return variable, path
+    return None
 
 
 class ConfigError(Exception):
@@ -51,22 +175,22 @@ def gather(
     if environ is None:
         environ = os.environ
     if system_dir is None:
-        system_dir = environ.get("PATIENCE_SYSTEM_CONFIG_DIR") or sources.SYSTEM_DIR
+        system_dir = environ.get("PATIENCE_SYSTEM_CONFIG_DIR") or SYSTEM_DIR
     located = [
-        ("system file", sources.existing(sources.system_files(system_dir))),
-        ("user file", sources.existing(sources.user_files(environ))),
-        ("project file", sources.existing(sources.project_files(cwd))),
+        ("system file", existing(system_files(system_dir))),
+        ("user file", existing(user_files(environ))),
+        ("project file", existing(project_files(cwd))),
     ]
-    named = sources.config_file_variable(tool, environ)
+    named = config_file_variable(tool, environ)
     if config_file:
         named = ("--config", config_file)
     if named:
         path = os.path.expanduser(named[1])
-        if not sources.exists(path):
+        if not exists(path):
             raise ConfigError(f"{named[0]}: {path}: no such file")
         located.append(("explicit file", [path]))
     documents = _read_files([(label, paths) for label, paths in located if paths], environ)
-    env = sources.read_environment(environ)
+    env = read_environment(environ)
     return documents if env is None else [*documents, env]
 
 
@@ -74,6 +198,7 @@ def _read_files(located: list[tuple[str, list[str]]], environ: Mapping[str, str]
     """Read the first of each source's files through the parse cache; warn about the rest."""
     if not located:
         return []
+    from patience.config import sources
     from patience.config.cache import ParseCache, cache_file
 
     cache = ParseCache(cache_file(environ))

@@ -78,10 +78,10 @@ def _show(args: list[str]) -> int:
 
 
 def _validate(files: list[str]) -> int:
-    from patience.config import sources
+    from patience.config import exists, sources
 
     if files:
-        if not sources.exists(files[0]):
+        if not exists(files[0]):
             raise ConfigError(f"{files[0]}: no such file")
         documents = [sources.read("file", files[0])]
     else:

@@ -1,17 +1,9 @@
-"""Where configuration comes from: the files and the environment variables.
-
-Files: existence is checked with a stat first; tomllib (and PyYAML, for a YAML file) are
-imported only when there is a file to read, so a start with no configuration costs a few
-system calls and a few dictionary lookups. A file is read only if it is a regular file of at
-most MAX_BYTES: a FIFO would block the start for ever and /dev/zero would fill the memory.
-
-Environment: the rule, kept from the Go tools, is that `PATIENCE_<KEY>` sets `[patience] <key>`
-and `RPR_<KEY>` sets `[repeater] <key>` (`PATIENCE_ATTEMPTS`, `RPR_TIMEOUT`, ...). Two are
-shared by every tool and the daemon: `PATIENCE_DAEMON_SOCKET` sets `[daemon]
-socket_path` and `PATIENCE_LOG_LEVEL` sets `[daemon] log_level`; `RPR_DAEMON_SOCKET` and
-`RPR_LOG_LEVEL` override them for `rpr` (through the keys' fallbacks). An empty variable counts
-as unset. The table is written out (a test checks it follows the rule for every key) so that
-looking the variables up does not load the schema.
+"""Reading one configuration file, safely: it is read only if it is a regular file of at
+most MAX_BYTES (a FIFO would block the start for ever and /dev/zero would fill the memory),
+opened without blocking and checked on the same descriptor; then parsed as TOML (YAML for a
+.yaml/.yml file) through the parse cache, and its layout read into a checked Document.
+Imported only when a file is found (patience.config locates them) or named with --config:
+tomllib and PyYAML are imported only to parse.
 """
 
 from __future__ import annotations
@@ -19,65 +11,14 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = [
-    "CONFIG_FILE_VARIABLES",
-    "MAX_BYTES",
-    "PROJECT_NAMES",
-    "SYSTEM_DIR",
-    "SYSTEM_NAMES",
-    "VARIABLES",
-    "check_file",
-    "config_file_variable",
-    "existing",
-    "exists",
-    "project_files",
-    "read",
-    "read_bytes",
-    "read_environment",
-    "system_files",
-    "user_files",
-]
+__all__ = ["MAX_BYTES", "check_file", "read", "read_bytes"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from patience.config.cache import ParseCache
     from patience.config.layout import Document
 
 MAX_BYTES = 1 << 20  # a configuration file is a few KiB; a larger one is the wrong file
-SYSTEM_DIR = "/etc/patience"
-SYSTEM_NAMES = ("config.toml", "config.yaml")
-PROJECT_NAMES = (".patience.toml", "patience.toml")
-
-
-def exists(path: str) -> bool:
-    try:
-        os.stat(path)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def system_files(system_dir: str) -> list[str]:
-    return [os.path.join(system_dir, n) for n in SYSTEM_NAMES]
-
-
-def user_files(environ: Mapping[str, str]) -> list[str]:
-    base = environ.get("XDG_CONFIG_HOME")
-    if not base or not os.path.isabs(base):  # the XDG spec: ignore a relative value
-        home = environ.get("HOME") or os.path.expanduser("~")
-        base = os.path.join(home, ".config")
-    return [os.path.join(base, "patience", "config.toml")]
-
-
-def project_files(cwd: str | None) -> list[str]:
-    return [os.path.join(cwd, n) if cwd else n for n in PROJECT_NAMES]
-
-
-def existing(candidates: list[str]) -> list[str]:
-    """The candidates that exist: the first is read, any other is ignored with a warning."""
-    return [path for path in candidates if exists(path)]
 
 
 def read(label: str, path: str, cache: ParseCache | None = None) -> Document:
@@ -182,65 +123,3 @@ def _yaml(text: str) -> object:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         at = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ValueError(f"not valid YAML: {problem}{at}") from None
-
-
-VARIABLES = {
-    "PATIENCE_DAEMON_SOCKET": "daemon.socket_path",
-    "PATIENCE_LOG_LEVEL": "daemon.log_level",
-    "RPR_DEFAULT_INTERVAL": "repeater.default_interval",
-    "RPR_DEFAULT_TIMEOUT": "repeater.default_timeout",
-    "RPR_TIMEOUT": "repeater.timeout",
-    "RPR_CONTINUE_ON_ERROR": "repeater.continue_on_error",
-    "RPR_DAEMON_ENABLED": "repeater.daemon_enabled",
-    "RPR_DAEMON_SOCKET": "repeater.daemon_socket",
-    "RPR_DAEMON_TIMEOUT": "repeater.daemon_timeout",
-    "RPR_DAEMON_AUTO_START": "repeater.daemon_auto_start",
-    "RPR_RESOURCE_DETECTION": "repeater.resource_detection",
-    "RPR_MAX_RETRIES": "repeater.max_retries",
-    "RPR_LOG_LEVEL": "repeater.log_level",
-    "RPR_METRICS_ENABLED": "repeater.metrics_enabled",
-    "RPR_METRICS_PORT": "repeater.metrics_port",
-    "RPR_HEALTH_ENABLED": "repeater.health_enabled",
-    "RPR_HEALTH_CHECK_PORT": "repeater.health_check_port",
-    "PATIENCE_DEFAULT_STRATEGY": "patience.default_strategy",
-    "PATIENCE_ATTEMPTS": "patience.attempts",
-    "PATIENCE_MAX_ATTEMPTS": "patience.max_attempts",
-    "PATIENCE_TIMEOUT": "patience.timeout",
-    "PATIENCE_SUCCESS_PATTERN": "patience.success_pattern",
-    "PATIENCE_FAILURE_PATTERN": "patience.failure_pattern",
-    "PATIENCE_CASE_INSENSITIVE": "patience.case_insensitive",
-    "PATIENCE_DAEMON_ENABLED": "patience.daemon_enabled",
-    "PATIENCE_DAEMON_TIMEOUT": "patience.daemon_timeout",
-    "PATIENCE_DAEMON_AUTO_START": "patience.daemon_auto_start",
-    "PATIENCE_RESOURCE_DETECTION": "patience.resource_detection",
-}
-
-# Where the explicit configuration file is named, first found wins (after --config).
-CONFIG_FILE_VARIABLES = {
-    "rpr": ("RPR_CONFIG_FILE", "PATIENCE_CONFIG_FILE"),
-    "patience": ("PATIENCE_CONFIG_FILE",),
-    "patience-daemon": ("PATIENCE_CONFIG_FILE",),
-}
-
-
-def read_environment(environ: Mapping[str, str]) -> Document | None:
-    """The variables that are set, checked; None when there are none."""
-    present = VARIABLES.keys() & environ.keys()  # one pass: os.environ lookups are slow
-    found = [v for v in VARIABLES if v in present and environ[v]]
-    if not found:
-        return None
-    from patience.config.layout import Document
-
-    doc = Document("environment", None)
-    for variable in found:
-        doc.setting(VARIABLES[variable], environ[variable], variable, from_text=True)
-    return doc
-
-
-def config_file_variable(tool: str, environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """(variable, path) of the explicit file named in the environment, if any."""
-    for variable in CONFIG_FILE_VARIABLES[tool]:
-        path = environ.get(variable)
-        if path:
-            return variable, path
-    return None
