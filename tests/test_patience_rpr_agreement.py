@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from patience.backoff import DECLARATIONS, Param, parameter_table
+from patience.backoff import DECLARATIONS, parameter_table
+from patience.settings import Param
 from repeater.modes import BACKOFF_MODES
 from tools import PATIENCE, env, rpr, run
 

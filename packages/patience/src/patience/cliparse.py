@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import TypeVar
 
-    from patience.backoff import Param
     from patience.config import Config
+    from patience.settings import Param
 
     T = TypeVar("T")
 

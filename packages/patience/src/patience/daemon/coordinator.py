@@ -31,17 +31,15 @@ from patience.daemon.ledger import Ledger
 from patience.daemon.protocol import (
     Acquire,
     AcquireResponse,
-    ClientState,
     ExecutionMetrics,
-    RateLimitState,
     RegisteredRequest,
     RegisterSchedule,
     ReportGrants,
     ScheduleRequest,
-    SharedResource,
 )
 from patience.daemon.registry import Client, Registry
 from patience.daemon.resources import LimitSpec, Resource, Resources, resource_type
+from patience.daemon.state_replies import ClientState, RateLimitState, SharedResource
 from patience.daemon.usage import Usage
 from patience.ratelimit.algorithms import Decision
 from patience.ratelimit.learned import LearnedLimit, Learning

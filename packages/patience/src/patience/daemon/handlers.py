@@ -41,8 +41,8 @@ from patience.daemon.protocol import (
     ReportGrants,
     ReportGrantsResponse,
     ResourceStateRequest,
-    ResourceStateResponse,
 )
+from patience.daemon.state_replies import ResourceStateResponse
 from patience.daemon.storage import MetricsStore
 from patience.ratelimit.algorithms import RateLimitError
 

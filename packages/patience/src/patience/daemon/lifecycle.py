@@ -31,8 +31,9 @@ from patience.daemon.coordinator import Coordinator, CoordinatorError
 from patience.daemon.feedback import FeedbackService
 from patience.daemon.framing import Connection, InputBudget
 from patience.daemon.handlers import Handlers
-from patience.daemon.protocol import Status, StatusResponse
+from patience.daemon.protocol import Status
 from patience.daemon.redis_admission import WATCH_EVERY, RedisAdmission
+from patience.daemon.state_replies import StatusResponse
 from patience.daemon.storage import MetricsStore
 from patience.daemon.totals import Totals
 from patience.ratelimit.algorithms import RateLimitError

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import msgspec
 
 from patience.daemon.alerts.messages import Alerts, UnregisterSchedule
-from patience.daemon.feedback_messages import Feedback, LearnedState
+from patience.daemon.feedback_messages import Feedback
 from patience.daemon.message_base import Request, ResourceId, Response, StrictRequest, Tool
 
 # The metrics queries' messages, named here as every other message is:
@@ -46,7 +46,6 @@ __all__ = [
     "AnyRequest",
     "AttemptMetrics",
     "ClientId",
-    "ClientState",
     "Count",
     "ErrorResponse",
     "ExecutionMetrics",
@@ -57,7 +56,6 @@ __all__ = [
     "Ping",
     "Pong",
     "ProtocolError",
-    "RateLimitState",
     "RegisterRequest",
     "RegisterResponse",
     "RegisterSchedule",
@@ -66,15 +64,12 @@ __all__ = [
     "ReportGrants",
     "ReportGrantsResponse",
     "ResourceStateRequest",
-    "ResourceStateResponse",
     "RunMetrics",
     "ScheduleConfig",
     "ScheduleRequest",
     "ScheduleResponse",
     "Seconds",
-    "SharedResource",
     "Status",
-    "StatusResponse",
     "UnixSeconds",
     "decode",
     "encode",
@@ -366,64 +361,8 @@ class MetricsResponse(Response, tag="metrics_response"):
     accepted: int
 
 
-class ClientState(msgspec.Struct):
-    """One client's use of a resource, in `resource_state` replies. Times are Unix seconds."""
-
-    client_id: str
-    tool: str
-    last_execution: float | None
-    execution_count: int
-    rate_limit_tokens: int
-    connected: bool
-    schedule: ScheduleConfig | None = None
-
-
-class RateLimitState(msgspec.Struct):
-    limit: int
-    window: float
-    algorithm: str
-    source: str
-    remaining: int
-    waiting: int  # 2.0 requests queued, and 1.0 clients asleep until their booked slot
-    booked: int = 0  # protocol 1.0 attempts booked and still counting
-    learned: LearnedState | None = None  # the limit learned from throttle signals
-
-
-class SharedResource(msgspec.Struct):
-    """One resource's state: the reply of `resource_state` (docs/protocol.md)."""
-
-    id: str
-    type: str
-    rate_limit: RateLimitState | None
-    active_clients: dict[str, ClientState]
-    clients_by_tool: dict[str, int]
-    total_executions: int
-    tokens_granted: int
-    last_activity: float | None
-
-
-class ResourceStateResponse(Response, tag="resource_state_response"):
-    resources: list[SharedResource]
-
-
 class Pong(Response, tag="pong"):
     time: float
-
-
-class StatusResponse(Response, tag="status_response"):
-    pid: int
-    version: str
-    uptime: float
-    socket: str
-    protocol_versions: list[str]
-    resources: int
-    clients: int
-    connections: int
-    waiting: int
-    metrics_enabled: bool
-    backend: str = "memory"  # where rate-limit state lives: "memory" or "redis" (multi-host)
-    redis_url: str | None = None  # backend "redis": its server, without credentials
-    redis_unreachable_since: float | None = None  # Unix time: limits are local until it is back
 
 
 # ---- decoding ------------------------------------------------------------------------------

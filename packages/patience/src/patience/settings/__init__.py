@@ -31,7 +31,9 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_WINDOW",
     "MIN_WINDOW",
+    "Declaration",
     "Limit",
+    "Param",
     "ParamValue",
     "RateLimitError",
     "RetrySettings",
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     import re
     from collections.abc import Mapping, Sequence
 
-    from patience.backoff import Param, Strategy
+    from patience.backoff import Strategy
     from patience.settings.daemon import DaemonSettings
 
 # The rate-limit algorithms, by the names users write in flags, files and protocol messages
@@ -162,6 +164,101 @@ class Limit:
 # A strategy parameter's value, by its declared kind: seconds or a number (float), a whole
 # number, a plain strategy's name, planned offsets in seconds.
 ParamValue = float | int | str | tuple[float, ...]
+
+
+class Param:
+    """One parameter: `name` is the keyword of the strategy's class (the flag is --name
+    with dashes). `kind`: "duration" (seconds), "number", "whole", "strategy" (a plain
+    backoff, by name or alias) or "offsets" (durations from the start, e.g. 0,10m,30m).
+    Numbers lie in [low, high], or (low, high] when `low_open`."""
+
+    __slots__ = ("default", "help", "high", "kind", "low", "low_open", "name")
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        default: float | str,
+        help: str,
+        *,
+        low: float | None = None,
+        low_open: bool = False,
+        high: float | None = None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.default = default
+        self.help = help
+        self.low = low
+        self.low_open = low_open
+        self.high = high
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def bounds(self) -> str:
+        """The values allowed, in words: `1..100`, `more than 0, at most 10`, `more than 0s`."""
+        if self.kind in ("strategy", "offsets"):
+            from patience.backoff import MAX_OFFSETS, PLAIN
+
+            if self.kind == "strategy":
+                return "one of " + ", ".join(PLAIN)
+            return f"in order, at most {MAX_OFFSETS}"
+        unit = "s" if self.kind == "duration" else ""
+        if self.low is None:
+            return "any"
+        low, high = f"{self.low:g}{unit}", "" if self.high is None else f"{self.high:g}{unit}"
+        if not self.low_open:
+            return f"{low}..{high}" if high else f"at least {low}"
+        return f"more than {low}, at most {high}" if high else f"more than {low}"
+
+    def check(self, value: float, text: str) -> None:
+        """Refuse `value`, read from `text`, with a ValueError naming the bounds it is out of."""
+        low, high = self.low, self.high
+        if low is not None and self.low_open and not value > low:
+            if self.kind == "duration":
+                least = "zero" if low == 0 else f"{low:g}s"
+                raise ValueError(f'"{text}" must be more than {least}')
+            raise ValueError(f"{text} is out of range ({self.bounds()})")
+        if low is not None and value < low:
+            raise ValueError(f"{text} is too small (at least {low})")
+        if high is not None and value > high:
+            raise ValueError(f"{text} is too large (at most {high})")
+
+    def but(self, *, default: float | None = None, help: str = "") -> Param:
+        """The same parameter with another default or help (a wrapper's own reading)."""
+        return Param(
+            self.name,
+            self.kind,
+            self.default if default is None else default,
+            help or self.help,
+            low=self.low,
+            low_open=self.low_open,
+            high=self.high,
+        )
+
+
+class Declaration:
+    """A strategy as the command lines know it: names, what its delay is, its parameters.
+    `plain` strategies are built by `make_strategy`; the others wrap a plain one."""
+
+    __slots__ = ("aliases", "name", "params", "plain", "summary")
+
+    def __init__(
+        self,
+        name: str,
+        aliases: Sequence[str],
+        summary: str,
+        params: Sequence[Param],
+        *,
+        plain: bool = True,
+    ) -> None:
+        self.name = name
+        self.aliases = tuple(aliases)
+        self.summary = summary
+        self.params = tuple(params)
+        self.plain = plain
 
 
 class StrategySettings:

@@ -88,6 +88,22 @@ def _clients(by_tool: dict[str, int]) -> Iterator[Metric]:
     yield family
 
 
+# Per named resource: its gauge families' keys, names and help.
+_RESOURCE_GAUGES = (
+    ("waiting", "waiting_requests",
+     "Requests waiting for tokens (and protocol 1.0 clients asleep until their slot)."),
+    ("limit", "resource_limit_tokens", "The limit in force: tokens per window."),
+    ("window", "resource_window_seconds", "The window of the limit."),
+    ("remaining", "resource_remaining_tokens", "Tokens left in the current window."),
+    ("utilisation", "resource_utilisation_ratio",
+     "Share of the limit used in the current window (0 to 1)."),
+    ("learned", "resource_learned_limit_tokens",
+     "The limit learned from throttle signals (in force), per window."),
+    ("configured", "resource_configured_limit_tokens",
+     "Beside a learned limit: the configured (else the declared) one it learns under."),
+)  # fmt: skip
+
+
 def _resources(view: DaemonView, totals: Totals, waiting_all: int) -> Iterator[Metric]:
     """Per named resource: waiting requests, limit, window, remaining and utilisation."""
     cap = totals.resources
@@ -96,64 +112,35 @@ def _resources(view: DaemonView, totals: Totals, waiting_all: int) -> Iterator[M
             break
         cap.label(rid)
     families = {
-        "waiting": GaugeMetricFamily(
-            PREFIX + "waiting_requests",
-            "Requests waiting for tokens (and protocol 1.0 clients asleep until their slot).",
-            labels=["resource"],
-        ),
-        "limit": GaugeMetricFamily(
-            PREFIX + "resource_limit_tokens",
-            "The limit in force: tokens per window.",
-            labels=["resource"],
-        ),
-        "window": GaugeMetricFamily(
-            PREFIX + "resource_window_seconds", "The window of the limit.", labels=["resource"]
-        ),
-        "remaining": GaugeMetricFamily(
-            PREFIX + "resource_remaining_tokens",
-            "Tokens left in the current window.",
-            labels=["resource"],
-        ),
-        "utilisation": GaugeMetricFamily(
-            PREFIX + "resource_utilisation_ratio",
-            "Share of the limit used in the current window (0 to 1).",
-            labels=["resource"],
-        ),
-        "learned": GaugeMetricFamily(
-            PREFIX + "resource_learned_limit_tokens",
-            "The limit learned from throttle signals (in force), per window.",
-            labels=["resource"],
-        ),
-        "configured": GaugeMetricFamily(
-            PREFIX + "resource_configured_limit_tokens",
-            "Beside a learned limit: the configured (else the declared) one it learns under.",
-            labels=["resource"],
-        ),
+        key: GaugeMetricFamily(PREFIX + name, help, labels=["resource"])
+        for key, name, help in _RESOURCE_GAUGES
     }
     waiting_named = 0
     for rid in list(cap.kept):
         state = _state(view, rid)
-        if state is None:
-            continue
-        limit = state.get("rate_limit")
-        if not isinstance(limit, dict):
-            continue
-        waiting = int(limit.get("waiting", 0))
-        waiting_named += waiting
-        families["waiting"].add_metric([rid], float(waiting))
-        total, remaining = int(limit["limit"]), int(limit["remaining"])
-        families["limit"].add_metric([rid], float(total))
-        families["window"].add_metric([rid], float(limit["window"]))
-        families["remaining"].add_metric([rid], float(remaining))
-        families["utilisation"].add_metric([rid], (total - remaining) / total if total else 0.0)
-        learned = limit.get("learned")
-        if isinstance(learned, dict):
-            families["learned"].add_metric([rid], float(learned["limit"]))
-            under = learned.get("configured") or learned.get("declared")
-            if under:
-                families["configured"].add_metric([rid], float(under))
+        limit = state.get("rate_limit") if state is not None else None
+        if isinstance(limit, dict):
+            waiting_named += _add_resource(families, rid, limit)
     families["waiting"].add_metric([OTHER], float(max(0, waiting_all - waiting_named)))
     yield from families.values()
+
+
+def _add_resource(families: dict[str, GaugeMetricFamily], rid: str, limit: dict[str, Any]) -> int:
+    """One resource's samples from its `rate_limit` state; returns its waiting requests."""
+    waiting = int(limit.get("waiting", 0))
+    families["waiting"].add_metric([rid], float(waiting))
+    total, remaining = int(limit["limit"]), int(limit["remaining"])
+    families["limit"].add_metric([rid], float(total))
+    families["window"].add_metric([rid], float(limit["window"]))
+    families["remaining"].add_metric([rid], float(remaining))
+    families["utilisation"].add_metric([rid], (total - remaining) / total if total else 0.0)
+    learned = limit.get("learned")
+    if isinstance(learned, dict):
+        families["learned"].add_metric([rid], float(learned["limit"]))
+        under = learned.get("configured") or learned.get("declared")
+        if under:
+            families["configured"].add_metric([rid], float(under))
+    return waiting
 
 
 def _state(view: DaemonView, resource_id: str) -> dict[str, Any] | None:
