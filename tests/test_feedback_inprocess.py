@@ -80,7 +80,7 @@ def test_a_forgotten_resource_comes_back_with_what_it_learned() -> None:
 def test_adapt_to_load_scales_the_limit_by_the_hosts_load() -> None:
     entry = ResourceLimit(Limit(100, 1.0), None, Learning(adapt_to_load=True, floor=10))
     coord = coordinator(database_local=entry)
-    load = [2.0]
+    load: list[float | None] = [2.0]
     service = FeedbackService(coord, lambda: load[0])
     take(coord, "a", "database:local", 0.0)
     resource = coord.resources["database:local"]
@@ -92,7 +92,7 @@ def test_adapt_to_load_scales_the_limit_by_the_hosts_load() -> None:
     load[0] = 0.4  # below target: all of it
     service.adapt_to_load(3.0)
     assert resource.spec.limit.count == 100
-    load[0] = None  # type: ignore[list-item]  # no reading: all of it
+    load[0] = None  # no reading: all of it
     service.adapt_to_load(4.0)
     assert resource.spec.limit.count == 100
 

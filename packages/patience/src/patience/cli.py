@@ -424,6 +424,7 @@ def _daemon(
         limit=limit,
         paced=limit is not None,
         labels=labels,
+        show_waits=not parsed.flag("quiet"),
     )
 
 

@@ -2,7 +2,8 @@
 
 `coordinate()` builds it from the tool's DaemonSettings: a `DaemonGate` (patience.daemon_gate),
 which takes the place of `LocalGate` (each start first acquires a token for its resource
-from the daemon, which does the waiting), and a `MetricsReporter` (patience.metrics_reporter),
+from the daemon, which does the waiting), a `ThrottleWatch` (patience.throttle), which tells
+the daemon of each start a server throttled, and a `MetricsReporter` (patience.metrics_reporter),
 which sends one execution record per start in batches from a background thread, so the run
 loop never waits for it. Both share one `Link` (patience.daemon_link): whether the daemon
 answers, each change said once.
@@ -34,16 +35,18 @@ __all__ = ["Coordination", "DaemonGate", "Link", "MetricsReporter", "coordinate"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from types import TracebackType
 
     from patience.settings.daemon import DaemonSettings
+    from patience.throttle import ThrottleWatch
 
 
 class Coordination:
     """What a tool runs with: `gate` (None when coordination is off and there is no local
-    limit) and `metrics` (None when disabled). Closed when the runs are over (`close()`, or
-    as a context manager): the last records are sent and the schedule is withdrawn."""
+    limit), `metrics` (None when disabled) and `throttle` (None when coordination is off).
+    Closed when the runs are over (`close()`, or as a context manager): the last records are
+    sent and the schedule is withdrawn."""
 
     def __init__(
         self,
@@ -52,10 +55,12 @@ class Coordination:
         metrics: MetricsReporter | None,
         clients: list[DaemonClient],
         timeout: float,
+        throttle: ThrottleWatch | None = None,
     ) -> None:
         self.link = link
         self.gate = gate
         self.metrics = metrics
+        self.throttle = throttle
         self.clients = clients
         self.timeout = timeout
 
@@ -105,6 +110,7 @@ def coordinate(settings: DaemonSettings, command: Sequence[str]) -> Coordination
         local = limiter_for(settings.limit)
     clients = []
     gate: DaemonGate | LocalGate | None = None
+    throttle = None
     if settings.coordinated:
         client = DaemonClient(settings.socket_path, settings.tool, timeout=settings.timeout)
         clients.append(client)
@@ -116,7 +122,9 @@ def coordinate(settings: DaemonSettings, command: Sequence[str]) -> Coordination
             learn=settings.limit is None,
             fallback=settings.fail_mode,
             runs=settings.starts,
+            notice=_notice(settings.prog) if settings.show_waits else None,
         )
+        throttle = _throttle(settings, clients)
     elif local is not None:
         gate = LocalGate(local)
     metrics = None
@@ -126,4 +134,27 @@ def coordinate(settings: DaemonSettings, command: Sequence[str]) -> Coordination
         metrics = MetricsReporter(link, client, settings.tool, command, settings.labels)
         if gate is None:
             link.fallback = "keeping the execution records"
-    return Coordination(link, gate, metrics, clients, settings.timeout)
+    return Coordination(link, gate, metrics, clients, settings.timeout, throttle)
+
+
+def _throttle(settings: DaemonSettings, clients: list[DaemonClient]) -> ThrottleWatch:
+    """What looks at each start for a throttle signal, and tells the daemon on a connection
+    of its own (opened at the first signal)."""
+    import re
+
+    from patience.throttle import ThrottleWatch, feedback_sender
+
+    sender = DaemonClient(settings.socket_path, settings.tool, timeout=settings.timeout)
+    clients.append(sender)
+    pattern = settings.throttle_pattern
+    return ThrottleWatch(
+        feedback_sender(sender, settings.resource_id),
+        re.compile(pattern) if pattern else None,
+        settings.throttle_exit,
+    )
+
+
+def _notice(prog: str) -> Callable[[str], None]:
+    from patience.stderr import say
+
+    return lambda text: say(prog, text)

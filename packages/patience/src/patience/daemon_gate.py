@@ -18,6 +18,8 @@ __all__ = ["CHUNK", "LOCAL_SLICE", "MAX_REPORTED", "DaemonGate"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from patience.daemon.client import DaemonClient, Grant
     from patience.daemon_link import Link
     from patience.ratelimit.algorithms import Limiter
@@ -44,7 +46,10 @@ class DaemonGate:
     for one window more once the daemon is back: a new daemon cannot know the grants of the
     clients that have not come back yet. Back at the daemon, the gate first reports its grants
     of the last window (`report_grants`), so that a daemon that restarted or replaced a
-    crashed one counts them."""
+    crashed one counts them.
+
+    `notice`, when given, is told once per wait the daemon expects to last (its predictive
+    wait: "waiting ~3.2s for api (3 ahead)")."""
 
     def __init__(
         self,
@@ -56,6 +61,7 @@ class DaemonGate:
         learn: bool,
         fallback: str,
         runs: str,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.link = link
         self.client = client
@@ -71,6 +77,8 @@ class DaemonGate:
         self.outage: Limiter | None = None  # what we keep to while the daemon is away ...
         self.outage_ends = math.inf  # ... and until then, once it is back
         self.reported = 0  # the link epoch whose report is done
+        self.notice = notice
+        self.told = False  # this wait's predictive wait was said
         self._describe_fallback()
 
     def wait_turn(self, until: float | None = None) -> bool:
@@ -117,8 +125,10 @@ class DaemonGate:
                     self.share = grant.share
                     self._describe_fallback()
                 if grant.granted:
+                    self.told = False
                     self._granted(grant)
                     return True
+                self._tell(grant)
                 now = time.monotonic()
                 if until is not None and now + grant.retry_after > until:
                     return False
@@ -131,6 +141,14 @@ class DaemonGate:
         except DaemonError as exc:
             self.failure = f"patience-daemon refused {self.link.resource_id}: {exc}"
             return False
+
+    def _tell(self, grant: Grant) -> None:
+        """Say once per wait how long the daemon expects it to last, and who is ahead."""
+        wait = grant.estimated_wait
+        if self.notice is None or self.told or wait is None or wait < CHUNK:
+            return
+        self.told = True
+        self.notice(f"waiting ~{wait:.1f}s for {self.link.resource_id} ({grant.ahead or 0} ahead)")
 
     def _report(self) -> None:
         """Once after each contact: our grants of the last window (made here while the daemon

@@ -45,6 +45,25 @@ def fail_mode(text: str) -> str:
     return parse_choice(*FAIL_MODES)(text)
 
 
+def throttle_pattern(text: str) -> str:
+    from patience.conditions import PatternError, compile_pattern
+
+    try:
+        compile_pattern(text, "")
+    except PatternError as exc:
+        raise ValueError(str(exc).removeprefix(": ")) from None
+    return text
+
+
+def throttle_exit(text: str) -> int:
+    from patience.numbers import whole
+
+    code = whole(text)
+    if not 1 <= code <= 255:
+        raise ValueError(f"{text} is not an exit status from 1 to 255")
+    return code
+
+
 def socket_path(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -95,6 +114,21 @@ DAEMON_OPTIONS = [
         help="daemon unreachable: share runs on within this client's share of the limit"
         " (default; also open), full within the whole limit, closed stops with an error",
     ),
+    Option(
+        "throttle_pattern",
+        "--throttle-pattern",
+        convert=throttle_pattern,
+        metavar="RE",
+        help="with --daemon: a start whose output matches RE was throttled by the server"
+        " (besides 429, Retry-After, ...): tell the daemon, which slows every client",
+    ),
+    Option(
+        "throttle_exit",
+        "--throttle-exit",
+        convert=throttle_exit,
+        metavar="CODE",
+        help="with --daemon: a start that exits with CODE was throttled (curl -f: 22)",
+    ),
 ]
 
 
@@ -122,11 +156,14 @@ def daemon_settings(
     paced: bool = False,
     labels: Mapping[str, str] | None = None,
     schedule: DaemonSchedule | None = None,
+    show_waits: bool = False,
 ) -> DaemonSettings:
     """The DaemonSettings of a tool's command line (`tool`: repeater or patience, its
     configuration section): each daemon option as given, else as `config` sets it, else its
     default. `limit` is the tool's own (else the resource's configured one); the rest as
-    DaemonSettings says. A value that cannot work is a usage error naming it."""
+    DaemonSettings says; the throttle pattern and exit status as given, else the resource's
+    configured ones. A value that cannot work is a usage error naming it."""
+    from patience.ratelimit.learned import Learning
     from patience.settings.daemon import DaemonSettings
 
     keys = config_keys(tool)
@@ -144,6 +181,7 @@ def daemon_settings(
     if "daemon_fail_mode" not in parsed.explicit and configured and configured.fallback:
         mode = configured.fallback  # the resource's own entry is more specific
         where["daemon_fail_mode"] = f"the configured entry of {resource}"
+    learning = configured.learning if configured is not None else Learning()
     return DaemonSettings(
         tool=tool,
         prog=prog,
@@ -161,6 +199,9 @@ def daemon_settings(
         labels=labels,
         schedule=schedule,
         sources=where,
+        throttle_pattern=parsed.text("throttle_pattern") or learning.throttle_pattern,
+        throttle_exit=parsed.maybe_whole("throttle_exit") or learning.throttle_exit,
+        show_waits=show_waits,
     )
 
 

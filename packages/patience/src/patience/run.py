@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from patience.ratelimit.gate import Gate
     from patience.retry import Retry
     from patience.settings import RetrySettings, StrategySettings
+    from patience.throttle import ThrottleWatch
 
 
 def run(settings: RetrySettings) -> int:
@@ -29,11 +30,16 @@ def run(settings: RetrySettings) -> int:
     from patience.coordination import coordinate
 
     with coordinate(daemon, settings.run.command) as coordination:
-        return _retry(settings, pacing, coordination.gate, coordination.metrics).run()
+        gate, metrics, throttle = coordination.gate, coordination.metrics, coordination.throttle
+        return _retry(settings, pacing, gate, metrics, throttle).run()
 
 
 def _retry(
-    settings: RetrySettings, pacing: Pacing, gate: Gate | None, metrics: MetricsReporter | None
+    settings: RetrySettings,
+    pacing: Pacing,
+    gate: Gate | None,
+    metrics: MetricsReporter | None,
+    throttle: ThrottleWatch | None = None,
 ) -> Retry:
     from patience.retry import Retry
     from patience.retry_report import Reporter
@@ -52,6 +58,7 @@ def _retry(
         failure_pattern=each.failure_pattern,
         gate=gate,
         metrics=metrics,
+        throttle=throttle,
     )
 
 

@@ -17,12 +17,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from patience.capture import Head
+    from patience.daemon.client import DaemonClient
     from patience.process import RunResult
 
     # (signal, seconds the server asked for or None, HTTP status or None)
     Report = Callable[[str, float | None, int | None], None]
 
-__all__ = ["ThrottleWatch"]
+__all__ = ["ThrottleWatch", "feedback_sender"]
 
 
 class ThrottleWatch:
@@ -60,6 +61,27 @@ class ThrottleWatch:
             return None
         self.report(*found)
         return found[0]
+
+
+def feedback_sender(client: DaemonClient, resource_id: str) -> Report:
+    """The report of a throttle signal to the daemon: a `feedback` message on `client`, a
+    connection of its own (a start may end in a worker thread while the gate waits for a
+    token on its connection), one at a time. Lost when the daemon is away or refuses it:
+    the run goes on either way."""
+    from threading import Lock
+
+    from patience.daemon.client import DaemonError, DaemonUnavailable
+
+    lock = Lock()
+
+    def report(signal: str, retry_after: float | None, status: int | None) -> None:
+        with lock:
+            try:
+                client.feedback(resource_id, signal, retry_after, status)
+            except (DaemonUnavailable, DaemonError):
+                pass
+
+    return report
 
 
 def _hint(text: str, now: float) -> float | None:

@@ -238,6 +238,7 @@ def _daemon(mode: Mode, parsed: Parsed, config: Config, rate: Limit | None) -> D
         limit=rate,
         labels={"mode": mode.name},
         schedule=None if announce is None else announce(parsed),
+        show_waits=parsed.flag("verbose") or parsed.flag("progress"),
     )
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from patience.ratelimit.gate import Gate
     from patience.settings import Limit, RunSettings
     from patience.settings.daemon import DaemonSettings
+    from patience.throttle import ThrottleWatch
     from repeater.http_timing import HintReader
     from repeater.output import Reporter
     from repeater.runner import Runner
@@ -98,7 +99,8 @@ def run(settings: RepeatSettings) -> int:
     from patience.coordination import coordinate
 
     with coordinate(daemon, settings.run.command) as coordination:
-        return _runner(settings, coordination.gate, coordination.metrics).run()
+        gate, metrics, throttle = coordination.gate, coordination.metrics, coordination.throttle
+        return _runner(settings, gate, metrics, throttle).run()
 
 
 def _local_gate(settings: RepeatSettings) -> Gate | None:
@@ -111,7 +113,12 @@ def _local_gate(settings: RepeatSettings) -> Gate | None:
     return LocalGate(limiter_for(settings.rate))
 
 
-def _runner(settings: RepeatSettings, gate: Gate | None, metrics: MetricsReporter | None) -> Runner:
+def _runner(
+    settings: RepeatSettings,
+    gate: Gate | None,
+    metrics: MetricsReporter | None,
+    throttle: ThrottleWatch | None = None,
+) -> Runner:
     from repeater.runner import Runner
 
     each = settings.run
@@ -128,6 +135,7 @@ def _runner(settings: RepeatSettings, gate: Gate | None, metrics: MetricsReporte
         gate=gate,
         hints=settings.hints,
         metrics=metrics,
+        throttle=throttle,
     )
 
 

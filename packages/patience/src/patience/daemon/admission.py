@@ -115,6 +115,7 @@ class Admission:
             ready_at = resource.ready_at if resource.queue else now
             retry_after = max(limiter.available_at(now, tokens), ready_at) - now
         if retry_after > max_wait:
+            resource.refused += 1
             self._usage.count(resource.id, client.tool, denied=1)
             refusal = self._refusal(resource, tokens, retry_after, 0.0, now)
             refusal.share = self.share(resource, client.id, now)
@@ -198,6 +199,7 @@ class Admission:
     def _time_out(self, waiter: Waiter, now: float) -> AcquireResponse:
         resource = waiter.resource
         self.cancel(waiter, now)
+        resource.refused += 1
         self._usage.count(resource.id, waiter.client.tool, denied=1)
         retry_after = resource.ready_at - now if resource.queue else 0.0
         if resource.limiter is not None:

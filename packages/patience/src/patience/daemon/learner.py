@@ -34,6 +34,7 @@ class Learner:
         self._resources = resources
         self._active: set[str] = set()  # ids learning or paused: `tick` looks at them
         self._pressed: set[str] = set()  # ids whose requests queued in the current window
+        self._refused: dict[str, int] = {}  # id -> its refusals when its window began
         self.throttles = 0  # signals heard since start
 
     def throttled(self, resource: Resource, retry_after: float | None, now: float) -> bool:
@@ -53,6 +54,8 @@ class Learner:
                 learned = resource.learned
                 learned.window_start = max(learned.window_start, resource.paused_until)
         self._active.add(resource.id)
+        self._pressed.discard(resource.id)  # the demand of this window is counted afresh
+        self._refused[resource.id] = resource.refused
         self._resources.relimit(resource, now)
         return decreased
 
@@ -95,6 +98,7 @@ class Learner:
         for resource_id in list(self._active):
             resource = by_id.get(resource_id)
             if resource is None:  # idle and forgotten: back with its learned limit, if any
+                self._refused.pop(resource_id, None)
                 if resource_id not in memory:
                     self._active.discard(resource_id)
                 continue
@@ -114,9 +118,9 @@ class Learner:
 
     def _judge(self, resource: Resource, learned: LearnedLimit, now: float) -> bool:
         """Feed the law the window's demand: the grants of the last window, or the whole
-        limit if requests queued at some point in it (the limit held them back: with the
-        Redis backend this daemon's grants are only a part of the fleet's)."""
-        if resource.queue:
+        limit if requests queued at some point in it or were refused (the limit held them
+        back; with the Redis backend this daemon's grants are only a part of the fleet's)."""
+        if resource.queue or resource.refused != self._refused.get(resource.id, 0):
             self._pressed.add(resource.id)
         used = self._used(resource, now) or 0.0
         if resource.id in self._pressed:
@@ -125,6 +129,7 @@ class Learner:
         changed = learned.tick(now, used)
         if learned.window_start != started:  # a window was judged: the next starts afresh
             self._pressed.discard(resource.id)
+            self._refused[resource.id] = resource.refused
         return changed
 
     def adopt(

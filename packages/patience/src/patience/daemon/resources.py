@@ -86,6 +86,7 @@ class Resource:
         "pending",
         "queue",
         "ready_at",
+        "refused",
         "shares",
         "shares_at",
         "spec",
@@ -119,6 +120,7 @@ class Resource:
         self.pending: Waiter | None = None  # remote: the waiter whose admission is being decided
         self.bookings = Bookings()  # protocol 1.0: the Go clients' booked attempts
         self.tokens = 0
+        self.refused = 0  # requests refused (demand the limit held back)
         self.executions = 0
         self.last_activity = now
 

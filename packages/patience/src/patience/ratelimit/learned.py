@@ -9,14 +9,16 @@ none):
   becomes `max(floor, bad x decrease)` (multiplicative decrease). Signals within one window of
   a decrease are the same episode (every client in flight hears the same "stop"): they are
   counted, they decrease nothing more.
-- **Clean window** (a whole window without a throttle signal, in which the grants came within
-  a token of the learned limit: a window of no demand says nothing about the server):
-  below `bad - increase` the value climbs half the way there, at least `increase` (the way
-  back to the last good rate is quick: it was good a moment ago); there it stays for PLATEAU
-  clean windows, twice as many each time a probe finds the same ceiling again (at most
-  MAX_PLATEAU); then it probes upward, `increase` first and twice the last step each clean
-  window after (at most half the value), until the server throttles again. So the learned
-  limit settles just under the server's limit, and finds a raised one in a few windows.
+- **Clean window** (a whole window without a throttle signal, in which the demand reached
+  the learned limit: grants within 10% of it, or requests queued or refused; a window of no
+  demand says nothing about the server): below `bad - increase` the value climbs half the
+  way there, at least `increase` (the way back to the last good rate is quick: it was good
+  a moment ago); there it stays for PLATEAU clean windows, twice as many when the refusal
+  was at the same ceiling as the last (within 15% or two `increase`: arrival times jitter;
+  at most MAX_PLATEAU); then it probes upward, `increase` first and twice the last step
+  each clean window after (at most half the value), until the server throttles again. So
+  the learned limit settles just under the server's limit, and finds a raised one in a few
+  windows.
 - **Bounds**: never above `ceiling` (the configured limit; None: no ceiling, probing upward
   from the declared one), never below `floor`, always a whole number of tokens >= 1.
 
@@ -37,7 +39,8 @@ from patience.settings import MAX_LIMIT
 __all__ = ["MAX_PLATEAU", "PLATEAU", "LearnedLimit", "Learning", "LearningError", "Paused"]
 
 PLATEAU = 5  # clean windows spent at the last good rate before probing beyond it ...
-MAX_PLATEAU = 8 * PLATEAU  # ... doubled each time a probe finds the same ceiling, up to this
+MAX_PLATEAU = 2 * PLATEAU  # ... doubled when a probe finds the same ceiling, up to this
+SAME_CEILING = 0.15  # a refusal this close to the last one (or within 2 x increase) is the same
 
 
 class LearningError(ValueError):
@@ -165,8 +168,9 @@ class LearnedLimit:
         if now < self.decreased_at + self.window:
             return False
         bad = self.value if observed is None else min(self.value, max(observed, 1.0))
-        near = 2 * self.settings.increase
-        same = self.last_bad is not None and abs(bad - self.last_bad) <= near
+        last = self.last_bad
+        near = max(2 * self.settings.increase, SAME_CEILING * (last or 0.0))
+        same = last is not None and abs(bad - last) <= near
         self.hold = min(self.hold * 2, MAX_PLATEAU) if same else PLATEAU
         self.bad = self.last_bad = bad
         self.value = bad * self.settings.decrease

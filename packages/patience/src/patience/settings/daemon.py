@@ -55,7 +55,10 @@ class DaemonSettings:
     tool's own limit, declared to the daemon and kept here too, unless `paced` (the tool
     keeps to it by itself, as diophantine does); without one, the tool adopts the limit the
     daemon reports. `coordinated`: each start takes a token from the daemon; `metrics`: each
-    start is reported to it. `sources` says where each setting came from."""
+    start is reported to it. `sources` says where each setting came from. Throttle signals
+    in a start's output or exit are reported to the daemon (docs/adaptive-limits.md), with
+    the user's own `throttle_pattern` (a regular expression) and `throttle_exit` (a status);
+    `show_waits`: say on stderr how long the daemon expects a wait to be."""
 
     __slots__ = (
         "auto_start",
@@ -69,9 +72,12 @@ class DaemonSettings:
         "prog",
         "resource_id",
         "schedule",
+        "show_waits",
         "socket_path",
         "sources",
         "starts",
+        "throttle_exit",
+        "throttle_pattern",
         "timeout",
         "tool",
     )
@@ -95,6 +101,9 @@ class DaemonSettings:
         labels: Mapping[str, str] | None = None,
         schedule: DaemonSchedule | None = None,
         sources: Mapping[str, str] | None = None,
+        throttle_pattern: str | None = None,
+        throttle_exit: int | None = None,
+        show_waits: bool = False,
     ) -> None:
         if tool not in ("repeater", "patience"):
             raise ValueError(f'tool "{tool}" is neither repeater nor patience')
@@ -116,3 +125,8 @@ class DaemonSettings:
         self.labels = dict(labels or {})
         self.schedule = schedule
         self.sources = dict(sources or {})
+        if throttle_exit is not None and not 1 <= throttle_exit <= 255:
+            raise ValueError(f"throttle exit status {throttle_exit} is not from 1 to 255")
+        self.throttle_pattern = throttle_pattern
+        self.throttle_exit = throttle_exit
+        self.show_waits = show_waits
