@@ -112,7 +112,9 @@ class DaemonGate:
         slept here and asked again, so that a Ctrl-C is never kept waiting long."""
         try:
             self._report()
-            free_at = self._free_at(time.monotonic())  # no need to ask before
+            now = time.monotonic()
+            free_at = self._free_at(now)  # no need to ask before
+            self._tell(free_at - now, None)
             if (until is not None and free_at > until) or not process.sleep_until(free_at):
                 return False
             while True:
@@ -128,7 +130,8 @@ class DaemonGate:
                     self.told = False
                     self._granted(grant)
                     return True
-                self._tell(grant)
+                if grant.estimated_wait is not None:
+                    self._tell(grant.estimated_wait, grant.ahead or 0)
                 now = time.monotonic()
                 if until is not None and now + grant.retry_after > until:
                     return False
@@ -142,13 +145,14 @@ class DaemonGate:
             self.failure = f"patience-daemon refused {self.link.resource_id}: {exc}"
             return False
 
-    def _tell(self, grant: Grant) -> None:
-        """Say once per wait how long the daemon expects it to last, and who is ahead."""
-        wait = grant.estimated_wait
-        if self.notice is None or self.told or wait is None or wait < CHUNK:
+    def _tell(self, wait: float, ahead: int | None) -> None:
+        """Say once per wait how long it will last (the daemon's estimate, and how many
+        requests are queued ahead; or the limit kept here)."""
+        if self.notice is None or self.told or wait < CHUNK:
             return
         self.told = True
-        self.notice(f"waiting ~{wait:.1f}s for {self.link.resource_id} ({grant.ahead or 0} ahead)")
+        queued = "" if ahead is None else f" ({ahead} ahead)"
+        self.notice(f"waiting ~{wait:.1f}s for {self.link.resource_id}{queued}")
 
     def _report(self) -> None:
         """Once after each contact: our grants of the last window (made here while the daemon
