@@ -81,7 +81,8 @@ def _written(entry: Entry) -> object:
 
 def _resource(entry: Entry) -> dict[str, object]:
     assert isinstance(entry.raw, dict)
-    return {f: entry.raw[f] for f in schema.RESOURCE_FIELDS if f in entry.raw}
+    fields = (*schema.RESOURCE_FIELDS, *schema.LEARNING_FIELDS)
+    return {f: entry.raw[f] for f in fields if f in entry.raw}
 
 
 def _check(text: str, old_path: str) -> None:

@@ -406,7 +406,7 @@ RESOURCE_FIELDS: dict[str, Kind] = {
 LEARNING_FIELDS: dict[str, Kind] = {
     "adaptive": _FLAG,
     "decrease": Number(0.01, 0.99),
-    "increase": Number(0.001, MAX_LIMIT),
+    "increase": Number(0.001, 10_000),
     "floor": Whole(1, MAX_LIMIT),
     "adapt_to_load": _FLAG,
     "throttle_pattern": Pattern(),
