@@ -63,6 +63,8 @@ def test_a_throttle_pauses_every_client_and_the_limit_learns() -> None:
             assert state["limit"] == 5 and state["source"] == "learned:client:rpr-1"
             assert state["learned"]["limit"] == 5  # type: ignore[index]
             assert state["learned"]["throttles"] == 2  # type: ignore[index]
+            [usage] = one.query("rate_limit_usage", API)
+            assert usage["limit"] == 5 and usage["learned_from"] == 100  # beside the declared
         assert "throttled (http_429, from rpr-1): its limit is now 5 per 1s" in daemon.log_text()
 
 
