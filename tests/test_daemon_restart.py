@@ -427,8 +427,10 @@ def test_restart_and_kill_under_four_clients_keep_the_limit(tmp_path: Path) -> N
         starts = sorted(t for times in per_client for t in times)
         # Each ran on to its end: rpr stops once its next token would come after --for, so
         # its last start is within the last window of the 20 s (at 4 clients, a token each
-        # 1.6 s).
-        assert all(max(times) > starts[0] + 20.0 - WINDOW for times in per_client)
+        # 1.6 s). That window opens 18 s after the first grant, and a start taken the moment
+        # it opens may be noted a hair before 18 s after the first start was (the 0.1 s of
+        # noise SPAN allows too); a client that stopped a window early last started near 16 s.
+        assert all(max(times) > starts[0] + 20.0 - WINDOW - 0.1 for times in per_client)
         worst = most_in_window(starts, SPAN)
         print(  # the measured numbers, for the record (pytest -s)
             f"starts {len(starts)}; most in any 2s window {worst} (limit {LIMIT});"
