@@ -378,3 +378,28 @@ def test_a_bad_alerting_value_stops_the_daemon_naming_it(w: World, line: str, me
     assert daemon.proc is not None
     assert daemon.proc.wait(20) == 2
     assert message in daemon.log_text()
+
+
+def test_throttled_from_real_feedback_of_rpr_and_patience(w: World) -> None:
+    """The throttled rule fed by the tools themselves: rpr and patience runs whose command
+    exits with the user's --throttle-exit code send `feedback`; three signals within the
+    window fire one alert naming both tools, delivered to the webhook."""
+    with receiver() as hook:
+        config = alerting(hook.url, 'throttle_window = "30s"\n')
+        config += '[rate_limiting.resources]\n"api:busy" = { adaptive = false }\n'
+        daemon = started(w, config)
+        try:
+            throttled = ["--throttle-exit", "7", *w.daemon_flags("api:busy"), "--", "sh", "-c", "exit 7"]  # fmt: skip
+            rpr = w.start(RPR, "count", "--times", "2", *throttled)
+            patience = w.start(PATIENCE, "fixed", "--delay", "10ms", "--attempts", "1", *throttled)
+            for proc in (rpr, patience):
+                proc.communicate(timeout=60)
+            wait_for(lambda: hook.statuses("throttled") == ["firing"], 20, "the throttled alert")
+            firing = checked(hook.bodies)[0]
+            assert firing["commonLabels"]["resource"] == "api:busy"
+            assert firing["commonAnnotations"]["tools"] == "patience, repeater"
+            alert = the_alert(daemon, "throttled")
+            assert alert is not None and alert["status"] == "firing"
+            assert sorted(alert["tools"]) == ["patience", "repeater"]
+        finally:
+            daemon.ensure_stopped()
