@@ -24,14 +24,19 @@ HANDSHAKE = '{{"type":"handshake","versions":["2.0"],"client_id":"{}","tool":"re
 
 
 def pipelined(raw: Raw, lines: list[str], batch: int = 2000) -> Iterator[dict[str, object]]:
-    """Send `lines` in batches without waiting between requests; the replies, in order."""
+    """Send `lines` in batches without waiting between requests; the replies, in order.
+    Each batch is sent from a thread while its replies are read: a client that only reads
+    once it has sent everything deadlocks itself once the replies outgrow the socket buffers
+    (the daemon rightly stops reading a connection that does not read its replies)."""
     for start in range(0, len(lines), batch):
         chunk = lines[start : start + batch]
-        raw.send("".join(chunk))
+        sender = threading.Thread(target=raw.send, args=("".join(chunk),), daemon=True)
+        sender.start()
         for _ in chunk:
             reply = raw.line()
             assert reply, "the daemon closed the connection"
             yield json.loads(reply)
+        sender.join()
 
 
 def served_within(daemon: Daemon, seconds: float) -> float:
