@@ -152,27 +152,26 @@ def _wait(value: object) -> str:
     return seconds(value) if value else "-"
 
 
+# What the summary per resource and the tool comparison both show of the runs.
+_RUN_COLUMNS = (
+    Column("RUNS", "runs", count),
+    Column("OK", "successes", count),
+    Column("FAILED", "failures", count, alarm=True),
+    Column("SUCCESS", "success_rate", percent),
+    Column("MEAN", "duration_mean", seconds),
+    Column("P50", "duration_p50", seconds),
+    Column("P95", "duration_p95", seconds),
+)
+
 COLUMNS: dict[str, list[Column]] = {
     "summary": [
         Column("RESOURCE", "resource_id", left=True),
-        Column("RUNS", "runs", count),
-        Column("OK", "successes", count),
-        Column("FAILED", "failures", count, alarm=True),
-        Column("SUCCESS", "success_rate", percent),
-        Column("MEAN", "duration_mean", seconds),
-        Column("P50", "duration_p50", seconds),
-        Column("P95", "duration_p95", seconds),
+        *_RUN_COLUMNS,
         Column("LAST RUN", "last_run", when, left=True),
     ],
     "tools": [
         Column("TOOL", "tool", left=True),
-        Column("RUNS", "runs", count),
-        Column("OK", "successes", count),
-        Column("FAILED", "failures", count, alarm=True),
-        Column("SUCCESS", "success_rate", percent),
-        Column("MEAN", "duration_mean", seconds),
-        Column("P50", "duration_p50", seconds),
-        Column("P95", "duration_p95", seconds),
+        *_RUN_COLUMNS,
         Column("P99", "duration_p99", seconds),
     ],
     "usage": [
