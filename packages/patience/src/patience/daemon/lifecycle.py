@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from patience import __version__
 from patience.config import Config, ConfigError, load
-from patience.daemon import paths, process, protocol, state
+from patience.daemon import paths, process, protocol, redis_connect, state
 from patience.daemon.admission import Resolved
 from patience.daemon.alerts.service import AlertService
 from patience.daemon.connections import Connections, Limits
@@ -422,8 +422,14 @@ def _redis_admission(
             exit_code=2,
         )
     try:
+        client = redis_connect.connect(url)
         return RedisAdmission(
-            coordinator, url, config.text("daemon.redis_clock") == "redis", deliver, watch_every
+            coordinator,
+            client,
+            redis_connect.redacted(url),
+            config.text("daemon.redis_clock") == "redis",
+            deliver,
+            watch_every,
         )
     except ImportError:
         raise StartError(

@@ -25,48 +25,42 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import urlsplit
 
 from patience.daemon.admission import Resolved, Waiter
 from patience.daemon.coordinator import Coordinator
+from patience.daemon.redis_connect import TIMEOUT
 from patience.ratelimit.algorithms import Limiter
 from patience.ratelimit.redis_store import RedisLimits
 
-__all__ = ["WATCH_EVERY", "RedisAdmission", "daemon_identity", "redacted"]
+__all__ = ["WATCH_EVERY", "RedisAdmission", "daemon_identity"]
 
 log = logging.getLogger("patience.daemon")
 
-TIMEOUT = 0.5  # seconds for connecting and for each call
 HOLD_MARGIN = 0.02  # seconds a claim lasts past the claimant's expected return, besides its RTT
 WATCH_EVERY = 1.0  # seconds between pings (the daemon's default: lifecycle.Intervals)
 
 
 class RedisAdmission:
-    """`deliver` hands answers to their connections (and re-arms the daemon's timer);
-    `watch_every` is the seconds between pings."""
+    """`client` is a redis.asyncio client (redis_connect), `url` names it in logs and status
+    (without credentials); `deliver` hands answers to their connections (and re-arms the
+    daemon's timer); `watch_every` is the seconds between pings."""
 
     def __init__(
         self,
         coordinator: Coordinator,
+        client: Any,
         url: str,
         redis_clock: bool,
         deliver: Callable[[Resolved], None],
         watch_every: float,
     ) -> None:
-        import redis.asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+        import redis
 
         self.coordinator = coordinator
-        self.url = redacted(url)
+        self.url = url
         self.deliver = deliver
         self.watch_every = watch_every
-        self.client = redis.asyncio.Redis.from_url(
-            url,
-            socket_timeout=TIMEOUT,
-            socket_connect_timeout=TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self.client = client
         self.limits = RedisLimits(self.client, redis_clock, daemon_identity())
         self.round_trip = 0.0  # seconds, a moving average
         self.errors = (redis.RedisError, OSError)
@@ -155,9 +149,3 @@ class RedisAdmission:
 def daemon_identity() -> str:
     """Names this daemon's claims: unique across hosts, containers and restarts."""
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-
-
-def redacted(url: str) -> str:
-    """The URL without credentials or options, for logs and status."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
