@@ -26,6 +26,7 @@ from patience.daemon.admission import Admission, Resolved, Waiter
 from patience.daemon.bookings import Answer
 from patience.daemon.errors import CoordinatorError
 from patience.daemon.feedback_messages import LearnedState
+from patience.daemon.fleet_share import FleetShare
 from patience.daemon.learner import Learner
 from patience.daemon.ledger import Ledger
 from patience.daemon.protocol import (
@@ -63,6 +64,7 @@ class Coordinator:
         self._learner = Learner(self._resources)
         self._sweep: _Sweep | None = None  # the clean-up round in progress
         self._touched: set[str] = set()  # resources asked for tokens since take_touched
+        self.fleet_share = FleetShare(self._resources.by_id)  # the limits while Redis is away
 
     # ---- what is tracked ----------------------------------------------------------------------
 
@@ -158,6 +160,7 @@ class Coordinator:
 
     def set_remote(self, remote: bool) -> None:
         self._admission.set_remote(remote)
+        self.fleet_share.apply(remote)
 
     def take(self, now: float) -> tuple[list[Waiter], Resolved]:
         """Remote: the waiters to decide now, and the answers already due."""

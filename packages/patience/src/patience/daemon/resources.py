@@ -73,6 +73,7 @@ class Resource:
         "configured",
         "declared",
         "executions",
+        "fleet_daemons",
         "grace",
         "held",
         "history",
@@ -105,6 +106,7 @@ class Resource:
         self.learning = learning or Learning()
         self.learned: LearnedLimit | None = None  # patience.daemon.learner's
         self.load_factor = 1.0  # adapt_to_load: the share of the limit the host's load allows
+        self.fleet_daemons = 1  # Redis unreachable: the limit is shared by so many (fleet_share)
         self.paused_until = -math.inf  # no grant before (a server said wait)
         self.declared: dict[str, LimitSpec] = {}
         self.spec: LimitSpec | None = None
@@ -167,7 +169,8 @@ class Resource:
 
     def apply_spec(self) -> None:
         """The limit in force: the configured one, else the strictest declared; the learned
-        one once it learns; scaled by the host's load with adapt_to_load."""
+        one once it learns; scaled by the host's load with adapt_to_load; divided among the
+        daemons while Redis is unreachable (patience.daemon.fleet_share)."""
         spec = self.base_spec()
         learned = self.learned
         if learned is not None:
@@ -177,6 +180,8 @@ class Resource:
                 spec = _learned_spec(spec, learned, self.configured)
         if spec is not None and self.load_factor < 1.0:
             spec = _scaled(spec, self.load_factor, self.learning.floor)
+        if spec is not None and self.fleet_daemons > 1:
+            spec = _divided(spec, self.fleet_daemons)
         if spec is None:
             self.spec = self.limiter = None
         elif not spec.same_as(self.spec):  # recent grants count against the new limit
@@ -327,6 +332,13 @@ def _scaled(spec: LimitSpec, factor: float, floor: int) -> LimitSpec:
     """adapt_to_load: the limit times the share the host's load allows, at least the floor."""
     count = max(1, min(spec.limit.count, max(floor, int(spec.limit.count * factor))))
     return LimitSpec(Limit(count, spec.limit.window, spec.limit.algorithm), spec.source)
+
+
+def _divided(spec: LimitSpec, daemons: int) -> LimitSpec:
+    """The fallback share: the limit divided among the daemons, at least 1 token."""
+    count = max(1, spec.limit.count // daemons)
+    source = f"{spec.source}, shared by {daemons} daemons"
+    return LimitSpec(Limit(count, spec.limit.window, spec.limit.algorithm), source)
 
 
 def _replay(spec: LimitSpec, history: deque[Grant]) -> Limiter:
