@@ -173,13 +173,15 @@ class Path(Text):
 
 
 class RedisUrl(Text):
+    """One Redis, or Sentinel's `redis+sentinel://` (the grammar: daemon/redis_connect.py)."""
+
     expected = "a Redis URL (redis://HOST:6379/0, rediss://... with TLS, unix:///PATH)"
 
     def check(self, raw: object) -> object:
+        from patience.daemon.redis_connect import check_url
+
         text = str(super().check(raw))
-        scheme, sep, rest = text.partition("://")
-        if not (sep and rest and scheme in ("redis", "rediss", "unix")):
-            raise self.refuse(raw)
+        check_url(text)  # a ValueError says what is wrong
         return text
 
 
@@ -312,6 +314,7 @@ KEYS: dict[str, Key] = {
         Key("daemon.peer_group", Text()),  # a group whose members may also connect
         Key("daemon.backend", Choice("memory", "redis"), "memory"),  # where limit state lives
         Key("daemon.redis_url", RedisUrl()),  # the Redis of backend = "redis"
+        Key("daemon.redis_cluster", _FLAG, False),  # redis_url is a Redis Cluster node's
         Key("daemon.redis_clock", Choice("daemon", "redis"), "daemon"),  # whose time counts
         Key("daemon.http_listen", ListenAddress()),  # None: no HTTP (docs/http-api.md)
         Key("daemon.http_token", Text()),  # required off loopback: Authorization: Bearer

@@ -1,9 +1,10 @@
 """Learned limits shared by the daemons of many hosts (the Redis backend).
 
 Each daemon publishes a learned limit when it changes (a throttle signal it heard, a clean
-window it judged): one field per resource in the hash `patience:learned`, the control law's
+window it judged): one field per resource in the hash `patience:{learned}`, the control law's
 state with its window, the pause in force (Unix seconds), who wrote it and when, and a version
-counter `patience:learned:version` bumped with each write. Once a second each daemon reads
+counter `patience:{learned}:version` bumped with each write (the braces put both in one Redis
+Cluster hash slot: the write is one transaction there too). Once a second each daemon reads
 the counter, and when it moved, the hash: an entry another daemon wrote after this daemon's
 last word on that resource is adopted (the latest writer wins), its pause included. So a
 server's "stop" heard by one host pauses and slows every host within about a second.
@@ -28,8 +29,8 @@ from patience.ratelimit.learned import LearnedLimit
 
 __all__ = ["HASH", "VERSION", "LearnedShare", "SharedLearned"]
 
-HASH = "patience:learned"
-VERSION = "patience:learned:version"
+HASH = "patience:{learned}"
+VERSION = "patience:{learned}:version"
 EXPIRY = 86400  # seconds the hash outlives its last write
 
 

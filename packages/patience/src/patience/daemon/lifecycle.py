@@ -56,6 +56,7 @@ AT_START = (
     "daemon.backend",
     "daemon.redis_url",
     "daemon.redis_clock",
+    "daemon.redis_cluster",
     "daemon.http_listen",
     "daemon.http_token",
     "daemon.http_hosts",
@@ -422,7 +423,7 @@ def _redis_admission(
             exit_code=2,
         )
     try:
-        client = redis_connect.connect(url)
+        client = redis_connect.connect(url, config.flag("daemon.redis_cluster"))
         return RedisAdmission(
             coordinator,
             client,

@@ -28,7 +28,7 @@ from typing import Any
 
 from patience.daemon.admission import Resolved, Waiter
 from patience.daemon.coordinator import Coordinator
-from patience.daemon.redis_connect import TIMEOUT
+from patience.daemon.redis_connect import TIMEOUT, errors
 from patience.ratelimit.algorithms import Limiter
 from patience.ratelimit.redis_store import RedisLimits
 
@@ -54,8 +54,6 @@ class RedisAdmission:
         deliver: Callable[[Resolved], None],
         watch_every: float,
     ) -> None:
-        import redis
-
         self.coordinator = coordinator
         self.url = url
         self.deliver = deliver
@@ -63,7 +61,7 @@ class RedisAdmission:
         self.client = client
         self.limits = RedisLimits(self.client, redis_clock, daemon_identity())
         self.round_trip = 0.0  # seconds, a moving average
-        self.errors = (redis.RedisError, OSError)
+        self.errors = errors()  # the cluster client's are not all RedisErrors
         self.unreachable_since: float | None = None  # Unix time
         self._tasks: set[asyncio.Task[None]] = set()
 
