@@ -46,10 +46,14 @@ from patience.daemon.state_replies import ResourceStateResponse
 from patience.daemon.storage import MetricsStore
 from patience.ratelimit.algorithms import RateLimitError
 
-__all__ = ["MAX_CLIENT_IDS", "Handler", "Handlers", "QueryRows"]
+__all__ = ["MAX_CLIENT_IDS", "NO_FLEET", "Handler", "Handlers", "QueryRows"]
 
 log = logging.getLogger("patience.daemon")
 
+NO_FLEET = (
+    "no fleet: this daemon's backend is memory (daemons share their limits, and show their"
+    ' fleet, with [daemon] backend = "redis" and redis_url)'
+)
 MAX_CLIENT_IDS = 16  # distinct client ids one connection may speak for in its life
 
 Handler = Callable[[Session, Any], "bytes | Waiter"]
@@ -87,6 +91,7 @@ class Handlers:
             Ping: self._ping,
             protocol.Timeseries: self._timeseries,
             protocol.Runs: self._runs,
+            protocol.Fleet: self._no_fleet,  # the fleet registry answers it (Redis backend)
             **v1.handlers(self, coordinator),
         }
         self.queries: dict[str, QueryRows] = {}
@@ -263,6 +268,9 @@ class Handlers:
 
     def _runs(self, session: Session, message: protocol.Runs) -> bytes:
         return query_replies.runs_reply(self._metrics_store(), message)
+
+    def _no_fleet(self, session: Session, message: protocol.Fleet) -> bytes:
+        raise CoordinatorError(NO_FLEET)
 
     def _ping(self, session: Session, message: Ping) -> bytes:
         return protocol.encode(Pong(time=time.time()))

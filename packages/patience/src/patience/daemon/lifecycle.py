@@ -29,6 +29,7 @@ from patience.daemon.alerts.service import AlertService
 from patience.daemon.connections import Connections, Limits
 from patience.daemon.coordinator import Coordinator, CoordinatorError
 from patience.daemon.feedback import FeedbackService
+from patience.daemon.fleet import HEARTBEAT, FleetService
 from patience.daemon.framing import Connection, InputBudget
 from patience.daemon.handlers import Handlers
 from patience.daemon.protocol import Status
@@ -69,12 +70,21 @@ AT_START = (
 class Intervals:
     """How often the daemon does its housekeeping, in seconds: checking idle connections and
     forgetting idle clients (`housekeeping`), flushing usage counters to the store (`flush`),
-    applying retention (`prune`), pinging Redis with the Redis backend (`redis_watch`); how
+    applying retention (`prune`), pinging Redis with the Redis backend (`redis_watch`) and
+    renewing this daemon's record in the fleet registry (`fleet_heartbeat`); how
     long a refused connection may stay to read why (`refused_linger`) and replies may drain
     at a stop (`stop_grace`). The defaults serve; tests pass shorter ones so as not to wait
     them out."""
 
-    __slots__ = ("flush", "housekeeping", "prune", "redis_watch", "refused_linger", "stop_grace")
+    __slots__ = (
+        "fleet_heartbeat",
+        "flush",
+        "housekeeping",
+        "prune",
+        "redis_watch",
+        "refused_linger",
+        "stop_grace",
+    )
 
     def __init__(
         self,
@@ -84,6 +94,7 @@ class Intervals:
         redis_watch: float = WATCH_EVERY,
         refused_linger: float = 5.0,
         stop_grace: float = 2.0,
+        fleet_heartbeat: float = HEARTBEAT,
     ) -> None:
         self.housekeeping = housekeeping
         self.flush = flush
@@ -91,6 +102,7 @@ class Intervals:
         self.redis_watch = redis_watch
         self.refused_linger = refused_linger
         self.stop_grace = stop_grace
+        self.fleet_heartbeat = fleet_heartbeat
 
 
 class Service(Protocol):
@@ -143,6 +155,9 @@ class Daemon:
         self.services.append(self.feedback)  # throttle feedback, learned limits
         self.store: MetricsStore | None = None
         self.started = time.time()
+        self.fleet = _fleet(self.redis, self.coordinator, self.started, self.intervals)
+        if self.fleet is not None:
+            self.services.append(self.fleet)  # the fleet registry and the fallback share
         self.totals = Totals(config.number("daemon.http_max_resources"))  # for /metrics
         self._lock_fd = -1
         self._listener: socket.socket | None = None  # from prepare
@@ -193,6 +208,8 @@ class Daemon:
         self.handlers.on_stored = self.totals.add_executions
         self.alerts.attach(self.handlers)
         self.feedback.attach(self.handlers)
+        if self.fleet is not None:
+            self.fleet.attach(self.handlers)
         self.connections = Connections(
             self.coordinator,
             _limits(self.config),
@@ -457,3 +474,12 @@ def _learned_share(redis: RedisAdmission | None) -> LearnedShare | None:
     from patience.daemon.learned_share import LearnedShare
 
     return LearnedShare(redis.client, redis.errors)
+
+
+def _fleet(
+    redis: RedisAdmission | None, coordinator: Coordinator, started: float, intervals: Intervals
+) -> FleetService | None:
+    """With the Redis backend, the daemon registers in the fleet (patience.daemon.fleet)."""
+    if redis is None:
+        return None
+    return FleetService(coordinator, redis.client, redis.errors, started, intervals.fleet_heartbeat)

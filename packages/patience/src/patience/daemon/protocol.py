@@ -20,6 +20,8 @@ from patience.daemon.feedback_messages import Feedback
 from patience.daemon.message_base import Request, ResourceId, Response, StrictRequest, Tool
 
 # The metrics queries' messages, named here as every other message is:
+from patience.daemon.query_messages import Fleet as Fleet  # noqa: PLC0414
+from patience.daemon.query_messages import FleetResponse as FleetResponse  # noqa: PLC0414
 from patience.daemon.query_messages import Query as Query  # noqa: PLC0414
 from patience.daemon.query_messages import QueryKind as QueryKind  # noqa: PLC0414
 from patience.daemon.query_messages import QueryResponse as QueryResponse  # noqa: PLC0414
@@ -288,6 +290,7 @@ AnyRequest = (
     | Alerts
     | UnregisterSchedule
     | Feedback
+    | Fleet
 )
 
 # ---- responses -----------------------------------------------------------------------------
@@ -394,6 +397,7 @@ _TAGS = {
         Alerts,
         UnregisterSchedule,
         Feedback,
+        Fleet,
     )
 }
 

@@ -1,6 +1,7 @@
-"""The 2.0 metrics queries: `query` (totals per resource, per tool, rate-limit use),
-`timeseries` (series of points from the rollups) and `runs` (the most recent execution
-records, or those stored since a cursor). docs/protocol.md describes them with examples.
+"""The 2.0 queries: `query` (totals per resource, per tool, rate-limit use), `timeseries`
+(series of points from the rollups), `runs` (the most recent execution records, or those
+stored since a cursor) and `fleet` (the live daemons sharing this one's Redis).
+docs/protocol.md describes them with examples.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from patience.daemon.message_base import ResourceId, Response, StrictRequest, To
 
 __all__ = [
     "MAX_RUNS",
+    "Fleet",
+    "FleetResponse",
     "Query",
     "QueryKind",
     "QueryResponse",
@@ -97,3 +100,22 @@ class TimeseriesResponse(Response, tag="timeseries_response"):
 class RunsResponse(Response, tag="runs_response"):
     runs: list[dict[str, object]]
     cursor: int
+
+
+class Fleet(StrictRequest, tag="fleet"):
+    """The live daemons of the fleet (the Redis backend): patience.daemon.fleet."""
+
+
+class FleetResponse(Response, tag="fleet_response"):
+    """`daemons` as patience.daemon.fleet_records.view makes them (this daemon first); `total`
+    live daemons, of which at most MAX_DAEMONS are read (`truncated`); `skipped` records that
+    could not be read; `as_of` when the view was read (Unix seconds; None: not yet), `fresh`
+    whether that was within the last two heartbeats (`heartbeat`, seconds)."""
+
+    daemons: list[dict[str, object]]
+    total: int
+    truncated: bool
+    skipped: int
+    as_of: float | None
+    fresh: bool
+    heartbeat: float
