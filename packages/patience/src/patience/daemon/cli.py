@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["OPTIONS", "PROG", "main"]
 
 PROG = "patience-daemon"
+FLEET_WAIT = 3.0  # seconds `status --fleet` waits for a fresh view of the fleet
 
 _COMMON = [
     Option("socket", "--socket", "-s", convert=str, metavar="PATH", help="the Unix socket"),
@@ -53,7 +54,10 @@ OPTIONS = {
             help="serve the HTTP API, /metrics and dashboard (default: [daemon] http_listen)",
         ),
     ],
-    "status": [*_COMMON],
+    "status": [
+        *_COMMON,
+        Option("fleet", "--fleet", help="every live daemon sharing this one's Redis"),
+    ],
     "stop": [
         *_COMMON,
         Option(
@@ -68,7 +72,7 @@ OPTIONS = {
 }
 
 USAGE = f"""usage: {PROG} [--socket PATH] [--config FILE] [--log-level LEVEL] [--http ADDR:PORT]
-       {PROG} status [--socket PATH] [--config FILE]
+       {PROG} status [--socket PATH] [--config FILE] [--fleet]
        {PROG} stop [--socket PATH] [--config FILE] [--timeout DURATION]
 
 Runs the shared rate-limit and metrics daemon of rpr and patience in the foreground.
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None, intervals: Intervals | None = None) -> i
         say(PROG, str(exc))
         return ExitStatus.FAILED
     if command == "status":
-        return _status(socket_path)
+        return _fleet(socket_path) if parsed["fleet"] else _status(socket_path)
     if command == "stop":
         return _stop(socket_path, parsed["timeout"])  # type: ignore[arg-type]
     return _run(parsed, config, socket_path, intervals)
@@ -199,6 +203,30 @@ def _status(socket_path: str) -> int:
         count = len(clients) if isinstance(clients, dict) else 0
         granted = resource["tokens_granted"]
         print(f"  {resource['id']}: {text}; {count} clients, {granted} tokens granted")
+    return ExitStatus.OK
+
+
+def _fleet(socket_path: str) -> int:
+    """The fleet's table; a view not read lately is asked for again for up to FLEET_WAIT."""
+    from patience.daemon.client import DaemonClient, DaemonError, DaemonUnavailable
+    from patience.daemon.fleet_table import fleet_lines
+
+    try:
+        with DaemonClient(
+            socket_path, "patience", client_id=f"{PROG}-status-{os.getpid()}"
+        ) as client:
+            deadline = time.monotonic() + FLEET_WAIT
+            reply = client.request({"type": "fleet"})
+            while not reply.get("fresh") and time.monotonic() < deadline:
+                time.sleep(0.1)
+                reply = client.request({"type": "fleet"})
+    except DaemonError as exc:
+        say(PROG, str(exc))
+        return ExitStatus.FAILED
+    except DaemonUnavailable as exc:
+        say(PROG, f"no daemon answers on {socket_path} ({exc}); start one with: {PROG}")
+        return ExitStatus.FAILED
+    print("\n".join(fleet_lines(reply, time.time())))
     return ExitStatus.OK
 
 

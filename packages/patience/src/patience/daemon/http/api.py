@@ -114,6 +114,7 @@ class Api:
             web.get("/api/v1/timeseries", self.timeseries),
             web.get("/api/v1/runs", self.runs),
             web.get("/api/v1/alerts", self.alerts),
+            web.get("/api/v1/fleet", self.fleet),
         ]
 
     def ask(self, request: Mapping[str, object]) -> dict[str, Any]:
@@ -172,3 +173,12 @@ class Api:
         notifiers' counters: the `alerts` query's reply."""
         given = params(request.query, ALERTS_PARAMS)
         return web.json_response(self.ask({"type": "alerts", "all": given.get("all", False)}))
+
+    async def fleet(self, request: web.Request) -> web.Response:
+        """The live daemons sharing this one's Redis: the `fleet` query's reply; a daemon on
+        the memory backend has no fleet (404, saying so)."""
+        params(request.query, {})
+        try:
+            return web.json_response(self.view.ask({"type": "fleet"}))
+        except AskError as exc:
+            raise ApiError(404, str(exc)) from None

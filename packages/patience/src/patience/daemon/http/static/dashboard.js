@@ -280,6 +280,45 @@
     document.getElementById("notifiers").replaceChildren(...failing.map(notifierNotice));
   }
 
+  // ---- fleet (the Redis backend: every daemon sharing this one's Redis) ------------------
+
+  function fleetResources(daemon) {
+    const parts = (daemon.resources || []).map((r) => {
+      let text = r.id + ": " + r.granted;
+      if (r.limit !== null && r.limit !== undefined) text += " of " + r.limit + " per " + duration(r.window);
+      if (r.share !== null && r.share !== undefined) text += " (" + percent(r.share) + ")";
+      return text;
+    });
+    if (daemon.omitted) parts.push("and " + daemon.omitted + " more");
+    return parts.join("; ") || "–";
+  }
+
+  function fleetRow(daemon, now) {
+    const row = el("tr", null, daemon.self ? "self" : "");
+    row.dataset.daemon = daemon.id;
+    const tools = Object.entries(daemon.clients || {}).map(([tool, n]) => toolName(tool) + " " + n).join(", ");
+    row.append(
+      el("td", daemon.host + (daemon.self ? " (this daemon)" : ""), "id"),
+      el("td", daemon.pid, "num"),
+      el("td", daemon.version),
+      el("td", duration(Math.max(0, now - daemon.started)), "num"),
+      el("td", tools || "–"),
+      el("td", fleetResources(daemon), "id"),
+    );
+    return row;
+  }
+
+  function showFleet(reply) {
+    document.getElementById("fleet-section").hidden = reply === null;
+    if (reply === null) return;
+    const daemons = reply.daemons || [];
+    replaceRows(document.getElementById("fleet"), daemons.map((d) => fleetRow(d, Date.now() / 1000)));
+    let note = reply.total + " live daemons";
+    if (reply.truncated) note += ", the " + daemons.length + " most recently renewed shown";
+    if (!reply.fresh) note += reply.as_of ? " · as of " + clock(reply.as_of) + ": not renewed since" : " · reading…";
+    document.getElementById("fleet-note").textContent = note;
+  }
+
   // ---- refresh --------------------------------------------------------------------------
 
   function showStatus(status) {
@@ -310,6 +349,7 @@
         get("/api/v1/runs?limit=" + RECENT_RUNS + "&" + since),
       ]);
       showStatus(status);
+      showFleet(status.backend === "redis" ? await get("/api/v1/fleet") : null);
       showAlerts(alerts);
       showResources(resources);
       showTools(tools);
