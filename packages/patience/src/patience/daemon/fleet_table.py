@@ -53,7 +53,7 @@ def _row(daemon: Mapping[str, object], now: float) -> tuple[str, ...]:
     if isinstance(omitted, int) and omitted:
         used.append(f"and {omitted} more")
     started = daemon.get("started")
-    up = format_duration(max(0.0, now - started)) if isinstance(started, int | float) else "?"
+    up = format_duration(max(0, round(now - started))) if isinstance(started, int | float) else "?"
     return (
         "*" if daemon.get("self") else "",
         str(daemon.get("host", "?")),
