@@ -1,0 +1,150 @@
+"""Real daemons on Redis Sentinel (a master, a replica, three sentinels on loopback ports),
+with real rpr and patience running under one limit: the master is killed (-9) mid-run, the
+sentinels promote the replica, and the daemons see one outage and go global again on the new
+master without a restart. The limit holds in every window entirely before the kill and
+entirely after the daemons are back; no run goes missing from the daemons' metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon_support import Daemon, isolated_env, short_dir
+from integration_support import most_in_window
+from redis_ha_support import SentinelSet, sentinel_set
+from tools import PATIENCE, RPR
+
+RESOURCE = "ha-api"
+LIMIT, WINDOW = 5, 1.0
+RUN_FOR = 14.0  # seconds each client runs
+KILL_AFTER = 4.0  # seconds after the clients start
+# Pings every 0.2s (the default is 1s) and metrics flushed at once: a test need not wait.
+INTERVALS = {"redis_watch": 0.2, "flush": 0.2}
+LOST = "cannot use Redis at"
+BACK = "is back: rate limits are global again"
+# The clients stamp each start after the grant's reply and a fork: a little late, never early.
+LAG = 0.3
+
+
+def config(url: str) -> str:
+    return (
+        f'[daemon]\nbackend = "redis"\nredis_url = "{url}"\n'
+        f'[rate_limiting.resources]\n"{RESOURCE}" = {{ limit = {LIMIT}, window = "{WINDOW}s" }}\n'
+    )
+
+
+@contextlib.contextmanager
+def daemons(text: str, count: int) -> Iterator[list[Daemon]]:
+    with contextlib.ExitStack() as stack:
+        started = []
+        for _ in range(count):
+            daemon = Daemon(stack.enter_context(short_dir()), text, intervals=INTERVALS)
+            stack.callback(daemon.ensure_stopped)
+            started.append(daemon.start())
+        yield started
+
+
+def clients(daemon: Daemon, stamps: Path) -> list[subprocess.Popen[str]]:
+    """Two rpr and one patience (failing each attempt, so it goes on) through `daemon`, each
+    start appending its time to its own file under `stamps`."""
+    flags = ["--daemon", "--daemon-socket", daemon.socket, "--resource-id", RESOURCE]
+    stamp = 'date +%s.%N >> "$0"'
+    argvs = [
+        [RPR, "duration", "--for", f"{RUN_FOR}s", *flags, "--", "sh", "-c", stamp],
+        [RPR, "duration", "--for", f"{RUN_FOR}s", *flags, "--", "sh", "-c", stamp],
+        [PATIENCE, "fixed", "--delay", "10ms", "--attempts", "1000", "--max-time",
+         f"{RUN_FOR}s", "--quiet", *flags, "--", "sh", "-c", f"{stamp}; exit 1"],
+    ]  # fmt: skip
+    env = isolated_env(daemon.dir)
+    procs = []
+    for number, argv in enumerate(argvs):
+        path = stamps / f"{Path(daemon.dir).name}-{number}"
+        procs.append(
+            subprocess.Popen(
+                [*argv, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                text=True,
+            )
+        )  # fmt: skip
+    return procs
+
+
+def status(daemon: Daemon) -> dict[str, object]:
+    with daemon.client("patience", f"status-{time.monotonic_ns()}") as client:
+        return client.status()
+
+
+def until(predicate, timeout: float = 30.0) -> float:  # type: ignore[no-untyped-def]
+    """Poll `predicate`; the wall time at which it first held."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+    return time.time()
+
+
+def runs_stored(daemon: Daemon) -> int:
+    with daemon.client() as client:
+        [summary] = client.query("resource_summary", resource_id=RESOURCE)
+    return int(summary["total_executions"])  # type: ignore[call-overload]
+
+
+def kill_master_and_watch(ha: SentinelSet, pair: list[Daemon]) -> tuple[float, float]:
+    """Kill the master; when it was killed, and when both daemons were global again."""
+    old = ha.master_port()
+    killed = time.time()
+    ha.master.kill()
+    for daemon in pair:
+        until(lambda d=daemon: "redis_unreachable_since" in status(d))
+    back = max(until(lambda d=daemon: "redis_unreachable_since" not in status(d)) for d in pair)
+    assert ha.master_port() == ha.replica.port != old
+    return killed, back
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_failover_is_one_outage_and_the_limit_holds_either_side() -> None:
+    with (
+        short_dir() as directory,
+        sentinel_set(directory) as ha,
+        daemons(config(ha.url), 2) as pair,
+    ):
+        stamps = directory / "stamps"
+        stamps.mkdir()
+        procs = [proc for daemon in pair for proc in clients(daemon, stamps)]
+        try:
+            time.sleep(KILL_AFTER)
+            killed, back = kill_master_and_watch(ha, pair)
+        finally:
+            for proc in procs:
+                _, err = proc.communicate(timeout=RUN_FOR + 60)
+                assert proc.returncode in (0, 1), err  # patience: every attempt failed
+        ran = {
+            daemon.socket: sum(
+                len(path.read_text().split()) for path in stamps.glob(f"{Path(daemon.dir).name}-*")
+            )
+            for daemon in pair
+        }
+        for daemon in pair:
+            until(lambda d=daemon: runs_stored(d) == ran[d.socket], timeout=10.0)
+            log = daemon.log_text()
+            assert log.count(LOST) == log.count(BACK) == 1, log
+        shown = status(pair[0])
+        starts = sorted(float(t) for path in stamps.iterdir() for t in path.read_text().split())
+    before = [t for t in starts if t < killed]
+    after = [t for t in starts if t >= back + LAG]
+    during = [t for t in starts if killed <= t < back + LAG]
+    print(
+        f"failover: {back - killed:.2f}s of local limits, at most"
+        f" {most_in_window(during, WINDOW)} runs in a window then; {len(starts)} runs"
+    )
+    assert back - killed < 20.0
+    assert most_in_window(before, WINDOW * 0.95) <= LIMIT, before
+    assert most_in_window(after, WINDOW * 0.95) <= LIMIT, after
+    # Both sides saw real demand: the windows were full, not trivially under the limit.
+    assert len(before) >= LIMIT * (KILL_AFTER - 1) and len(after) >= LIMIT * 2, starts
+    assert shown["backend"] == "redis" and str(shown["redis_url"]) == ha.url
