@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from daemon_support import short_dir
 from patience.ratelimit.algorithms import Decision, Limiter, make_limiter
-from patience.ratelimit.redis_store import PREFIX, RedisLimits, state_keys
+from patience.ratelimit.redis_store import PREFIX, Ask, RedisLimits, state_keys
 from redis_support import RedisServer, redis_server
 
 ALGORITHMS = ("diophantine", "fixed-window", "gcra")
@@ -43,9 +43,24 @@ class Store:
         who: str = "a",
         wait: float = 1e9,
     ) -> Decision:
+        [decision] = self.batch(resource, limiter, [(tokens, wait)], now, redis_clock, who)
+        return decision
+
+    def batch(
+        self,
+        resource: str,
+        limiter: Limiter,
+        requests: list[tuple[int, float]],
+        now: float,
+        redis_clock: bool = False,
+        who: str = "a",
+    ) -> list[Decision]:
+        """One script call deciding `requests` in order: the decisions up to the first refusal."""
         store = self.clocked if redis_clock else self.daemons[who]
-        limit = limiter.as_limit()
-        return self.runner.run(store.acquire(resource, limit, tokens, now, wait, 0.5))
+        ask = Ask(resource, limiter.as_limit(), [x for request in requests for x in request])
+        [result] = self.runner.run(store.decide([ask], now, 0.5))
+        assert not isinstance(result, Exception), result
+        return result
 
     def close(self) -> None:
         self.runner.run(self.client.aclose())
@@ -117,6 +132,46 @@ def test_gcra_decides_as_the_python_class(
     store: Store, workload: tuple[int, float, float, Steps]
 ) -> None:
     same_decisions(store, "gcra", workload)
+
+
+def same_decisions_in_batches(
+    store: Store, algorithm: str, workload: tuple[int, float, float, Steps], joins: list[bool]
+) -> None:
+    """The requests in batches, as the daemon sends them (a request that joins the batch
+    before it comes at that batch's time): a batch's decisions stop at its first refusal, and
+    the requests after it lead the next batch. Each decision is the Python limiter's."""
+    limit, window, now, steps = workload
+    python = make_limiter(algorithm, limit, window)
+    spec = make_limiter(algorithm, limit, window)
+    resource = f"batches-{next(_ids)}"
+    batches: list[tuple[float, list[int]]] = []
+    for (step, tokens), join in zip(steps, joins, strict=True):
+        if join and batches:
+            batches[-1][1].append(tokens)
+        else:
+            now += step
+            batches.append((now, [tokens]))
+    waiting: list[int] = []
+    for at, tokens in batches:
+        waiting += tokens
+        got = store.batch(resource, spec, [(t, 1e9) for t in waiting], at)
+        expected = []
+        for t in waiting:
+            expected.append(python.acquire(at, t))
+            if not expected[-1].granted:
+                break
+        assert [repr(d) for d in got] == [repr(d) for d in expected], (at, waiting)
+        waiting = waiting[len(got) :]
+
+
+@settings(max_examples=150)
+@given(st.sampled_from(ALGORITHMS), st.data())
+def test_batches_decide_as_the_python_class_one_request_after_another(
+    store: Store, algorithm: str, data: st.DataObject
+) -> None:
+    workload = data.draw(workloads(algorithm))
+    joins = data.draw(st.lists(st.booleans(), min_size=len(workload[3]), max_size=len(workload[3])))
+    same_decisions_in_batches(store, algorithm, workload, joins)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -16,11 +16,15 @@ The daemon calls `poll(now)` at `next_wakeup()` to hand tokens to waiters and to
 
 Remote admission (the Redis backend, daemons on many hosts sharing one limit). While remote,
 every request with a limit joins the queue, and the admissions themselves are decided
-elsewhere: `take(now)` hands out the next waiter of each resource whose turn has come (one at
-a time per resource, so queue order and fair shares hold as above), and `settle` applies the
-decision that comes back. The local limiter keeps counting this daemon's own grants: they
-bound what Redis can allow (a request that cannot fit here is refused or queued without asking),
-and when Redis is unreachable admission turns local and the local limits carry on from them.
+elsewhere: `take(now)` hands out, for each resource whose turn has come, a batch: the waiters
+the queue would serve next, in the order it would serve them were each admitted (the same
+round-robin turns and fair shares as above, the batch's tokens counting as held). `settle`
+applies the decisions that come back in that order, up to the first refusal: nobody passes
+the head of the queue, so the waiters after it stay queued for the next batch. One batch per
+resource is in flight at a time. The local limiter keeps counting this daemon's own grants:
+they bound what Redis can allow (a request that cannot fit here is refused or queued without
+asking), and when Redis is unreachable admission turns local and the local limits carry on
+from them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 
 from patience.daemon.errors import CoordinatorError
 from patience.daemon.protocol import AcquireResponse
@@ -36,27 +41,47 @@ from patience.daemon.resources import Resource
 from patience.daemon.usage import Usage
 from patience.ratelimit.algorithms import Decision, Limiter
 
-__all__ = ["ASK_GRACE", "SHARES_EVERY", "Admission", "Resolved", "Waiter"]
+__all__ = ["ASK_GRACE", "BATCH", "SHARES_EVERY", "Admission", "Resolved", "Waiter"]
 
 SHARES_EVERY = 0.1  # seconds a resource's shares are reused before they are worked out again
 ASK_GRACE = 0.5  # remote: seconds past its wait a request may wait to be asked once
+BATCH = 128  # remote: the most requests of a resource decided in one call
+_NONE_HELD: Mapping[str, int] = {}  # no tokens counted as held besides the resource's own
 
 
 class Waiter:
     """One acquire request waiting in a resource's queue."""
 
-    __slots__ = ("client", "deadline", "eligible_at", "enqueued", "live", "resource", "tokens")
+    __slots__ = (
+        "asked",
+        "client",
+        "cutoff",
+        "deadline",
+        "eligible_at",
+        "enqueued",
+        "live",
+        "resource",
+        "tokens",
+    )
 
     def __init__(
-        self, client: Client, resource: Resource, tokens: int, now: float, deadline: float
+        self,
+        client: Client,
+        resource: Resource,
+        tokens: int,
+        now: float,
+        deadline: float,
+        cutoff: float,
     ) -> None:
         self.client = client
         self.resource = resource
         self.tokens = tokens
         self.enqueued = now
         self.deadline = deadline
+        self.cutoff = cutoff  # refused unasked from then (remote: a little past its deadline)
         self.eligible_at = min(deadline, now + resource.grace)  # may exceed its share from then
         self.live = True
+        self.asked = False  # remote: in a batch being decided
 
     @property
     def resource_id(self) -> str:
@@ -103,7 +128,8 @@ class Admission:
                 f" {limiter.describe()} (ask for at most {limiter.limit})"
             )
         first = not (resource.queue or self._remote)
-        if first and (max_wait == 0 or self._within_share(resource, client.id, tokens)):
+        holds = resource.held.get(client.id, 0)
+        if first and (max_wait == 0 or self._within_share(resource, holds, tokens)):
             decision = limiter.acquire(now, tokens)
             if decision.granted:
                 self._grant(client, resource, tokens, now)
@@ -132,7 +158,10 @@ class Admission:
         deadline: float,
         retry_after: float,
     ) -> Waiter:
-        waiter = Waiter(client, resource, tokens, now, deadline)
+        # Remote: each ask checks the wait (settle), and asks go a batch at a time, so a request
+        # is given ASK_GRACE to be asked at all before its deadline refuses it unasked.
+        cutoff = deadline + ASK_GRACE if self._remote else deadline
+        waiter = Waiter(client, resource, tokens, now, deadline, cutoff)
         queue = resource.queue.get(client.id)
         if queue is None:
             queue = resource.queue[client.id] = deque()
@@ -144,9 +173,6 @@ class Admission:
             resource.ready_at = min(resource.ready_at, now)
         self._waiting.add(resource)
         self._sequence += 1
-        # Remote: each ask checks the wait (settle), and asks go one at a time, so a request
-        # is given ASK_GRACE to be asked at all before its deadline refuses it unasked.
-        cutoff = deadline + ASK_GRACE if self._remote else deadline
         heapq.heappush(self._deadlines, (cutoff, self._sequence, waiter))
         return waiter
 
@@ -178,13 +204,13 @@ class Admission:
             heapq.heappop(deadlines)
         first = deadlines[0][0] if deadlines else math.inf
         for resource in self._waiting:
-            if resource.pending is None:
+            if not resource.pending:
                 first = min(first, resource.ready_at)
         return first
 
     def poll(self, now: float) -> Resolved:
         """Serve the waiters whose tokens are available (unless remote) and time out those past
-        their wait (one being decided remotely is settled instead)."""
+        their wait (those being decided remotely are settled instead)."""
         resolved: Resolved = []
         if not self._remote:
             for resource in [r for r in self._waiting if r.ready_at <= now and not r.pending]:
@@ -192,7 +218,7 @@ class Admission:
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             waiter = heapq.heappop(deadlines)[2]
-            if waiter.live and waiter is not waiter.resource.pending:
+            if waiter.live and not waiter.asked:
                 resolved.append((waiter, self._time_out(waiter, now)))
         return resolved
 
@@ -206,39 +232,86 @@ class Admission:
             retry_after = max(retry_after, resource.limiter.available_at(now, 1) - now)
         return self._refusal(resource, waiter.tokens, retry_after, now - waiter.enqueued, now)
 
-    def take(self, now: float) -> tuple[list[Waiter], Resolved]:
-        """Remote: the waiters whose admission is to be decided now, one per resource whose
-        turn has come (each `pending` until `settle`), and the answers already due."""
-        taken: list[Waiter] = []
+    def take(self, now: float) -> tuple[list[list[Waiter]], Resolved]:
+        """Remote: for each resource whose turn has come, the batch of waiters to decide now
+        (`pending` until `settle`), and the answers already due."""
+        batches: list[list[Waiter]] = []
         resolved: Resolved = []
         for resource in [r for r in self._waiting if r.ready_at <= now and not r.pending]:
             while (waiter := self._next_admission(resource, now, resolved)) is not None:
                 if resource.limiter is not None:
-                    resource.pending = waiter
-                    taken.append(waiter)
+                    resource.pending = batch = self._batch(resource, waiter, resource.limiter, now)
+                    batches.append(batch)
                     break
                 self._admit(waiter, None, now, resolved)  # the limit was lifted meanwhile
-        return taken, resolved
+        return batches, resolved
 
-    def settle(self, waiter: Waiter, decision: Decision | None, now: float) -> Resolved:
-        """Remote: apply the decision on a waiter `take` handed out; None decides it here with
-        the local limiter (Redis was unreachable). A waiter that cannot be admitted within its
-        wait is refused at once."""
-        resource = waiter.resource
+    def _batch(
+        self, resource: Resource, first: Waiter, limiter: Limiter, now: float
+    ) -> list[Waiter]:
+        """`first` and the waiters the queue would serve after it, in order, were each
+        admitted: the turns `_admit` would give, with the batch's tokens counted as held. It
+        ends where nobody may go yet, before a request the limit cannot fit (the next `take`
+        refuses it), or at BATCH."""
+        queue = resource.queue
+        order = deque(queue)  # client ids, in turn
+        served: dict[str, int] = {}  # client id -> how many of its waiters the batch has
+        extra: dict[str, int] = {}  # client id -> the tokens the batch gives it
+        batch: list[Waiter] = []
+        waiter: Waiter | None = first
+        while waiter is not None and waiter.tokens <= limiter.limit and len(batch) < BATCH:
+            waiter.asked = True
+            batch.append(waiter)
+            client_id = waiter.client.id
+            count = served[client_id] = served.get(client_id, 0) + 1
+            extra[client_id] = extra.get(client_id, 0) + waiter.tokens
+            order.remove(client_id)
+            if count < len(queue[client_id]):
+                order.append(client_id)  # round-robin: this client goes to the back
+            heads = (queue[c][served.get(c, 0)] for c in order)
+            waiter = self._next_in_turn(resource, heads, extra, now)[0]
+        return batch
+
+    def settle(
+        self, batch: list[Waiter], decisions: Sequence[Decision] | None, now: float
+    ) -> Resolved:
+        """Remote: apply the decisions on a batch `take` handed out, in its order. They end at
+        the first refusal: the waiters after it were not asked and stay queued (refused now if
+        their wait is over). None decides them here with the local limiter, up to its first
+        refusal (Redis was unreachable)."""
+        resource = batch[0].resource
         resource.pending = None
         self._waiting.add(resource)
         resource.ready_at = min(resource.ready_at, now)
-        limiter = resource.limiter
         resolved: Resolved = []
+        decided = len(batch) if decisions is None else len(decisions)
+        for index, waiter in enumerate(batch):
+            waiter.asked = False
+            if index < decided:
+                decision = None if decisions is None else decisions[index]
+                if not self._settle(waiter, decision, now, resolved):
+                    decided = index + 1
+            elif waiter.live and waiter.cutoff <= now:  # its deadline passed while it was asked
+                resolved.append((waiter, self._time_out(waiter, now)))
+        return resolved
+
+    def _settle(
+        self, waiter: Waiter, decision: Decision | None, now: float, resolved: Resolved
+    ) -> bool:
+        """Apply one decision (None: the local limiter's); whether those after it may go. A
+        waiter that cannot be admitted within its wait is refused at once."""
         if not waiter.live:  # its client left meanwhile; what Redis granted it stays spent
-            return resolved
+            return True
+        resource = waiter.resource
+        limiter = resource.limiter
         if decision is None:
             decision = limiter.acquire(now, waiter.tokens) if limiter is not None else None
         elif decision.granted and limiter is not None:
             limiter.acquire(now, waiter.tokens)  # this daemon's grants count here too
         if self._admit(waiter, decision, now, resolved):
             resource.ready_at = now
-        elif decision is not None and now + decision.retry_after > waiter.deadline:
+            return True
+        if decision is not None and now + decision.retry_after > waiter.deadline:
             self.cancel(waiter, now)
             self._usage.count(resource.id, waiter.client.tool, denied=1)
             response = self._refusal(
@@ -246,7 +319,7 @@ class Admission:
             )
             response.remaining, response.reset_after = decision.remaining, decision.reset_after
             resolved.append((waiter, response))
-        return resolved
+        return False
 
     def _serve(self, resource: Resource, now: float, resolved: Resolved) -> None:
         while (waiter := self._next_admission(resource, now, resolved)) is not None:
@@ -262,8 +335,12 @@ class Admission:
         if limiter is not None:
             resource.trim(now, limiter.window)
         while resource.queue:
-            waiter = self._next_in_turn(resource, now)
-            if waiter is None or limiter is None or waiter.tokens <= limiter.limit:
+            heads = (waiters[0] for waiters in resource.queue.values())
+            waiter, eligible_at = self._next_in_turn(resource, heads, _NONE_HELD, now)
+            if waiter is None:
+                resource.ready_at = eligible_at
+                return None
+            if limiter is None or waiter.tokens <= limiter.limit:
                 return waiter
             self.cancel(waiter, now)  # the limit shrank under it
             response = self._refusal(resource, waiter.tokens, 0.0, now - waiter.enqueued, now)
@@ -304,36 +381,39 @@ class Admission:
         resolved.append((waiter, response))
         return True
 
-    def _next_in_turn(self, resource: Resource, now: float) -> Waiter | None:
-        """The first client in round-robin order that is within its share; else, of those past
-        their grace, the one holding least; else None (and ready_at set to the next grace end)."""
+    def _next_in_turn(
+        self, resource: Resource, heads: Iterable[Waiter], extra: Mapping[str, int], now: float
+    ) -> tuple[Waiter | None, float]:
+        """Of `heads` (each client's next waiter, in round-robin order), the first whose client
+        is within its share, counting `extra` tokens as held too; else, of those past their
+        grace, the one holding least; else None. Also when the next grace ends."""
         eligible_at = math.inf
         chosen: Waiter | None = None
+        chosen_holds = 0
         held = resource.held
-        for waiters in resource.queue.values():
-            waiter = waiters[0]
-            if self._within_share(resource, waiter.client.id, waiter.tokens):
-                return waiter
+        for waiter in heads:
+            client_id = waiter.client.id
+            holds = held.get(client_id, 0) + extra.get(client_id, 0)
+            if self._within_share(resource, holds, waiter.tokens):
+                return waiter, eligible_at
             if waiter.eligible_at > now:
                 eligible_at = min(eligible_at, waiter.eligible_at)
-            elif chosen is None or held.get(waiter.client.id, 0) < held.get(chosen.client.id, 0):
-                chosen = waiter
-        if chosen is None:
-            resource.ready_at = eligible_at
-        return chosen
+            elif chosen is None or holds < chosen_holds:
+                chosen, chosen_holds = waiter, holds
+        return chosen, eligible_at
 
-    def _within_share(self, resource: Resource, client_id: str, tokens: int) -> bool:
-        """Whether taking `tokens` keeps the client within an equal share of the window among
-        the clients competing (holding tokens or waiting). A client holding none always is."""
-        held = resource.held.get(client_id, 0)
-        if held == 0 or resource.limiter is None:
+    def _within_share(self, resource: Resource, holds: int, tokens: int) -> bool:
+        """Whether taking `tokens` keeps a client that holds `holds` within an equal share of
+        the window among the clients competing (holding tokens or waiting). A client holding
+        none always is."""
+        if holds == 0 or resource.limiter is None:
             return True
         competing = len(resource.held) + len(resource.queue)  # an upper bound, cheap
         limit = resource.limiter.limit
-        if (held + tokens) * competing <= limit:
+        if (holds + tokens) * competing <= limit:
             return True
         competing = len(resource.held.keys() | resource.queue.keys())
-        return competing == 1 or (held + tokens) * competing <= limit
+        return competing == 1 or (holds + tokens) * competing <= limit
 
     def _grant(self, client: Client, resource: Resource, tokens: int, now: float) -> None:
         resource.tokens += tokens

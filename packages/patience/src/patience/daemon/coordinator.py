@@ -162,13 +162,17 @@ class Coordinator:
         self._admission.set_remote(remote)
         self.fleet_share.apply(remote)
 
-    def take(self, now: float) -> tuple[list[Waiter], Resolved]:
-        """Remote: the waiters to decide now, and the answers already due."""
+    def take(self, now: float) -> tuple[list[list[Waiter]], Resolved]:
+        """Remote: the batches of waiters to decide now (one per resource whose turn has
+        come), and the answers already due."""
         return self._admission.take(now)
 
-    def settle(self, waiter: Waiter, decision: Decision | None, now: float) -> Resolved:
-        """Remote: apply the decision on a waiter `take` handed out (None: decide it here)."""
-        return self._admission.settle(waiter, decision, now)
+    def settle(
+        self, batch: list[Waiter], decisions: Sequence[Decision] | None, now: float
+    ) -> Resolved:
+        """Remote: apply the decisions on a batch `take` handed out, in order, up to the first
+        refusal (None: decide them here)."""
+        return self._admission.settle(batch, decisions, now)
 
     def share(self, resource: Resource, client_id: str, now: float) -> int | None:
         """The client's safe share of the resource's limit (patience.daemon.admission)."""

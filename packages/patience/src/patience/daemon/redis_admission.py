@@ -2,18 +2,23 @@
 
 The coordinator keeps the queue, the fair shares and the clients; this module carries the
 admissions it hands out (`Coordinator.take`) to Redis (patience.ratelimit.redis_store) and
-brings the decisions back (`Coordinator.settle`), one request per resource at a time, without
-blocking the event loop. Each call has a short timeout and is never retried blindly. A
-request Redis refuses may claim the next turn for this daemon (see redis_store); the claim
-lasts past its retry time by twice this daemon's recent round trip to Redis, so that a daemon
-far from Redis is not always beaten to freed capacity by one nearby.
+brings the decisions back (`Coordinator.settle`), without blocking the event loop. Each time
+the daemon's timer finds waiters whose turn has come (once per pass of the event loop at
+most), every such resource's batch (its next waiters, in queue order) goes to Redis in one
+round trip, one script call per resource; a resource has one batch in flight at a time, and
+the requests that come meanwhile make up its next one, so the busier a resource, the larger
+its batches and the fewer the calls per grant. The time, the keys and the arguments common to
+a batch are worked out once for it. Each round trip has a short timeout and is never retried
+blindly. A request Redis refuses may claim the next turn for this daemon (see redis_store);
+the claim lasts past its retry time by twice this daemon's recent round trip to Redis, so
+that a daemon far from Redis is not always beaten to freed capacity by one nearby.
 
 When Redis cannot be reached (or answers with an error), the daemon logs one line, says so in
-`status`, and enforces its limits locally: the coordinator's own limiters, which have kept
-counting this daemon's grants, decide until Redis answers again, which is logged too. Each
-daemon then allows the full limit on its own: that is the price of staying up, and it ends
-when Redis is back. A ping once a second notices either change even when no request needs
-Redis.
+`status`, and enforces its limits locally, every request of a failed call's batches included:
+the coordinator's own limiters, which have kept counting this daemon's grants, decide until
+Redis answers again, which is logged too. Each daemon then allows the full limit on its own:
+that is the price of staying up, and it ends when Redis is back. A ping once a second notices
+either change even when no request needs Redis.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from typing import Any
 from patience.daemon.admission import Resolved, Waiter
 from patience.daemon.coordinator import Coordinator
 from patience.daemon.redis_connect import TIMEOUT, errors
-from patience.ratelimit.algorithms import Limiter
-from patience.ratelimit.redis_store import RedisLimits
+from patience.ratelimit.algorithms import Decision
+from patience.ratelimit.redis_store import Ask, RedisLimits
 
 __all__ = ["WATCH_EVERY", "RedisAdmission", "daemon_identity"]
 
@@ -83,33 +88,34 @@ class RedisAdmission:
         await self.client.aclose()
 
     def kick(self, now: float) -> Resolved:
-        """Ask Redis about each waiter whose turn has come; the answers due at once."""
+        """Ask Redis about the waiters whose turn has come; the answers due at once."""
         if not self.coordinator.remote:
             return []
-        taken, resolved = self.coordinator.take(now)
-        for waiter in taken:
-            limiter = waiter.limiter
-            assert limiter is not None  # take hands out only waiters under a limit
-            self._spawn(self._decide(waiter, limiter))
+        batches, resolved = self.coordinator.take(now)
+        if batches:
+            self._spawn(self._decide(batches))
         return resolved
 
-    async def _decide(self, waiter: Waiter, limiter: Limiter) -> None:
+    async def _decide(self, batches: list[list[Waiter]]) -> None:
         start = time.monotonic()
         hold = min(TIMEOUT, HOLD_MARGIN + 2 * self.round_trip)
+        asks = [_ask(batch, start) for batch in batches]
+        results: list[list[Decision] | Exception] | None = None
         try:
-            decision = await self.limits.acquire(
-                waiter.resource_id,
-                limiter.as_limit(),
-                waiter.tokens,
-                time.time(),
-                max(0.0, waiter.deadline - start),
-                hold,
-            )
+            results = await self.limits.decide(asks, time.time(), hold)
             self.round_trip += (time.monotonic() - start - self.round_trip) / 8
-        except Exception as exc:  # unreachable, or an error reply: never leave it pending
+        except Exception as exc:  # unreachable: never leave a batch pending
             self._lost(exc)
-            decision = None  # the coordinator decides it with its local limiter
-        self.deliver(self.coordinator.settle(waiter, decision, time.monotonic()))
+        now = time.monotonic()
+        resolved: Resolved = []
+        for index, batch in enumerate(batches):
+            result = None if results is None else results[index]
+            if isinstance(result, Exception):  # an error reply
+                self._lost(result)
+                result = None
+            # None: the coordinator decides them with its local limiter
+            resolved += self.coordinator.settle(batch, result, now)
+        self.deliver(resolved)
 
     def _lost(self, exc: BaseException) -> None:
         if self.unreachable_since is not None:
@@ -142,6 +148,17 @@ class RedisAdmission:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _ask(batch: list[Waiter], start: float) -> Ask:
+    """The batch as Redis is asked about it: each request's tokens and remaining wait."""
+    first = batch[0]
+    limiter = first.limiter
+    assert limiter is not None  # take hands out only waiters under a limit
+    requests: list[int | float] = []
+    for waiter in batch:
+        requests += (waiter.tokens, max(0.0, waiter.deadline - start))
+    return Ask(first.resource_id, limiter.as_limit(), requests)
 
 
 def daemon_identity() -> str:

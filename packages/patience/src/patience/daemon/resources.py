@@ -119,7 +119,7 @@ class Resource:
         self.grace = 0.0
         self.queue: OrderedDict[str, deque[Waiter]] = OrderedDict()
         self.ready_at = math.inf  # when the head of the queue may be served
-        self.pending: Waiter | None = None  # remote: the waiter whose admission is being decided
+        self.pending: list[Waiter] | None = None  # remote: the batch of waiters being decided
         self.bookings = Bookings()  # protocol 1.0: the Go clients' booked attempts
         self.tokens = 0
         self.refused = 0  # requests refused (demand the limit held back)

@@ -1,18 +1,15 @@
 """Rate-limit state kept in Redis, so daemons on many hosts enforce one global limit.
 
-Each algorithm of algorithms.py has a Lua twin here that Redis runs atomically: for the same
-sequence of (time, tokens) requests it gives the same decisions, to the last bit of every
-float (tests/test_redis_algorithms.py checks this as a property against a real redis-server).
-The Python classes stay the definition; these scripts transcribe them, so a change there must
-be made here too. Three details keep them exact:
+Each algorithm of algorithms.py has a Lua twin (patience.ratelimit.redis_scripts) that Redis
+runs atomically and that decides exactly as the Python class does. One script call decides a
+batch: a resource's next requests in its daemon's queue order, one after another, up to the
+first refusal. `decide` sends the calls for several resources in one round trip (a pipeline,
+not a transaction: each call is atomic on its own, and they need not be atomic together).
+With Redis Cluster, redis-py's cluster pipeline splits them by node: every key of a resource
+shares one hash slot, so each call goes whole to the node that holds it. A script Redis does
+not know (after a restart or a failover) is loaded, and the calls it failed are sent again.
 
-- floats travel as "%.17g" text, which C's strtod reads back to the same double;
-- a float's `//` is CPython's (fmod, then the snap to the nearest whole number), not floor(/);
-- GCRA's whole numbers (units of 1/limit ns since the epoch: beyond 2^53, and Lua 5.1 has
-  only doubles) use a small decimal bignum, converted to and from floats through text, which
-  the C library reads and writes exactly.
-
-Time. Each request carries the caller's clock (the daemon passes its wall clock, which hosts
+Time. Each batch carries the caller's clock (the daemon passes its wall clock, which hosts
 share through NTP), or, with `redis_clock`, the script reads Redis TIME, one clock for every
 host. As in the Python classes, a clock that goes backwards is treated as standing still: the
 latest time seen is kept with the state.
@@ -39,353 +36,108 @@ so nothing outlives its use.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+from collections.abc import Sequence
+from typing import Any
 
 from patience.ratelimit.algorithms import Decision
+from patience.ratelimit.redis_scripts import SCRIPTS
 from patience.settings import DIOPHANTINE, Limit
 
-__all__ = ["EXPIRY_SLACK_MS", "PREFIX", "SCRIPTS", "RedisLimits", "state_keys"]
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
+__all__ = ["EXPIRY_SLACK_MS", "PREFIX", "Ask", "RedisLimits", "state_keys"]
 
 PREFIX = "patience:ratelimit:"
 EXPIRY_SLACK_MS = 1000
+_SHAS = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in SCRIPTS.items()}
+_TEXTS = {_SHAS[name]: text for name, text in SCRIPTS.items()}
 
-# Shared by every script. KEYS[1]: the state hash. ARGV: now ("" = Redis TIME), limit,
-# window, tokens, expiry in ms, who, wait, hold. Defines `now` (never before the latest time
-# seen), `limit`, `window`, `tokens`, `fmt`, `floordiv` (Python's float //), `up`
-# (math.nextafter(x, inf)), `save` (the state, with its expiry) and the claim: `reserved` (the
-# tokens another daemon's claim holds), `held` (the refusal it causes), `release`, `claim`.
-_PRELUDE = """
-local state = KEYS[1]
-local now = tonumber(ARGV[1])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-end
-local limit, window, tokens = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local expiry = ARGV[5]
-local seen = redis.call('HGET', state, 'now')
-if seen and now < tonumber(seen) then now = tonumber(seen) end
 
-local function fmt(x) return string.format('%.17g', x) end
+class Ask:
+    """One resource's batch: its requests in queue order under `limit`, as a flat list of
+    (tokens, seconds the request may still wait) pairs."""
 
-local function floordiv(x, w)
-  local mod = math.fmod(x, w)
-  local div = (x - mod) / w
-  if mod ~= 0 and mod < 0 then div = div - 1 end
-  if div == 0 then return 0 end
-  local q = math.floor(div)
-  if div - q > 0.5 then q = q + 1 end
-  return q
-end
+    __slots__ = ("limit", "requests", "resource_id")
 
-local function up(x)
-  if x == 0 then return math.ldexp(1, -1074) end
-  local m, e = math.frexp(x)
-  if m == -0.5 then e = e - 1 end
-  return x + math.ldexp(1, math.max(e - 53, -1074))
-end
-
-local function save(...)
-  redis.call('HSET', state, 'now', fmt(now), ...)
-  redis.call('PEXPIRE', state, expiry)
-end
-
-local who, wait, hold = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
-local claimed = redis.call('HMGET', state, 'claim', 'claim_tokens', 'claim_until')
-local reserved = 0
-if claimed[1] and claimed[1] ~= who and tonumber(claimed[3]) > now then
-  reserved = tonumber(claimed[2])
-end
-
-local function held(remaining)
-  save()
-  local retry = fmt(math.min(tonumber(claimed[3]) - now, hold / 10))
-  return {0, remaining, retry, retry}
-end
-
-local function release()
-  if claimed[1] == who then redis.call('HDEL', state, 'claim', 'claim_tokens', 'claim_until') end
-end
-
-local function claim(retry)
-  if reserved == 0 and retry <= wait then
-    redis.call('HSET', state, 'claim', who, 'claim_tokens', tokens,
-      'claim_until', fmt(now + retry + hold))
-  end
-end
-"""
-
-# SlidingWindowLog. KEYS[2]: the log, oldest first, as runs "<time> <count>" (the tokens
-# granted at one time; times only grow: the clock is clamped). The state's `used` sums the
-# counts; it is only ever written with the log, so an empty or expired log means 0.
-_SLIDING = """
-local log = KEYS[2]
-local function whole(n) return string.format('%d', n) end
-local function parse(entry)
-  local at, count = string.match(entry, '^(%S+) (%d+)$')
-  return tonumber(at), tonumber(count)
-end
-local used = 0
-if redis.call('LLEN', log) > 0 then used = tonumber(redis.call('HGET', state, 'used')) end
-local left = used
-while true do
-  local first = redis.call('LINDEX', log, 0)
-  if not first then break end
-  local at, count = parse(first)
-  if at + window > now then break end
-  redis.call('LPOP', log)
-  used = used - count
-end
-if used ~= left then redis.call('HSET', state, 'used', whole(used)) end
-if used + tokens <= limit then
-  if used + tokens + reserved > limit then return held(limit - used) end
-  local last = redis.call('LINDEX', log, -1)
-  local at, count = nil, 0
-  if last then at, count = parse(last) end
-  if at == now then
-    redis.call('LSET', log, -1, fmt(now) .. ' ' .. whole(count + tokens))
-  else
-    redis.call('RPUSH', log, fmt(now) .. ' ' .. whole(tokens))
-  end
-  redis.call('PEXPIRE', log, expiry)
-  save('used', whole(used + tokens))
-  release()
-  return {1, limit - used - tokens, '0', fmt(window)}
-end
--- The oldest (used + tokens - limit) tokens must leave first: find the run of the last one.
-local index, admit_at, from = used + tokens - limit - 1, nil, 0
-while admit_at == nil do
-  for _, entry in ipairs(redis.call('LRANGE', log, from, from + 63)) do
-    local at, count = parse(entry)
-    if index < count then
-      admit_at = at + window
-      break
-    end
-    index = index - count
-  end
-  from = from + 64
-end
-local reset_at = parse(redis.call('LINDEX', log, -1)) + window
-save()
-claim(admit_at - now)
-return {0, limit - used, fmt(admit_at - now), fmt(reset_at - now)}
-"""
-
-# FixedWindow. State: the window index and its count.
-_FIXED = """
-local index = floordiv(now, window)
-local stored = redis.call('HMGET', state, 'index', 'count')
-local count = 0
-if stored[1] and tonumber(stored[1]) == index then count = tonumber(stored[2]) end
-local finish = (index + 1.0) * window
-while floordiv(finish, window) <= index do finish = up(finish) end
-if count + tokens <= limit then
-  if count + tokens + reserved > limit then return held(limit - count) end
-  save('index', fmt(index), 'count', count + tokens)
-  release()
-  return {1, limit - count - tokens, '0', fmt(finish - now)}
-end
-save('index', fmt(index), 'count', count)
-claim(finish - now)
-return {0, limit - count, fmt(finish - now), fmt(finish - now)}
-"""
-
-# GCRA, burst = limit (as make_limiter builds it). Whole numbers are {s = sign, m = limbs in
-# base 1e7, least significant first}; `whole` and `float` convert through decimal text.
-_GCRA = """
-local BASE = 10000000
-local ZERO = {s = 0, m = {}}
-
-local function parse(text)
-  local s = 1
-  if string.sub(text, 1, 1) == '-' then s, text = -1, string.sub(text, 2) end
-  local m, i = {}, #text
-  while i >= 1 do
-    local j = math.max(1, i - 6)
-    m[#m + 1] = tonumber(string.sub(text, j, i))
-    i = j - 1
-  end
-  while #m > 0 and m[#m] == 0 do m[#m] = nil end
-  if #m == 0 then return ZERO end
-  return {s = s, m = m}
-end
-
-local function text(x)
-  if x.s == 0 then return '0' end
-  local parts = {x.s < 0 and '-' or '', string.format('%d', x.m[#x.m])}
-  for i = #x.m - 1, 1, -1 do parts[#parts + 1] = string.format('%07d', x.m[i]) end
-  return table.concat(parts)
-end
-
-local function whole(d) return parse(string.format('%.0f', d)) end
-local function float(x) return tonumber(text(x)) end
-local function trunc(d) if d < 0 then return math.ceil(d) end return math.floor(d) end
-
-local function mcmp(a, b)
-  if #a ~= #b then return #a < #b and -1 or 1 end
-  for i = #a, 1, -1 do
-    if a[i] ~= b[i] then return a[i] < b[i] and -1 or 1 end
-  end
-  return 0
-end
-
-local function madd(a, b)
-  local r, carry = {}, 0
-  for i = 1, math.max(#a, #b) do
-    local v = (a[i] or 0) + (b[i] or 0) + carry
-    if v >= BASE then r[i], carry = v - BASE, 1 else r[i], carry = v, 0 end
-  end
-  if carry > 0 then r[#r + 1] = carry end
-  return r
-end
-
-local function msub(a, b)
-  local r, borrow = {}, 0
-  for i = 1, #a do
-    local v = a[i] - (b[i] or 0) - borrow
-    if v < 0 then r[i], borrow = v + BASE, 1 else r[i], borrow = v, 0 end
-  end
-  while #r > 0 and r[#r] == 0 do r[#r] = nil end
-  return r
-end
-
-local function add(x, y)
-  if x.s == 0 then return y end
-  if y.s == 0 then return x end
-  if x.s == y.s then return {s = x.s, m = madd(x.m, y.m)} end
-  local c = mcmp(x.m, y.m)
-  if c == 0 then return ZERO end
-  if c > 0 then return {s = x.s, m = msub(x.m, y.m)} end
-  return {s = y.s, m = msub(y.m, x.m)}
-end
-
-local function neg(x) return {s = -x.s, m = x.m} end
-local function sub(x, y) return add(x, neg(y)) end
-local function cmp(x, y) return sub(x, y).s end
-
-local function mul(x, y)
-  if x.s == 0 or y.s == 0 then return ZERO end
-  local a, b, r = x.m, y.m, {}
-  for i = 1, #a + #b do r[i] = 0 end
-  for i = 1, #a do
-    local carry, k = 0, i + #b
-    for j = 1, #b do
-      local v = r[i + j - 1] + a[i] * b[j] + carry
-      carry = math.floor(v / BASE)
-      r[i + j - 1] = v - carry * BASE
-    end
-    while carry > 0 do
-      local v = r[k] + carry
-      carry = math.floor(v / BASE)
-      r[k], k = v - carry * BASE, k + 1
-    end
-  end
-  while #r > 0 and r[#r] == 0 do r[#r] = nil end
-  return {s = x.s * y.s, m = r}
-end
-
--- Python's x // d for d > 0: a float estimate of the quotient, corrected until exact.
-local function idiv(x, d)
-  local q, r, fd = ZERO, x, float(d)
-  while r.s < 0 or cmp(r, d) >= 0 do
-    local e = math.floor(float(r) / fd)
-    if e == 0 then e = 1 end
-    local big = whole(e)
-    q, r = add(q, big), sub(r, mul(big, d))
-  end
-  return q
-end
-
-local L = whole(limit)
-local scaled = window * 1e9
-local interval = math.floor(scaled)
-local frac = scaled - interval
-if frac > 0.5 or (frac == 0.5 and interval % 2 == 1) then interval = interval + 1 end
-local T = whole(interval)
-local tolerance = mul(T, L)
-local increment = mul(T, whole(tokens))
-local units = mul(whole(trunc(now * 1e9)), L)
-local per_second = limit * 1e9
-
-local function fitting(tat)
-  if tat == nil or cmp(tat, units) <= 0 then return limit end
-  return math.max(0, float(idiv(sub(tolerance, sub(tat, units)), T)))
-end
-
--- Python's two admitting branches (tat <= units, and tat - units <= tolerance - increment) are
--- one here: from max(tat, units), the increment must stay within the tolerance.
-local stored = redis.call('HGET', state, 'tat')
-local tat, base = nil, units
-if stored then tat = parse(stored) end
-if tat ~= nil and cmp(tat, units) > 0 then base = tat end
-local ahead = sub(base, units)
-if cmp(ahead, sub(tolerance, increment)) > 0 then
-  local target_ns = neg(idiv(neg(sub(tat, sub(tolerance, increment))), L))
-  local at = float(target_ns) / 1e9
-  while cmp(whole(trunc(at * 1e9)), target_ns) < 0 do at = up(at) end
-  local retry = at - now
-  local reset = math.max(retry, float(sub(tat, units)) / per_second)
-  save()
-  claim(retry)
-  return {0, fitting(tat), fmt(retry), fmt(reset)}
-end
-if reserved > 0 and cmp(ahead, sub(tolerance, mul(T, whole(tokens + reserved)))) > 0 then
-  return held(fitting(tat))
-end
-local new = add(base, increment)
-save('tat', text(new))
-release()
-return {1, fitting(new), '0', fmt(float(sub(new, units)) / per_second)}
-"""
-
-SCRIPTS = {
-    DIOPHANTINE: _PRELUDE + _SLIDING,
-    "fixed-window": _PRELUDE + _FIXED,
-    "gcra": _PRELUDE + _GCRA,
-}
+    def __init__(self, resource_id: str, limit: Limit, requests: list[int | float]) -> None:
+        self.resource_id = resource_id
+        self.limit = limit
+        self.requests = requests
 
 
 class RedisLimits:
-    """The limiters' state in one Redis: `acquire` is one atomic script call per request."""
+    """The limiters' state in one Redis (or Cluster); `client` is a redis.asyncio client."""
 
-    def __init__(self, client: Redis, redis_clock: bool, who: str) -> None:
+    def __init__(self, client: Any, redis_clock: bool, who: str) -> None:
+        from redis.exceptions import NoScriptError, ResponseError
+
+        self.client = client
         self.redis_clock = redis_clock
         self.who = who
-        self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
+        self._no_script = NoScriptError
+        self._error_reply = ResponseError
 
-    async def acquire(
-        self, resource_id: str, limit: Limit, tokens: int, now: float, wait: float, hold: float
-    ) -> Decision:
-        """Take `tokens` at `now` (ignored with redis_clock) under `limit`. A refused
-        request that will wait `wait` seconds more claims the next turn for `hold` seconds
-        past its retry time."""
-        keys = state_keys(resource_id, limit)
-        args = (
-            "" if self.redis_clock else now,
-            limit.count,
-            limit.window,
-            tokens,
-            math.ceil(limit.window * 1000) + EXPIRY_SLACK_MS,
-            self.who,
-            wait,
-            hold,
-        )
-        granted, remaining, retry_after, reset_after = await self._scripts[limit.algorithm](
-            keys=keys, args=args
-        )
-        return Decision(
-            bool(granted), int(remaining), limit.count, float(retry_after), float(reset_after)
-        )
+    async def decide(
+        self, asks: Sequence[Ask], now: float, hold: float
+    ) -> list[list[Decision] | Exception]:
+        """Each batch's decisions at `now` (ignored with redis_clock), in order, up to and
+        including the first refusal (the requests after it were not decided); an error reply
+        stands for its batch's decisions. A refused request that will wait claims the next
+        turn for `hold` seconds past its retry time. Raises when Redis cannot be reached."""
+        when: float | str = "" if self.redis_clock else now
+        commands = [
+            (*_call(ask.resource_id, ask.limit), when, self.who, hold, *ask.requests)
+            for ask in asks
+        ]
+        replies = await self._send(commands)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, self._no_script)]
+        if missing:  # Redis restarted or failed over: it forgot the scripts
+            for sha in {commands[i][1] for i in missing}:
+                await self.client.script_load(_TEXTS[str(sha)])
+            again = await self._send([commands[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return [
+            reply if isinstance(reply, Exception) else _decisions(reply, ask.limit.count)
+            for ask, reply in zip(asks, replies, strict=True)
+        ]
+
+    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One round trip: the replies, an error reply as its exception."""
+        if len(commands) == 1:
+            try:
+                return [await self.client.execute_command(*commands[0])]
+            except self._error_reply as exc:
+                return [exc]
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
 
 
-def state_keys(resource_id: str, limit: Limit) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def _call(resource_id: str, limit: Limit) -> tuple[Any, ...]:
+    """What every call for this resource and limit starts with, up to the time: the
+    command, the script, its keys, the limit and the expiry (worked out once, not per call)."""
+    keys = state_keys(resource_id, limit)
+    expiry = math.ceil(limit.window * 1000) + EXPIRY_SLACK_MS
+    sha = _SHAS[limit.algorithm]
+    return ("EVALSHA", sha, len(keys), *keys, limit.count, limit.window, expiry)
+
+
+def _decisions(reply: list[Any], limit: int) -> list[Decision]:
+    """The flat reply (granted, remaining, retry after, reset after for each request)."""
+    return [
+        Decision(reply[i] == 1, int(reply[i + 1]), limit, float(reply[i + 2]), float(reply[i + 3]))
+        for i in range(0, len(reply), 4)
+    ]
+
+
+def state_keys(resource_id: str, limit: Limit) -> tuple[str, ...]:
     """The keys holding one resource's state under one limit (the log only for the
     sliding-window log, diophantine)."""
     base = f"{PREFIX}{{{resource_id}}}:{limit.algorithm}:{limit.count}:{limit.window!r}"
     if limit.algorithm == DIOPHANTINE:
-        return [base + ":state", base + ":runs"]
-    return [base + ":state"]
+        return (base + ":state", base + ":runs")
+    return (base + ":state",)
