@@ -166,6 +166,14 @@ class ClusterSet:
         with self.nodes[0].client() as client:
             return int(client.execute_command("CLUSTER", "KEYSLOT", key))
 
+    def owner(self, slot: int) -> int:
+        """The port of the master serving `slot`."""
+        with self.nodes[0].client() as client:
+            for first, last, (_, port, *_), *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if first <= slot <= last:
+                    return int(port)
+        raise AssertionError(f"slot {slot} is not served")
+
     def keys(self) -> list[str]:
         """Every key in the cluster (each node holds its own slots' keys)."""
         found: list[str] = []

@@ -1,0 +1,109 @@
+"""Real daemons on a real three-master Redis Cluster (`redis_cluster = true`): resources whose
+keys land on different masters, each with its own algorithm, hold their limits across two
+daemons; every key of a resource is in that resource's hash slot, on the master serving it;
+the learned limits' keys share a slot, so their MULTI/EXEC works on a cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from daemon_support import Daemon, finish, short_dir, worker
+from integration_support import most_in_window
+from patience.daemon.learned_share import HASH, VERSION
+from patience.ratelimit.redis_store import PREFIX
+from redis_ha_support import ClusterSet, cluster_set
+
+TAKE = """
+import sys, time
+from patience.daemon.client import DaemonClient
+socket_path, client_id, resource, count, start = sys.argv[1:6]
+time.sleep(max(0.0, float(start) - time.time()))
+with DaemonClient(socket_path, "repeater", client_id, timeout=30.0) as client:
+    for _ in range(int(count)):
+        grant = client.acquire(resource, max_wait=60.0)
+        assert grant.granted, grant
+        print(time.time(), flush=True)
+"""
+
+LIMIT, WINDOW, ASKED = 4, 2.0, 8  # each client asks ASKED; two daemons, one client each
+# Resource -> (algorithm, the most starts any window may hold): the sliding log holds the limit
+# in every window; the fixed window in its own windows (so twice it across a boundary); GCRA
+# lets a full burst be followed by its steady rate.
+RESOURCES = {
+    "api-0": ("diophantine", LIMIT),
+    "api-1": ("fixed-window", 2 * LIMIT),
+    "api-2": ("gcra", 2 * LIMIT - 1),
+}
+
+
+def config(cluster: ClusterSet) -> str:
+    limits = "\n".join(
+        f'"{name}" = {{ limit = {LIMIT}, window = "{WINDOW}s", algorithm = "{algorithm}" }}'
+        for name, (algorithm, _) in RESOURCES.items()
+    )
+    return (
+        f'[daemon]\nbackend = "redis"\nredis_url = "{cluster.url}"\nredis_cluster = true\n'
+        f"[rate_limiting.resources]\n{limits}\n"
+    )
+
+
+@contextlib.contextmanager
+def daemons(text: str, count: int) -> Iterator[list[Daemon]]:
+    with contextlib.ExitStack() as stack:
+        started = []
+        for _ in range(count):
+            daemon = Daemon(stack.enter_context(short_dir()), text)
+            stack.callback(daemon.ensure_stopped)
+            started.append(daemon.start())
+        yield started
+
+
+def status(daemon: Daemon) -> dict[str, object]:
+    with daemon.client("patience", f"status-{time.monotonic_ns()}") as client:
+        return client.status()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_limits_hold_per_resource_with_each_resource_in_one_slot() -> None:
+    with short_dir() as directory, cluster_set(directory) as cluster:
+        owners = {name: cluster.owner(cluster.keyslot(f"{{{name}}}")) for name in RESOURCES}
+        assert len(set(owners.values())) == 3  # one resource on each master
+        with daemons(config(cluster), 2) as pair:
+            start = time.time() + 0.5
+            procs = {
+                (name, number): worker(
+                    TAKE, daemon.socket, f"c{number}-{name}", name, str(ASKED), str(start)
+                )
+                for name in RESOURCES
+                for number, daemon in enumerate(pair)
+            }
+            outputs = dict(zip(procs, finish(list(procs.values())), strict=True))
+            shown = [status(daemon) for daemon in pair]
+            logs = [daemon.log_text() for daemon in pair]
+        held = {key: node.port for node in cluster.nodes for key in node.client().keys("*")}
+        tags = {key: key.partition("{")[2].partition("}")[0] for key in held}
+        owners |= {tag: cluster.owner(cluster.keyslot(f"{{{tag}}}")) for tag in tags.values()}
+        learned_slots = {cluster.keyslot(HASH), cluster.keyslot(VERSION)}
+    for name, (_, most) in RESOURCES.items():
+        starts = sorted(float(t) for number in range(2) for t in outputs[(name, number)].split())
+        assert len(starts) == 2 * ASKED
+        assert most_in_window(starts, WINDOW * 0.95) <= most, (name, starts)
+        assert starts[-1] - starts[0] >= 2 * WINDOW * 0.95, (name, starts)
+    # Every key is hash-tagged (a resource's, or the fleet's), so each script and transaction
+    # stays in one slot; each is on the master serving its tag's slot.
+    assert all(tags.values()), tags
+    for key, port in held.items():
+        assert port == owners[tags[key]], (key, port)
+    for name in RESOURCES:
+        assert any(key.startswith(f"{PREFIX}{{{name}}}:") for key in held), (name, held)
+    assert len(learned_slots) == 1
+    for log in logs:  # nothing failed on the way: no error reply, no dead task
+        assert "WARNING" not in log and "ERROR" not in log and "Traceback" not in log, log
+    for state in shown:
+        assert state["backend"] == "redis" and state["redis_url"] == cluster.url
+        assert "redis_unreachable_since" not in state
