@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from daemon_support import Daemon, finish, run_daemon, short_dir, worker
 from patience.daemon.fleet import PREFIX as FLEET_PREFIX
@@ -118,22 +119,32 @@ def test_two_daemons_enforce_one_global_limit() -> None:
 
 
 def test_redis_stopped_mid_run_then_back() -> None:
-    """With Redis gone each daemon enforces the limit on its own (once, from its own grants),
-    logs it once and says so in status; when Redis is back the limit is global again."""
+    """With Redis gone each daemon enforces its share of the limit (divided among the daemons
+    the fleet registry counted on it, from its own grants), logs it once and says so in
+    status; when Redis is back the limit is global again."""
     with short_dir() as directory, redis_server(directory) as server:
         text = config(
             server,
             '"outage" = { limit = 3, window = "60s" }\n"after" = { limit = 3, window = "60s" }',
             clock="redis",
         )
-        with daemons(server, text, intervals=WATCH_OFTEN) as (first, second):
+        beats = {**WATCH_OFTEN, "fleet_heartbeat": 0.2}
+        with daemons(server, text, intervals=beats) as (first, second):
             assert [take(first, "outage") for _ in range(3)] == [True] * 3
             assert not take(second, "outage")  # global: the first daemon holds all three
+
+            def counted() -> bool:  # the second's fleet registry has seen the first's grants
+                with second.client("patience", f"fleet-{time.monotonic_ns()}") as client:
+                    seen: Any = client.request({"type": "fleet"})["daemons"]
+                return any(r["granted"] == 3 for d in seen for r in d["resources"])
+
+            wait_for(counted)
             server.stop()
             for daemon in (first, second):
                 wait_for(lambda d=daemon: "redis_unreachable_since" in status(d))
             assert not take(first, "outage")  # its own three still count here
-            assert [take(second, "outage") for _ in range(4)] == [True] * 3 + [False]
+            # Its share: 3 // 2 daemons active on it (patience.daemon.fleet_share).
+            assert [take(second, "outage") for _ in range(2)] == [True, False]
             time.sleep(0.6)  # more pings fail: still one line
             for daemon in (first, second):
                 assert daemon.log_text().count(LOST) == 1, daemon.log_text()
