@@ -18,9 +18,9 @@ from fleet_scenario import Fleet, count_between, jain_index, max_in_window, run_
 # limit is not the bottleneck (benchmarks/bench_fleet.py), so each window's 2,000 are granted
 # within about a second of their slots freeing, with 9 s to spare when other tests take most
 # of the machine; the 64 clients race for each of the 12,000 slots freed in the run. A 1 s
-# window (500 per 1 s) would be filled too, but its grants reach their clients up to ~0.1 s
-# late on a machine this loaded (load average 27, measured): the allowance below would have
-# to be a tenth of the window, and even that was not always enough.
+# window (500 per 1 s) was filled too, but with 5 helpers' work on the machine (load average
+# 27) its grants reached their clients more than 0.05 s late (a 0.95 s window held 514): the
+# allowance below would have to be a tenth of the window or more, and still be at risk.
 FLEET = Fleet(daemons=8, clients=8, limit=2000, window=10.0, seconds=60.0)
 # A client notes a grant's time when the reply reaches it: after the daemon's decision by the
 # daemon's round trip to Redis and the delivery, each longer when the machine is loaded (up to
