@@ -301,7 +301,7 @@
       el("td", daemon.host + (daemon.self ? " (this daemon)" : ""), "id"),
       el("td", daemon.pid, "num"),
       el("td", daemon.version),
-      el("td", duration(Math.max(0, now - daemon.started)), "num"),
+      el("td", duration(Math.max(0, Math.round(now - daemon.started))), "num"),
       el("td", tools || "–"),
       el("td", fleetResources(daemon), "id"),
     );
