@@ -107,3 +107,28 @@ def test_limits_hold_per_resource_with_each_resource_in_one_slot() -> None:
     for state in shown:
         assert state["backend"] == "redis" and state["redis_url"] == cluster.url
         assert "redis_unreachable_since" not in state
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_master_lost_is_an_outage_for_every_resource() -> None:
+    """The ping asks every master: a master killed is seen within a ping or so, as one
+    outage, even by a daemon with no request for that master's slots."""
+    with (
+        short_dir() as directory,
+        cluster_set(directory) as cluster,
+        daemons(config(cluster), 1) as (daemon,),
+    ):
+        with daemon.client("patience", "probe") as client:
+            assert client.acquire("api-0").granted
+        assert "redis_unreachable_since" not in status(daemon)
+        quiet = cluster.owner(cluster.keyslot("{api-1}"))
+        next(node for node in cluster.nodes if node.port == quiet).kill()
+        killed = time.monotonic()
+        while "redis_unreachable_since" not in status(daemon):
+            assert time.monotonic() - killed < 10.0, daemon.log_text()
+            time.sleep(0.05)
+        time.sleep(1.5)  # more pings fail: still one line
+        log = daemon.log_text()
+    assert log.count("cannot use Redis at") == 1, log
+    assert "Traceback" not in log, log
