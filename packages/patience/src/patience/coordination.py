@@ -65,6 +65,8 @@ class Coordination:
         self.timeout = timeout
 
     def close(self) -> None:
+        if isinstance(self.gate, DaemonGate):
+            self.gate.settle()
         if self.metrics is not None:
             self.metrics.close(self.timeout)
         if self.clients:
@@ -123,8 +125,9 @@ def coordinate(settings: DaemonSettings, command: Sequence[str]) -> Coordination
             fallback=settings.fail_mode,
             runs=settings.starts,
             notice=_notice(settings.prog) if settings.show_waits else None,
+            ahead=_ahead(settings),
         )
-        throttle = _throttle(settings, clients)
+        throttle = _throttle(settings, clients, gate)
     elif local is not None:
         gate = LocalGate(local)
     metrics = None
@@ -137,9 +140,22 @@ def coordinate(settings: DaemonSettings, command: Sequence[str]) -> Coordination
     return Coordination(link, gate, metrics, clients, settings.timeout, throttle)
 
 
-def _throttle(settings: DaemonSettings, clients: list[DaemonClient]) -> ThrottleWatch:
+def _ahead(settings: DaemonSettings) -> int | None:
+    """How many starts the gate may ask for ahead, each while the start before it runs:
+    rpr's, up to the count it plans (None: no end known); patience stops at its first
+    success, which it cannot know ahead, so none of its attempts."""
+    if settings.tool != "repeater":
+        return 0
+    count = settings.schedule.count if settings.schedule is not None else None
+    return None if count is None else max(count - 1, 0)
+
+
+def _throttle(
+    settings: DaemonSettings, clients: list[DaemonClient], gate: DaemonGate
+) -> ThrottleWatch:
     """What looks at each start for a throttle signal, and tells the daemon on a connection
-    of its own (opened at the first signal)."""
+    of its own (opened at the first signal); the gate does not use a token it asked for
+    before the signal."""
     import re
 
     from patience.throttle import ThrottleWatch, feedback_sender
@@ -147,8 +163,14 @@ def _throttle(settings: DaemonSettings, clients: list[DaemonClient]) -> Throttle
     sender = DaemonClient(settings.socket_path, settings.tool, timeout=settings.timeout)
     clients.append(sender)
     pattern = settings.throttle_pattern
+    send = feedback_sender(sender, settings.resource_id)
+
+    def report(signal: str, retry_after: float | None, status: int | None) -> None:
+        gate.throttled()
+        send(signal, retry_after, status)
+
     return ThrottleWatch(
-        feedback_sender(sender, settings.resource_id),
+        report,
         re.compile(pattern) if pattern else None,
         settings.throttle_exit,
     )

@@ -13,6 +13,7 @@ from collections import deque
 
 from patience import process
 from patience.daemon.client import DaemonError, DaemonUnavailable
+from patience.grant_ahead import Ahead
 
 __all__ = ["CHUNK", "LOCAL_SLICE", "MAX_REPORTED", "DaemonGate"]
 
@@ -62,6 +63,7 @@ class DaemonGate:
         fallback: str,
         runs: str,
         notice: Callable[[str], None] | None = None,
+        ahead: int | None = 0,
     ) -> None:
         self.link = link
         self.client = client
@@ -79,6 +81,9 @@ class DaemonGate:
         self.reported = 0  # the link epoch whose report is done
         self.notice = notice
         self.told = False  # this wait's predictive wait was said
+        self.ahead = (
+            None if ahead == 0 or declared is not None else Ahead(client, link.resource_id, ahead)
+        )
         self._describe_fallback()
 
     def wait_turn(self, until: float | None = None) -> bool:
@@ -87,6 +92,8 @@ class DaemonGate:
         if self.failure is not None:
             return False
         while process.interrupted() is None:
+            if self.ahead is not None and self.ahead.pending and self._ahead_turn():
+                return True
             if self.link.up is None:
                 self.link.first_contact(self.client)
             if not self.link.up and not self.fail_closed:
@@ -144,6 +151,35 @@ class DaemonGate:
         except DaemonError as exc:
             self.failure = f"patience-daemon refused {self.link.resource_id}: {exc}"
             return False
+
+    def _ahead_turn(self) -> bool:
+        """Whether this start goes on a token asked for ahead (patience.grant_ahead)."""
+        ahead = self.ahead
+        assert ahead is not None
+        if not (self.link.up and self.reported == self.link.epoch):
+            ahead.drop()  # asked of a daemon since lost, or before it came back
+            return False
+        try:
+            if not ahead.take():
+                return False
+        except DaemonUnavailable as exc:
+            self.link.lost(str(exc))
+            return False
+        except DaemonError:
+            return False  # asked again the usual way, which says what is wrong
+        self._record(time.monotonic(), unlimited=True, own=False)
+        return True
+
+    def throttled(self) -> None:
+        """A run met a throttle signal: tokens asked for ahead are not used."""
+        if self.ahead is not None:
+            self.ahead.throttled()
+
+    def settle(self) -> None:
+        """At the end: give up the tokens asked for ahead and not used, so that the
+        connection can carry other requests (the farewell)."""
+        if self.ahead is not None:
+            self.ahead.drop()
 
     def _tell(self, wait: float, ahead: int | None) -> None:
         """Say once per wait how long it will last (the daemon's estimate, and how many
@@ -241,16 +277,19 @@ class DaemonGate:
 
             self.local = limiter_for(known)
             self._describe_fallback()
-        self._record(now)
+        self._record(now, unlimited=known is None)
 
-    def _record(self, now: float) -> None:
+    def _record(self, now: float, *, unlimited: bool = False, own: bool = True) -> None:
         """One start of ours, granted by the daemon or here: the limits kept here and the next
-        report count it."""
+        report count it, and the tokens asked ahead (`unlimited`: the daemon said the resource
+        has no limit; `own`: the start did not go on a token asked ahead)."""
         self.recent.append(now)
         if self.local is not None:
             self.local.acquire(now)
         if self.outage is not None:
             self.outage.acquire(now)
+        if self.ahead is not None:
+            self.ahead.started(unlimited, now, own=own)
 
     def _recent(self, window: float, most: int) -> list[float]:
         """Our grants of the last `window`, the newest `most` of them, oldest first."""

@@ -7,6 +7,7 @@ until the daemon is back or the tool exits.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -51,6 +52,10 @@ class MetricsReporter:
             "labels": dict(labels),
         }
         self.wall_offset = time.time() - time.monotonic()
+        # Record ids: 64 random bits of this process, then a count (unique, and cheaper than
+        # 16 random bytes a record).
+        self.id_prefix = os.urandom(8).hex()
+        self.numbers = itertools.count()
         self.pending: list[dict[str, object]] = []
         self.dropped = 0
         self.refused = False
@@ -61,11 +66,11 @@ class MetricsReporter:
     def add(
         self, result: RunResult, success: bool, *, attempt: int = 0, execution: int = 0
     ) -> None:
-        """Queue the record of one finished start; never blocks on the daemon. Its random
-        128-bit id lets the daemon store it once however often it is resent."""
+        """Queue the record of one finished start; never blocks on the daemon. Its 128-bit
+        id, unique, lets the daemon store it once however often it is resent."""
         record = dict(
             self.base,
-            record_id=os.urandom(16).hex(),
+            record_id=f"{self.id_prefix}{next(self.numbers):016x}",
             start_time=max(0.0, result.start + self.wall_offset),
             duration=max(0.0, result.duration),
             success=success,
@@ -85,7 +90,8 @@ class MetricsReporter:
                     target=self._send_loop, name="patience-metrics", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify_all()
+            if len(self.pending) == 1:  # the thread waits for a first record, else it gathers
+                self._cond.notify_all()
 
     def close(self, timeout: float) -> None:
         """Send what is left (one last try even if the daemon seemed away), waiting at most

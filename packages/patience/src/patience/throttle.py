@@ -51,8 +51,9 @@ class ThrottleWatch:
         signal, if any, and return it."""
         from patience.httpaware import throttle_signal
 
-        text = head.text()
-        found = throttle_signal(text, now) if text else None
+        empty = not (head.data[1] or head.data[2])  # most runs: no hint to parse
+        text = "\n" if empty else head.text()
+        found = None if empty else throttle_signal(text, now)
         if found is None and self.pattern is not None and self.pattern.search(text):
             found = ("pattern", _hint(text, now), None)
         if found is None and self.exit_code is not None and result.exit_code == self.exit_code:

@@ -20,6 +20,7 @@ __all__ = ["METRICS_BATCH", "DaemonClient", "DaemonError", "DaemonUnavailable", 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+    from typing import NoReturn
 
 METRICS_BATCH = 500  # records per metrics message (the daemon takes up to 1000)
 MAX_RETRY_AFTER = 86400.0  # seconds of a server's hint sent in `feedback` (the daemon caps too)
@@ -98,6 +99,8 @@ class DaemonClient:
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._buffer = b""
+        self._ahead = False  # an acquire was sent whose reply is not read yet
+        self._timeout = timeout  # the socket's own timeout
 
     def __enter__(self) -> DaemonClient:
         return self
@@ -110,6 +113,7 @@ class DaemonClient:
             self._sock.close()
             self._sock = None
         self._buffer = b""
+        self._ahead = False  # its reply, if any, went with the connection
 
     def connect(self) -> None:
         """Open the connection and do the 2.0 handshake (done automatically on first use)."""
@@ -121,6 +125,7 @@ class DaemonClient:
             )
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
+        self._timeout = self.timeout
         try:
             sock.connect(self.socket_path)
         except OSError as exc:
@@ -147,6 +152,7 @@ class DaemonClient:
         self, message: dict[str, object], timeout: float | None = None
     ) -> dict[str, object]:
         """Send one request and return its reply; an error reply raises DaemonError."""
+        assert not self._ahead, "a request before the reply to acquire_ahead() was read"
         wait = self.timeout if timeout is None else timeout
         if self._sock is None:
             self.connect()
@@ -169,14 +175,39 @@ class DaemonClient:
     ) -> Grant:
         """Take tokens, letting the daemon queue us for up to `max_wait` seconds. `limit`
         declares this client's own limit (used when none is configured)."""
-        message: dict[str, object] = {
-            "type": "acquire",
-            "resource_id": resource_id,
-            "tokens": tokens,
-            "max_wait": max_wait,
-        }
-        _declare(message, limit)
+        message = _acquire(resource_id, tokens, max_wait, limit)
         return Grant(self.request(message, max_wait + self.timeout))
+
+    def acquire_ahead(self, resource_id: str, tokens: int = 1) -> None:
+        """Ask for tokens now without waiting for the answer: the daemon decides while the
+        caller goes on (a run in flight), and `ahead()` reads the answer later. The daemon
+        does not queue it (max_wait 0). Until `ahead()`, no other request may be made on
+        this connection (their replies would come after this one)."""
+        if self._sock is None:
+            self.connect()
+        self._ahead = True
+        try:
+            self._send(_acquire(resource_id, tokens, 0.0, None), may_retry=True)
+        except _Closed:
+            pass  # it never reached the daemon: `ahead()` says so
+
+    @property
+    def asked_ahead(self) -> bool:
+        """Whether an `acquire_ahead` waits for `ahead()`."""
+        return self._ahead
+
+    def ahead(self) -> Grant | None:
+        """The answer to `acquire_ahead`; None when the request never reached the daemon
+        (the connection was closed before it: an idle timeout, a restart), so that the
+        caller asks again the usual way."""
+        assert self._ahead, "ahead() without acquire_ahead()"
+        self._ahead = False
+        if self._sock is None:
+            return None
+        try:
+            return Grant(self._answer(self.timeout, may_retry=True))
+        except _Closed:
+            return None
 
     def report_grants(
         self,
@@ -265,11 +296,25 @@ class DaemonClient:
     def _exchange(
         self, message: dict[str, object], timeout: float, may_retry: bool = False
     ) -> dict[str, object]:
+        self._send(message, may_retry)
+        return self._answer(timeout, may_retry)
+
+    def _send(self, message: dict[str, object], may_retry: bool) -> None:
         sock = self._sock
         assert sock is not None
-        sock.settimeout(timeout)
         try:
             sock.sendall(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        except OSError as exc:
+            self._lost(exc, may_retry)
+
+    def _answer(self, timeout: float, may_retry: bool) -> dict[str, object]:
+        """The next reply line on the connection, decoded; an error reply raises."""
+        sock = self._sock
+        assert sock is not None
+        if timeout != self._timeout:  # setting it costs a system call
+            sock.settimeout(timeout)
+            self._timeout = timeout
+        try:
             line = self._read_line(sock, may_retry)
         except _Closed:
             raise
@@ -279,10 +324,7 @@ class DaemonClient:
                 f"the daemon on {self.socket_path} did not answer within {timeout:g}s"
             ) from None
         except OSError as exc:
-            self.close()
-            if may_retry:
-                raise _Closed from None
-            raise DaemonUnavailable(f"lost the daemon on {self.socket_path}: {exc}") from None
+            self._lost(exc, may_retry)
         reply = json.loads(line)
         if not isinstance(reply, dict):
             self.close()
@@ -293,6 +335,12 @@ class DaemonClient:
                 raise DaemonUnavailable(f"the daemon on {self.socket_path} is stopping")
             raise DaemonError(str(reply.get("error")))
         return reply
+
+    def _lost(self, exc: OSError, may_retry: bool) -> NoReturn:
+        self.close()
+        if may_retry:
+            raise _Closed from None
+        raise DaemonUnavailable(f"lost the daemon on {self.socket_path}: {exc}") from None
 
     def _read_line(self, sock: socket.socket, may_retry: bool) -> bytes:
         buffer = self._buffer
@@ -311,6 +359,19 @@ class DaemonClient:
                     raise _Closed
                 raise DaemonUnavailable(f"the daemon on {self.socket_path} closed the connection")
             buffer += chunk
+
+
+def _acquire(
+    resource_id: str, tokens: int, max_wait: float, limit: Limit | None
+) -> dict[str, object]:
+    message: dict[str, object] = {
+        "type": "acquire",
+        "resource_id": resource_id,
+        "tokens": tokens,
+        "max_wait": max_wait,
+    }
+    _declare(message, limit)
+    return message
 
 
 def _declare(message: dict[str, object], limit: Limit | None) -> None:
