@@ -177,6 +177,39 @@ def test_three_daemons_list_each_other_and_leave_the_fleet_when_stopped_or_kille
             time.sleep(0.1)
 
 
+def test_a_fleet_larger_than_a_read_is_cut_and_says_so() -> None:
+    """300 more records written into Redis beside a real daemon's (and one that is not a
+    record), all renewed after it: the daemon reads the 256 most recently renewed, skips what
+    it cannot read, shows itself first all the same, and says how many are live."""
+    from patience.daemon.fleet import MEMBERS, RECORDS
+    from patience.daemon.fleet_records import MAX_DAEMONS, encode_record, make_record
+
+    with (
+        short_dir() as directory,
+        redis_server(directory) as server,
+        daemons(config(server, '"x" = { limit = 1, window = "1s" }'), 1) as (daemon,),
+    ):
+        fleet_after(daemon, time.time())  # registered
+        redis = server.client()
+        seconds, micros = redis.time()
+        expires = seconds * 1000 + micros // 1000 + 60_000  # renewed after the daemon
+        for i in range(300):
+            record = make_record(f"fake-{i}", f"host-{i}", i, "0.0", 0.0, {}, [])
+            redis.hset(RECORDS, f"fake-{i}", encode_record(record))
+            redis.zadd(MEMBERS, {f"fake-{i}": expires - i})
+        redis.hset(RECORDS, "junk", b"not a record")
+        redis.zadd(MEMBERS, {"junk": expires})
+        reply = fleet_after(daemon, time.time())
+        assert reply["total"] == 302 and reply["truncated"] is True
+        assert reply["skipped"] == 1  # of the MAX_DAEMONS read: the junk and 255 others
+        assert len(reply["daemons"]) == MAX_DAEMONS  # those 255, and itself always
+        assert reply["daemons"][0]["self"] and reply["daemons"][0]["pid"] == pid(daemon)
+        assert {d["pid"] for d in reply["daemons"][1:]} == set(range(255))  # the newest
+        shown = run_daemon(daemon.dir, "status", "--fleet", "--socket", daemon.socket)
+        assert "fleet: 302 live daemons" in shown.stdout
+        assert "showing the 256 most recently renewed" in shown.stdout
+
+
 def test_with_the_memory_backend_there_is_no_fleet() -> None:
     with daemons("", 1, http=0) as (daemon,):
         shown = run_daemon(daemon.dir, "status", "--fleet", "--socket", daemon.socket)

@@ -11,12 +11,13 @@ it tracks: the fallback share (patience.daemon.fleet_share). Every key carries t
 `{fleet}`, so all of them live in one slot of a Redis Cluster; nothing lists the keyspace.
 
 One script call per heartbeat, with Redis's clock (TIME) for every expiry, so the hosts'
-clocks need not agree. The other daemons' records (at most MAX_DAEMONS, newest first, and
-how many there are) are read in the same call only while someone looks at the fleet (a
-`fleet` query within the last WATCHED_FOR seconds): a fleet of a thousand daemons does not
-read a thousand records each second for nobody. The `fleet` query answers from the last view
-read; one not fresh asks for a heartbeat at once, and says so (`fresh`), so a caller may ask
-again a moment later.
+clocks need not agree. The other daemons' records (at most MAX_DAEMONS, the most recently
+renewed, and how many there are; this daemon's own is always shown) are read in the same
+call only while someone looks at the fleet (a `fleet` query within the last WATCHED_FOR
+seconds): a fleet of a thousand daemons does not read a thousand records each second for
+nobody. The `fleet` query answers from the last view read; one not fresh asks for a
+heartbeat at once (at most four a heartbeat), and says so (`fresh`), so a caller may ask again
+a moment later.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ class FleetService:
         self._active_keys: list[str] = []  # the active sets this daemon was last put in
         self._asked_at = -math.inf  # monotonic: the last `fleet` query
         self._read_at = -math.inf  # monotonic: the last read of the fleet
+        self._beat_at = -math.inf  # monotonic: the last heartbeat tried
         self._view = view([], self.identity, 0, 0)  # the last read (none yet)
         self._as_of: float | None = None  # Unix seconds of that read
         self._wake = asyncio.Event()
@@ -178,6 +180,7 @@ class FleetService:
     async def beat(self, now: float) -> None:
         """Write this daemon's record, count the daemons on its resources, and read the fleet
         when someone looks at it."""
+        self._beat_at = now
         coordinator = self.coordinator
         uses = resource_uses(coordinator.resources, now)
         clients = Counter(client.tool or "unknown" for client in coordinator.clients.values())
@@ -194,15 +197,15 @@ class FleetService:
         counts = dict(zip((use.id for use in counted), reply[0], strict=True))
         coordinator.fleet_share.daemons = divisors(counts, set(active))
         if read:
-            self._read(int(reply[1]), reply[2] if len(reply) > 2 else [], now)
+            self._read(record, int(reply[1]), reply[2] if len(reply) > 2 else [], now)
 
-    def _read(self, total: int, raw: list[bytes | None], now: float) -> None:
-        records: list[FleetRecord] = []
-        for data in raw:
-            record = decode_record(data) if data is not None else None
-            if record is not None:
-                records.append(record)
-        self._view = view(records, self.identity, total, len(raw))
+    def _read(self, own: FleetRecord, total: int, raw: list[bytes | None], now: float) -> None:
+        """The records read, with this daemon's own among them even when the fleet is larger
+        than a read (others renewed since)."""
+        records = [decode_record(data) for data in raw if data is not None]
+        others = [r for r in records if r is not None and r.id != self.identity]
+        skipped = records.count(None)
+        self._view = view([own, *others], self.identity, total, len(raw), skipped)
         self._read_at, self._as_of = now, time.time()
 
     # ---- the `fleet` query --------------------------------------------------------------------
@@ -211,8 +214,8 @@ class FleetService:
         now = time.monotonic()
         self._asked_at = now
         fresh = now - self._read_at <= 2 * self.heartbeat
-        if not fresh:
-            self._wake.set()  # read it now, for whoever asks next
+        if not fresh and now - self._beat_at >= self.heartbeat / 4:
+            self._wake.set()  # read it now (a storm of queries: at most 4 reads a heartbeat)
         return protocol.encode(
             FleetResponse(
                 **self._view,  # type: ignore[arg-type]

@@ -118,7 +118,9 @@ def decode_record(data: bytes) -> FleetRecord | None:
         return None
 
 
-def view(records: Iterable[FleetRecord], own: str, total: int, read: int) -> dict[str, object]:
+def view(
+    records: Iterable[FleetRecord], own: str, total: int, read: int, skipped: int = 0
+) -> dict[str, object]:
     """The fleet as the `fleet` query answers it: every daemon read (this one, `own`, first,
     then by host and pid), each resource with its `share` of the tokens all the daemons read
     granted there in their last window (None when none were). `total` is how many live
@@ -141,5 +143,5 @@ def view(records: Iterable[FleetRecord], own: str, total: int, read: int) -> dic
         "daemons": shown,
         "total": max(total, read),
         "truncated": total > read,
-        "skipped": read - len(shown),
+        "skipped": skipped,
     }
