@@ -27,6 +27,7 @@ SIZES = (1, 2, 4, 8)
 CLIENTS = 8
 SECONDS = 8.0
 LIMIT = 10**9  # per second: never reached
+REST = 8  # daemons without clients, for the background load
 
 
 def run() -> list[Row]:
@@ -34,6 +35,7 @@ def run() -> list[Row]:
         run_fleet(Fleet(daemons, CLIENTS, LIMIT, 1.0, SECONDS)).summary() for daemons in SIZES
     ]
     print_capacity(summaries)
+    print(at_rest())
     alone = redis_alone()
     for name, rate in alone.items():
         print(f"redis-server alone, {name}: {rate:,.0f}/s (redis-benchmark, 50 connections)")
@@ -77,6 +79,20 @@ def print_capacity(summaries: list[dict[str, object]]) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def at_rest() -> str:
+    """What a daemon without clients costs Redis (its outage watch, learned-limits check and
+    fleet heartbeat), from REST daemons against none: the fleet's background load."""
+    idle, busy = (run_fleet(Fleet(daemons, 0, LIMIT, 1.0, SECONDS)) for daemons in (0, REST))
+    seconds = REST * busy.elapsed
+    commands = (sum(busy.calls.values()) - sum(idle.calls.values())) / seconds
+    scripts = busy.summary()["redis_scripts"] / seconds
+    cpu = (busy.redis_cpu / busy.elapsed - idle.redis_cpu / idle.elapsed) / REST
+    return (
+        f"a daemon at rest: {commands:.1f} Redis commands/s ({scripts:.1f} scripts),"
+        f" {1e6 * cpu:.0f} µs of Redis CPU per second ({REST} daemons against none)"
+    )
 
 
 def redis_alone() -> dict[str, float]:

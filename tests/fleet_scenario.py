@@ -63,7 +63,7 @@ print(json.dumps(times), flush=True)
 @dataclass(frozen=True)
 class Fleet:
     """`daemons` x `clients` (per daemon) sharing `limit` tokens per `window` seconds of
-    RESOURCE for `seconds`."""
+    RESOURCE for `seconds`; without clients, the daemons at rest for `seconds`."""
 
     daemons: int
     clients: int
@@ -112,6 +112,7 @@ class FleetResult:
             "redis_cpu_percent": 100.0 * self.redis_cpu / self.elapsed,
             "redis_cpu_us_per_grant": 1e6 * self.redis_cpu / total,
             "redis_commands_per_grant": sum(self.calls.values()) / total,
+            "redis_scripts": scripts,
             "redis_scripts_per_grant": scripts / total,
             "redis_calls": dict(sorted(self.calls.items())),
         }
@@ -162,6 +163,7 @@ def run_fleet(fleet: Fleet) -> FleetResult:
                 proc.stdin.write(f"{start!r} {stop!r}\n")
                 proc.stdin.flush()
             outputs = [_finish(proc, fleet.seconds + 60.0) for proc in clients]
+            time.sleep(max(0.0, stop - time.time()))  # without clients: the fleet at rest
             after, elapsed = _redis_counters(server), time.monotonic() - at
         finally:
             for proc in clients:
