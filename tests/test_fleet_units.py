@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from patience.config.resources import ResourceLimit
-from patience.daemon.coordinator import Coordinator
+from patience.daemon.coordinator import Coordinator, Waiter
 from patience.daemon.fleet import EXPIRY_BEATS, expiry
 from patience.daemon.fleet_records import (
     MAX_RECORD_BYTES,
@@ -172,6 +172,22 @@ def test_while_redis_is_away_the_limit_is_divided_among_the_daemons_of_the_last_
     coord.set_remote(True)  # Redis back: the whole limit again
     spec = coord.limit_of("api")
     assert spec is not None and spec.limit.count == 12
+
+
+def test_waiters_held_back_by_a_share_ask_redis_at_once_when_it_is_back() -> None:
+    coord = coordinator()
+    assert take(coord, 0.0)
+    coord.fleet_share.daemons = {"api": 3}
+    coord.set_remote(False)
+    assert [take(coord, 0.1) for _ in range(3)] == [True] * 3  # the share, 4, is used
+    client = coord.connect("w", "repeater", 0.2)
+    waiter = coord.acquire(client, Acquire("api", 1, 10.0), 0.2)
+    assert isinstance(waiter, Waiter)
+    assert coord.next_wakeup() >= 2.0  # locally: when the first grant leaves the window
+    coord.set_remote(True)
+    assert coord.next_wakeup() <= 0.3
+    batches, _ = coord.take(0.3)  # asked of Redis now, not in 1.8 s
+    assert [w for batch in batches for w in batch] == [waiter]
 
 
 def test_the_share_is_at_least_one_token_and_a_lone_daemon_keeps_the_whole_limit() -> None:

@@ -57,10 +57,15 @@ class FleetShare:
         self.outage = False
 
     def apply(self, remote: bool) -> None:
-        """Redis reachable (`remote`): every resource's whole limit; else the shares."""
+        """Redis reachable (`remote`): every resource's whole limit; else the shares. Waiters
+        held back by a share are looked at again at once when the whole limit returns (any
+        past moment will do as their ready time: the admission serves what is ready by now)."""
         self.outage = not remote
         for resource in self._resources.values():
             wanted = 1 if remote else self.daemons.get(resource.id, 1)
             if resource.fleet_daemons != wanted:
+                grows = wanted < resource.fleet_daemons
                 resource.fleet_daemons = wanted
                 resource.apply_spec()
+                if grows and resource.queue:
+                    resource.ready_at = min(resource.ready_at, resource.last_activity)
