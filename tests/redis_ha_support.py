@@ -1,6 +1,7 @@
 """Real highly available Redis set-ups on loopback ports, for the Sentinel and Cluster tests:
-a master, a replica and three sentinels (`redis-server FILE --sentinel`), or a three-master
-cluster (`redis-cli --cluster create`). Every process runs in its own session with its files
+a master, a replica and three sentinels (`redis-server FILE --sentinel`), in plain text or all
+in TLS under a throwaway certificate authority, or a three-master cluster (`redis-cli
+--cluster create`). Every process runs in its own session with its files
 in a private directory, and is killed when the test leaves the context, whatever happened.
 Ports are free ones the kernel hands out, so tests may run side by side."""
 
@@ -19,6 +20,7 @@ import redis
 
 SERVER = shutil.which("redis-server") or "redis-server"
 CLI = shutil.which("redis-cli") or "redis-cli"
+OPENSSL = shutil.which("openssl") or "openssl"
 HOST = "127.0.0.1"
 MASTER = "patience-ha"  # the master's name the sentinels monitor
 DOWN_AFTER_MS = 1000  # the sentinels call the master down after this silence
@@ -45,12 +47,52 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = 30.0) -> N
         time.sleep(0.05)
 
 
+class Tls:
+    """A certificate authority made for one test, and a certificate it signed for 127.0.0.1
+    that every server and sentinel presents; clients are not asked for certificates."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ca, key = directory / "ca.crt", directory / "ca.key"
+        self.cert, self.key = directory / "redis.crt", directory / "redis.key"
+        request, names = directory / "redis.csr", directory / "names.ext"
+        names.write_text(f"subjectAltName=IP:{HOST}\n")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        for argv in (
+            ["req", "-x509", *ec, "-keyout", key, "-out", self.ca, "-days", "1",
+             "-subj", "/CN=patience test CA"],
+            ["req", *ec, "-keyout", self.key, "-out", request, "-subj", f"/CN={HOST}"],
+            ["x509", "-req", "-in", request, "-CA", self.ca, "-CAkey", key, "-CAcreateserial",
+             "-out", self.cert, "-days", "1", "-extfile", names],
+        ):  # fmt: skip
+            made = subprocess.run(
+                [OPENSSL, *map(str, argv)], capture_output=True, text=True, check=False
+            )
+            assert made.returncode == 0, made.stderr
+
+    def settings(self, port: int) -> list[tuple[str, str]]:
+        """redis.conf's names and values: TLS only, on `port`, replication in TLS too."""
+        return [
+            ("port", "0"),
+            ("tls-port", str(port)),
+            ("tls-cert-file", str(self.cert)),
+            ("tls-key-file", str(self.key)),
+            ("tls-ca-cert-file", str(self.ca)),
+            ("tls-auth-clients", "no"),
+            ("tls-replication", "yes"),
+        ]
+
+
+def _settings(port: int, tls: Tls | None) -> list[tuple[str, str]]:
+    return [("port", str(port))] if tls is None else tls.settings(port)
+
+
 class Node:
     """One redis-server process (a server or a sentinel) on a loopback port."""
 
-    def __init__(self, directory: Path, port: int, argv: list[str]) -> None:
+    def __init__(self, directory: Path, port: int, argv: list[str], tls: Tls | None) -> None:
         self.dir = directory
         self.port = port
+        self.tls = tls
         self.log = directory / f"{port}.log"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -64,7 +106,8 @@ class Node:
             return bool(client.ping())
 
     def client(self) -> redis.Redis:
-        return redis.Redis(HOST, self.port, socket_timeout=5.0, decode_responses=True)
+        tls = {} if self.tls is None else {"ssl": True, "ssl_ca_certs": str(self.tls.ca)}
+        return redis.Redis(HOST, self.port, socket_timeout=5.0, decode_responses=True, **tls)
 
     def kill(self) -> None:
         """kill -9: no goodbye to replicas, sentinels or clients."""
@@ -73,41 +116,45 @@ class Node:
             self.proc.wait(20)
 
 
-def _server(directory: Path, port: int, *extra: str) -> Node:
+def _server(directory: Path, port: int, tls: Tls | None, *extra: str) -> Node:
+    listen = [arg for name, value in _settings(port, tls) for arg in (f"--{name}", value)]
     return Node(
         directory,
         port,
-        ["--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
-         "--dir", str(directory), *extra],
+        [*listen, "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", str(directory),
+         *extra],
+        tls,
     )  # fmt: skip
 
 
 class SentinelSet:
-    """A master, its replica and three sentinels watching them, each with short timeouts."""
+    """A master, its replica and three sentinels watching them, each with short timeouts;
+    with `tls`, every one of them speaks only TLS."""
 
-    def __init__(self, directory: Path, stack: contextlib.ExitStack) -> None:
+    def __init__(self, directory: Path, stack: contextlib.ExitStack, tls: Tls | None) -> None:
         master_port, replica_port, *sentinel_ports = free_ports(5)
-        self.master = _server(directory, master_port)
+        self.master = _server(directory, master_port, tls)
         stack.callback(self.master.kill)
-        self.replica = _server(directory, replica_port, "--replicaof", HOST, str(master_port))
+        self.replica = _server(directory, replica_port, tls, "--replicaof", HOST, str(master_port))
         stack.callback(self.replica.kill)
         self.sentinels: list[Node] = []
         for port in sentinel_ports:
             conf = directory / f"sentinel-{port}.conf"  # a sentinel rewrites its own file
+            listen = "".join(f"{name} {value}\n" for name, value in _settings(port, tls))
             conf.write_text(
-                f"port {port}\nbind {HOST}\ndir {directory}\n"
+                f"{listen}bind {HOST}\ndir {directory}\n"
                 f"sentinel monitor {MASTER} {HOST} {master_port} 2\n"
                 f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n"
                 f"sentinel parallel-syncs {MASTER} 1\n"
             )
-            sentinel = Node(directory, port, [str(conf), "--sentinel"])
+            sentinel = Node(directory, port, [str(conf), "--sentinel"], tls)
             stack.callback(sentinel.kill)
             self.sentinels.append(sentinel)
         wait_until("the replica's link to the master", self._replicating)
         wait_until("the sentinels to know each other and the replica", self._acquainted)
         hosts = ",".join(f"{HOST}:{s.port}" for s in self.sentinels)
-        self.url = f"redis+sentinel://{hosts}/{MASTER}"
+        self.url = f"{'rediss' if tls else 'redis'}+sentinel://{hosts}/{MASTER}"
 
     def _replicating(self) -> bool:
         with self.replica.client() as client:
@@ -139,6 +186,7 @@ class ClusterSet:
             node = _server(
                 directory,
                 port,
+                None,
                 "--cluster-enabled", "yes",
                 "--cluster-port", str(bus),
                 "--cluster-config-file", str(directory / f"nodes-{port}.conf"),
@@ -184,9 +232,9 @@ class ClusterSet:
 
 
 @contextlib.contextmanager
-def sentinel_set(directory: Path) -> Iterator[SentinelSet]:
+def sentinel_set(directory: Path, tls: Tls | None = None) -> Iterator[SentinelSet]:
     with contextlib.ExitStack() as stack:
-        yield SentinelSet(directory, stack)
+        yield SentinelSet(directory, stack, tls)
 
 
 @contextlib.contextmanager

@@ -59,6 +59,11 @@ def daemons(text: str, count: int) -> Iterator[list[Daemon]]:
             daemon = Daemon(stack.enter_context(short_dir()), text)
             stack.callback(daemon.ensure_stopped)
             started.append(daemon.start())
+        for daemon in started:  # a daemon decides on its own until its first call answers
+            deadline = time.monotonic() + 20.0
+            while "rate limits are kept in Redis" not in daemon.log_text():
+                assert time.monotonic() < deadline, daemon.log_text()
+                time.sleep(0.02)
         yield started
 
 

@@ -20,12 +20,14 @@ from tools import PATIENCE
 
 def test_a_sentinel_url_names_its_sentinels_master_database_and_credentials() -> None:
     assert sentinels("redis+sentinel://a:26379,b.example:26380/main") == Sentinels(
-        [("a", 26379), ("b.example", 26380)], "main", 0, None, None
+        [("a", 26379), ("b.example", 26380)], "main", 0, None, None, False
     )
     assert sentinels("redis+sentinel://:s%40cret@10.0.0.1:1,[::1]:2/m%2F1/3") == Sentinels(
-        [("10.0.0.1", 1), ("::1", 2)], "m/1", 3, None, "s@cret"
+        [("10.0.0.1", 1), ("::1", 2)], "m/1", 3, None, "s@cret", False
     )
-    assert sentinels("redis+sentinel://app:pw@h:5/m/") == Sentinels([("h", 5)], "m", 0, "app", "pw")
+    assert sentinels("rediss+sentinel://app:pw@h:5/m/") == Sentinels(
+        [("h", 5)], "m", 0, "app", "pw", True
+    )
 
 
 names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=12)
@@ -36,15 +38,15 @@ hosts = st.lists(
 )
 
 
-@given(hosts, names, st.integers(0, 15), st.none() | names)
+@given(hosts, names, st.integers(0, 15), st.none() | names, st.booleans())
 def test_any_sentinel_url_written_by_the_grammar_reads_back(
-    listed: list[tuple[str, int]], master: str, db: int, password: str | None
+    listed: list[tuple[str, int]], master: str, db: int, password: str | None, tls: bool
 ) -> None:
     auth = f":{quote(password, safe='')}@" if password is not None else ""
     netloc = ",".join(f"{host}:{port}" for host, port in listed)
-    url = f"redis+sentinel://{auth}{netloc}/{quote(master, safe='')}/{db}"
+    url = f"redis{'s' if tls else ''}+sentinel://{auth}{netloc}/{quote(master, safe='')}/{db}"
     check_url(url)
-    assert sentinels(url) == Sentinels(listed, master, db, None, password)
+    assert sentinels(url) == Sentinels(listed, master, db, None, password, tls)
 
 
 BAD_URLS = {
@@ -59,7 +61,7 @@ BAD_URLS = {
     "redis+sentinel://:1/main": "sentinel ':1' has no host before its port",
     "redis+sentinel://h:1/main/zero": "database (after the master's name) must be a number",
     "redis+sentinel://h:1/main?ssl=1": "a Sentinel URL takes no ?options or #fragment",
-    "rediss+sentinel://h:1/main": "TLS to Sentinel (rediss+sentinel://) is not supported",
+    "rediss+sentinel://h:1": "the Sentinel URL names no master",
     "http://h:1/main": "expected a Redis URL (redis://HOST:6379/0, rediss://... with TLS",
     "sentinel://:pw@h:1/main": "got sentinel://...",
 }
@@ -102,7 +104,9 @@ START_ERRORS = {
         'daemon.redis_cluster: expected true or false, got "yes"'
     ),
     'redis_url = "redis+sentinel://h:26379"': "daemon.redis_url: the Sentinel URL names no master",
-    'redis_url = "rediss+sentinel://h:26379/m"': "daemon.redis_url: TLS to Sentinel",
+    'redis_url = "rediss+sentinel://h:26379/m"\nredis_cluster = true': (
+        "redis_cluster = true needs a redis:// or rediss:// URL of one cluster node"
+    ),
 }
 
 

@@ -7,6 +7,7 @@ entirely after the daemons are back; no run goes missing from the daemons' metri
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 
 from daemon_support import Daemon, isolated_env, short_dir
 from integration_support import most_in_window
-from redis_ha_support import SentinelSet, sentinel_set
+from redis_ha_support import SentinelSet, Tls, sentinel_set
 from tools import PATIENCE, RPR
 
 RESOURCE = "ha-api"
@@ -27,6 +28,7 @@ KILL_AFTER = 4.0  # seconds after the clients start
 INTERVALS = {"redis_watch": 0.2, "flush": 0.2}
 LOST = "cannot use Redis at"
 BACK = "is back: rate limits are global again"
+TRIED = re.compile("rate limits are kept in Redis|cannot use Redis at")
 # The clients stamp each start after the grant's reply and a fork: a little late, never early.
 LAG = 0.3
 
@@ -39,13 +41,17 @@ def config(url: str) -> str:
 
 
 @contextlib.contextmanager
-def daemons(text: str, count: int) -> Iterator[list[Daemon]]:
+def daemons(text: str, count: int, env: dict[str, str] | None = None) -> Iterator[list[Daemon]]:
+    """Daemons that have tried Redis once: a daemon serves while its first call to Redis is
+    under way, and decides on its own until that call answers."""
     with contextlib.ExitStack() as stack:
         started = []
         for _ in range(count):
             daemon = Daemon(stack.enter_context(short_dir()), text, intervals=INTERVALS)
             stack.callback(daemon.ensure_stopped)
-            started.append(daemon.start())
+            started.append(daemon.start(env))
+        for daemon in started:
+            until(lambda d=daemon: TRIED.search(d.log_text()) is not None)
         yield started
 
 
@@ -148,3 +154,31 @@ def test_a_failover_is_one_outage_and_the_limit_holds_either_side() -> None:
     # Both sides saw real demand: the windows were full, not trivially under the limit.
     assert len(before) >= LIMIT * (KILL_AFTER - 1) and len(after) >= LIMIT * 2, starts
     assert shown["backend"] == "redis" and str(shown["redis_url"]) == ha.url
+
+
+def take(daemon: Daemon) -> bool:
+    with daemon.client("patience", f"probe-{time.monotonic_ns()}") as client:
+        return client.acquire(RESOURCE).granted
+
+
+def test_rediss_sentinel_speaks_tls_to_the_sentinels_and_the_master() -> None:
+    """Every server and sentinel speaks only TLS: daemons that trust the authority (here
+    through SSL_CERT_FILE) share one limit; one that does not falls back, saying why."""
+    with short_dir() as directory:
+        tls = Tls(directory)
+        with sentinel_set(directory, tls) as ha:
+            assert ha.url.startswith("rediss+sentinel://")
+            text = config(ha.url).replace(f"limit = {LIMIT}", "limit = 1")
+            with daemons(text, 2, {"SSL_CERT_FILE": str(tls.ca)}) as (first, second):
+                assert take(first)
+                assert not take(second)  # global: the first daemon's grant counts
+                for daemon in (first, second):
+                    assert "redis_unreachable_since" not in status(daemon)
+                    assert status(daemon)["redis_url"] == ha.url
+            with daemons(text, 1) as (stranger,):
+                until(lambda: "redis_unreachable_since" in status(stranger))
+                log = stranger.log_text()
+    [line] = [line for line in log.splitlines() if LOST in line]
+    # One readable line: each sentinel's answer, not every setting of every client.
+    assert "no sentinel names a master: 127.0.0.1:" in line and len(line) < 1000, line
+    assert line.count("certificate verify failed") == 3, line

@@ -5,11 +5,11 @@ that the admissions (redis_admission) and the shared learned limits (learned_sha
 same connection pool, whichever set-up redis-py is asked to reach:
 
 - one server: `redis://`, `rediss://` (TLS) or `unix://`, as redis-py reads them;
-- Redis Sentinel: `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]`.
-  The sentinels name the current master; redis-py asks them again at each new connection,
-  so a failover needs no restart. The credentials are the master's (the sentinels are
-  asked without any). TLS is not offered here: redis-py would need certificate options
-  that a URL cannot carry cleanly, and a failover is no time to find out they were wrong;
+- Redis Sentinel: `redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]`,
+  or `rediss+sentinel://` for TLS to the sentinels and the master alike (verified against the
+  system's certificate authorities, or SSL_CERT_FILE's). The sentinels name the current
+  master; redis-py asks them again at each new connection, so a failover needs no restart.
+  The credentials are the master's (the sentinels are asked without any);
 - Redis Cluster (`redis_cluster = true`): the URL is one node's, a seed from which
   redis-py learns the others. Every key of a resource shares a hash slot (`{resource}`), so
   each script call goes to one node.
@@ -23,11 +23,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["SENTINEL", "TIMEOUT", "Sentinels", "check_url", "connect", "errors", "redacted"]
+__all__ = ["SENTINELS", "TIMEOUT", "Sentinels", "check_url", "connect", "errors", "redacted"]
 
 TIMEOUT = 0.5  # seconds for connecting and for each call
-SENTINEL = "redis+sentinel"
-SCHEMES = ("redis", "rediss", "unix", SENTINEL)
+SENTINELS = ("redis+sentinel", "rediss+sentinel")  # the second with TLS
+SCHEMES = ("redis", "rediss", "unix", *SENTINELS)
 _SHAPE = "redis+sentinel://HOST:PORT,HOST:PORT/MASTER"
 
 
@@ -39,24 +39,20 @@ class Sentinels(NamedTuple):
     db: int
     username: str | None
     password: str | None
+    tls: bool
 
 
 def check_url(url: str) -> None:
     """ValueError naming what is wrong with `url` and how to write it (never echoing the
     URL: it may hold a password)."""
     scheme, sep, rest = url.partition("://")
-    if scheme == "rediss+sentinel":
-        raise ValueError(
-            "TLS to Sentinel (rediss+sentinel://) is not supported: use redis+sentinel:// on a"
-            " trusted network, or rediss:// to one Redis"
-        )
     if not (sep and rest and scheme in SCHEMES):
         got = f"{scheme}://..." if sep else "no scheme"
         raise ValueError(
             "expected a Redis URL (redis://HOST:6379/0, rediss://... with TLS, unix:///PATH,"
             f" or {_SHAPE} for Sentinel), got {got}"
         )
-    if scheme == SENTINEL:
+    if scheme in SENTINELS:
         sentinels(url)
 
 
@@ -85,6 +81,7 @@ def sentinels(url: str) -> Sentinels:
         int(db or 0),
         unquote(username) if at and username else None,
         unquote(password) if at and password else None,
+        parts.scheme == "rediss+sentinel",
     )
 
 
@@ -119,7 +116,7 @@ def connect(url: str, cluster: bool) -> Any:
         "socket_connect_timeout": TIMEOUT,
         "retry": Retry(NoBackoff(), 0),
     }
-    if scheme == SENTINEL:
+    if scheme in SENTINELS:
         return _sentinel_client(sentinels(url), options)
     if cluster:
         return _cluster_client(url, options)
@@ -131,9 +128,31 @@ def connect(url: str, cluster: bool) -> Any:
 def _sentinel_client(target: Sentinels, options: dict[str, Any]) -> Any:
     """The master's client; closing it closes the sentinels' connections too."""
     from redis.asyncio import Redis
-    from redis.asyncio.sentinel import Sentinel
+    from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+    from redis.exceptions import ConnectionError, TimeoutError
 
-    manager = Sentinel(target.hosts, sentinel_kwargs=dict(options), **options)  # type: ignore[no-untyped-call]
+    class Watchers(Sentinel):
+        """redis-py's, but when no sentinel names a master, the error says what each one
+        answered in a line fit for a log (redis-py's repeats each client's every setting)."""
+
+        async def discover_master(self, service_name: str) -> tuple[str, int]:
+            problems = []
+            for sentinel in self.sentinels:
+                where = "{host}:{port}".format(**sentinel.connection_pool.connection_kwargs)
+                try:
+                    masters = await sentinel.sentinel_masters()
+                except (ConnectionError, TimeoutError) as exc:
+                    problems.append(f"{where}: {exc}")
+                    continue
+                state = masters.get(service_name) if isinstance(masters, dict) else None
+                if state and self.check_master_state(state, service_name):
+                    return state["ip"], state["port"]
+                problems.append(f"{where}: no master {service_name!r} that is up")
+            raise MasterNotFoundError(f"no sentinel names a master: {'; '.join(problems)}")
+
+    if target.tls:
+        options["ssl"] = True
+    manager = Watchers(target.hosts, sentinel_kwargs=dict(options), **options)  # type: ignore[no-untyped-call]
 
     class Master(Redis):
         async def aclose(self, close_connection_pool: bool | None = None) -> None:
