@@ -15,7 +15,8 @@ same connection pool, whichever set-up redis-py is asked to reach:
   each script call goes to one node.
 
 The URL's grammar is checked when the configuration is read (`check_url`: `patience config
-check` reports it) and the combination with `redis_cluster` when the daemon starts (`connect`).
+validate` reports it) and its combination with `redis_cluster` when the daemon starts
+(`connect`). No message repeats the URL: it may hold a password.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _SHAPE = "redis+sentinel://HOST:PORT,HOST:PORT/MASTER"
 
 
 class Sentinels(NamedTuple):
-    """A `redis+sentinel://` URL, read."""
+    """A `redis+sentinel://` or `rediss+sentinel://` URL, read."""
 
     hosts: list[tuple[str, int]]
     master: str
@@ -43,8 +44,7 @@ class Sentinels(NamedTuple):
 
 
 def check_url(url: str) -> None:
-    """ValueError naming what is wrong with `url` and how to write it (never echoing the
-    URL: it may hold a password)."""
+    """ValueError naming what is wrong with `url` and how to write it."""
     scheme, sep, rest = url.partition("://")
     if not (sep and rest and scheme in SCHEMES):
         got = f"{scheme}://..." if sep else "no scheme"
@@ -57,7 +57,7 @@ def check_url(url: str) -> None:
 
 
 def sentinels(url: str) -> Sentinels:
-    """The parts of a `redis+sentinel://` URL; ValueError for a malformed one."""
+    """The parts of a Sentinel URL; ValueError for a malformed one."""
     parts = urlsplit(url)
     if parts.query or parts.fragment:
         raise ValueError(f"a Sentinel URL takes no ?options or #fragment: write {_SHAPE}")
