@@ -1,8 +1,10 @@
 """The fleet's capacity: 1, 2, 4 and 8 daemons with the Redis backend, 8 client processes
-each, one resource whose limit is never reached, so what is measured is what the fleet can
-grant (tests/fleet_scenario.py, the scenario of tests/test_fleet_scale.py). Prints the
-capacity table (grants/s, Redis CPU, Redis work per grant) and, for the projection in
-docs/multi-host.md, what one redis-server does alone (redis-benchmark, when installed).
+each, one resource (tests/fleet_scenario.py, the scenario of tests/test_fleet_scale.py).
+First under a limit never reached, so what is measured is what the fleet can grant; then at
+a limit of 500 per second, where requests are refused and wait, which costs Redis more per
+grant. Prints both tables (grants/s, Redis CPU, Redis work per grant) and, for the
+projection in docs/multi-host.md, what a daemon without clients costs Redis and what one
+redis-server does alone (redis-benchmark, when installed).
 
 Everything shares one machine: on 2 cores the clients and daemons, not Redis, are the
 bottleneck, so the grants/s column is this machine's; Redis's CPU and commands per grant are
@@ -27,6 +29,7 @@ SIZES = (1, 2, 4, 8)
 CLIENTS = 8
 SECONDS = 8.0
 LIMIT = 10**9  # per second: never reached
+AT_LIMIT = 500  # per second: reached by every size
 REST = 8  # daemons without clients, for the background load
 
 
@@ -34,7 +37,12 @@ def run() -> list[Row]:
     summaries = [
         run_fleet(Fleet(daemons, CLIENTS, LIMIT, 1.0, SECONDS)).summary() for daemons in SIZES
     ]
+    print("fleet capacity: a limit never reached")
     print_capacity(summaries)
+    print(f"at the limit: {AT_LIMIT} per 1 s")
+    print_capacity(
+        [run_fleet(Fleet(daemons, CLIENTS, AT_LIMIT, 1.0, SECONDS)).summary() for daemons in SIZES]
+    )
     print(at_rest())
     alone = redis_alone()
     for name, rate in alone.items():
