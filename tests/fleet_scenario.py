@@ -9,8 +9,9 @@ process start-up rather than coordination), asking for one token of one resource
 and noting the time each grant arrives. Redis's own counters (INFO commandstats and cpu) are
 read just before the clients start and just after they stop.
 
-The measures (window counts, fairness, utilisation) are pure functions of the recorded
-times, tested on their own without a fleet."""
+The measures (fairness, the grants in a span; the fullest window is
+integration_support.most_in_window) are pure functions of the recorded times, tested on
+their own without a fleet."""
 
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ __all__ = [
     "FleetResult",
     "count_between",
     "jain_index",
-    "max_in_window",
     "run_fleet",
 ]
 
@@ -116,17 +116,6 @@ class FleetResult:
             "redis_scripts_per_grant": scripts / total,
             "redis_calls": dict(sorted(self.calls.items())),
         }
-
-
-def max_in_window(times: Sequence[float], window: float) -> int:
-    """The most of `times` inside any half-open interval [t, t + window)."""
-    ordered = sorted(times)
-    best = first = 0
-    for last, at in enumerate(ordered):
-        while ordered[first] + window <= at:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 def count_between(times: Sequence[float], begin: float, end: float) -> int:
