@@ -122,7 +122,7 @@ def _server(directory: Path, port: int, tls: Tls | None, *extra: str) -> Node:
         directory,
         port,
         [*listen, "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", str(directory),
-         *extra],
+         "--repl-diskless-sync-delay", "0", *extra],
         tls,
     )  # fmt: skip
 
@@ -177,12 +177,14 @@ class SentinelSet:
 
 
 class ClusterSet:
-    """Three masters holding all 16384 slots between them (no replicas)."""
+    """Three masters holding all 16384 slots between them, each with `replicas` replicas
+    (`redis-cli --cluster create` makes the first three nodes the masters)."""
 
-    def __init__(self, directory: Path, stack: contextlib.ExitStack) -> None:
-        ports = free_ports(6)
+    def __init__(self, directory: Path, stack: contextlib.ExitStack, replicas: int) -> None:
+        count = 3 * (1 + replicas)
+        ports = free_ports(2 * count)
         self.nodes: list[Node] = []
-        for port, bus in zip(ports[:3], ports[3:], strict=True):
+        for port, bus in zip(ports[:count], ports[count:], strict=True):
             node = _server(
                 directory,
                 port,
@@ -196,11 +198,11 @@ class ClusterSet:
             self.nodes.append(node)
         created = subprocess.run(
             [CLI, "--cluster", "create", *(f"{HOST}:{n.port}" for n in self.nodes),
-             "--cluster-yes"],
+             "--cluster-replicas", str(replicas), "--cluster-yes"],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert created.returncode == 0, created.stdout + created.stderr
-        wait_until("the cluster to be ready", self._ready)
+        wait_until("the cluster to be ready, every replica in sync", self._ready)
         self.url = f"redis://{HOST}:{self.nodes[0].port}"
 
     def _ready(self) -> bool:
@@ -208,27 +210,26 @@ class ClusterSet:
             with node.client() as client:
                 if "cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
                     return False
+                replication = client.info("replication")
+                if replication["role"] != "master" and replication["master_link_status"] != "up":
+                    return False
         return True
 
+    def any_node(self) -> redis.Redis:
+        """A client of the first node still running."""
+        return next(node for node in self.nodes if node.proc.poll() is None).client()
+
     def keyslot(self, key: str) -> int:
-        with self.nodes[0].client() as client:
+        with self.any_node() as client:
             return int(client.execute_command("CLUSTER", "KEYSLOT", key))
 
     def owner(self, slot: int) -> int:
-        """The port of the master serving `slot`."""
-        with self.nodes[0].client() as client:
+        """The port of the master serving `slot` (as the first node still running sees it)."""
+        with self.any_node() as client:
             for first, last, (_, port, *_), *_ in client.execute_command("CLUSTER", "SLOTS"):
                 if first <= slot <= last:
                     return int(port)
         raise AssertionError(f"slot {slot} is not served")
-
-    def keys(self) -> list[str]:
-        """Every key in the cluster (each node holds its own slots' keys)."""
-        found: list[str] = []
-        for node in self.nodes:
-            with node.client() as client:
-                found += client.keys("*")
-        return found
 
 
 @contextlib.contextmanager
@@ -238,6 +239,6 @@ def sentinel_set(directory: Path, tls: Tls | None = None) -> Iterator[SentinelSe
 
 
 @contextlib.contextmanager
-def cluster_set(directory: Path) -> Iterator[ClusterSet]:
+def cluster_set(directory: Path, replicas: int = 0) -> Iterator[ClusterSet]:
     with contextlib.ExitStack() as stack:
-        yield ClusterSet(directory, stack)
+        yield ClusterSet(directory, stack, replicas)

@@ -1,7 +1,8 @@
 """Real daemons on a real three-master Redis Cluster (`redis_cluster = true`): resources whose
 keys land on different masters, each with its own algorithm, hold their limits across two
 daemons; every key of a resource is in that resource's hash slot, on the master serving it;
-the learned limits' keys share a slot, so their MULTI/EXEC works on a cluster."""
+the learned limits' keys share a slot, so their MULTI/EXEC works on a cluster. A master lost
+is one outage; with replicas, the cluster's own failover brings the daemons back."""
 
 from __future__ import annotations
 
@@ -52,11 +53,13 @@ def config(cluster: ClusterSet) -> str:
 
 
 @contextlib.contextmanager
-def daemons(text: str, count: int) -> Iterator[list[Daemon]]:
+def daemons(
+    text: str, count: int, intervals: dict[str, float] | None = None
+) -> Iterator[list[Daemon]]:
     with contextlib.ExitStack() as stack:
         started = []
         for _ in range(count):
-            daemon = Daemon(stack.enter_context(short_dir()), text)
+            daemon = Daemon(stack.enter_context(short_dir()), text, intervals=intervals)
             stack.callback(daemon.ensure_stopped)
             started.append(daemon.start())
         for daemon in started:  # a daemon decides on its own until its first call answers
@@ -137,3 +140,50 @@ def test_a_master_lost_is_an_outage_for_every_resource() -> None:
         log = daemon.log_text()
     assert log.count("cannot use Redis at") == 1, log
     assert "Traceback" not in log, log
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_cluster_failover_is_one_outage_and_the_limit_holds_either_side() -> None:
+    """Three masters with a replica each; clients on two daemons take 10 per second of a
+    resource whose master is killed mid-run: its replica takes over (node timeout 2 s), the
+    daemons are global again without restart, and the limit holds before and after."""
+    limit = '[rate_limiting.resources]\n"api-0" = { limit = 10, window = "1s" }\n'
+    with (
+        short_dir() as directory,
+        cluster_set(directory, replicas=1) as cluster,
+        daemons(config(cluster).partition("[rate")[0] + limit, 2, {"redis_watch": 0.2}) as pair,
+    ):
+        old = cluster.owner(cluster.keyslot("{api-0}"))
+        start = time.time() + 0.3
+        procs = [
+            worker(TAKE, daemon.socket, f"c{number}", "api-0", "70", str(start))
+            for number, daemon in enumerate(pair)
+        ]
+        time.sleep(2.3)
+        killed = time.time()
+        next(node for node in cluster.nodes if node.port == old).kill()
+        for daemon in pair:
+            wait_status(daemon, unreachable=True)
+        back = max(wait_status(daemon, unreachable=False) for daemon in pair)
+        outputs = finish(procs)
+        assert cluster.owner(cluster.keyslot("{api-0}")) != old  # the replica took over
+        logs = [daemon.log_text() for daemon in pair]
+    starts = sorted(float(t) for out in outputs for t in out.split())
+    print(f"cluster failover: {back - killed:.2f}s of local limits")
+    assert len(starts) == 140
+    assert most_in_window([t for t in starts if t < killed], 0.95) <= 10, starts
+    assert most_in_window([t for t in starts if t >= back + 0.3], 0.95) <= 10, starts
+    assert len([t for t in starts if t >= back + 0.3]) >= 20, (back, starts)
+    for log in logs:
+        assert log.count("cannot use Redis at") == 1, log
+        assert log.count("is back: rate limits are global again") == 1, log
+
+
+def wait_status(daemon: Daemon, unreachable: bool) -> float:
+    """Wait until the daemon is (not) on local limits; the wall time it was seen so."""
+    deadline = time.monotonic() + 30.0
+    while ("redis_unreachable_since" in status(daemon)) != unreachable:
+        assert time.monotonic() < deadline, daemon.log_text()
+        time.sleep(0.02)
+    return time.time()
