@@ -8,9 +8,10 @@ redis-server with persistence off. The limit is set high enough that every reque
 so both measure the cost of one atomic check-and-update round trip. Rounds alternate A/B;
 throughput is the median over rounds, latency percentiles are over all requests.
 
-At 8 clients a third side runs too, for information: a daemon with `backend = "redis"` on the
-same redis-server (the multi-host set-up), where each acquisition is a client-daemon round trip
-plus the daemon's own round trip to Redis.
+At 8 and 64 clients a third side runs too: a daemon with `backend = "redis"` on the same
+redis-server (the multi-host set-up), where each acquisition is a client-daemon round trip plus
+the daemon's share of a batched call to Redis. Its target (issue 13): at least the reference's
+throughput at both counts, and a p99 of at most 2 ms at 8 clients.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 from common import PYTHON, Row, tool
 
 CLIENTS = (1, 8, 64)
-BACKEND_CLIENTS = 8  # the daemon with the Redis backend is measured at this count only
+BACKEND_CLIENTS = (8, 64)  # the daemon with the Redis backend is measured at these counts
 ROUNDS = 3
 SECONDS = 2.0
 LIMIT = 10**9
@@ -91,7 +92,7 @@ def run() -> list[Row]:
         results: dict[tuple[str, int], list[tuple[float, list[int]]]] = {}
         for clients in CLIENTS:
             sides = [("ours", "d.sock"), ("redis", "r.sock")]
-            if clients == BACKEND_CLIENTS:
+            if clients in BACKEND_CLIENTS:
                 sides.append(("ours+redis", "b.sock"))
             for _ in range(ROUNDS):
                 for kind, name in sides:
@@ -221,7 +222,7 @@ def _rows(results: dict[tuple[str, int], list[tuple[float, list[int]]]]) -> list
                     target == "info" or ours_q <= 2000,
                 )
             )
-        if clients == BACKEND_CLIENTS:
+        if clients in BACKEND_CLIENTS:
             rows += _backend_rows(results[("ours+redis", clients)], redis, clients)
     return rows
 
@@ -229,30 +230,33 @@ def _rows(results: dict[tuple[str, int], list[tuple[float, list[int]]]]) -> list
 def _backend_rows(
     backed: list[tuple[float, list[int]]], redis: list[tuple[float, list[int]]], clients: int
 ) -> list[Row]:
-    """The daemon with the Redis backend against Redis alone: information, no target."""
+    """The daemon with the Redis backend against Redis alone: at least its throughput, and
+    at 8 clients a p99 of at most 2 ms."""
     backed_rate = statistics.median(rate for rate, _ in backed)
     redis_rate = statistics.median(rate for rate, _ in redis)
+    ratio = backed_rate / redis_rate
     rows = [
         Row(
             f"daemon+redis backend acquire/s, {clients} clients",
             f"{backed_rate:,.0f}/s",
             f"{redis_rate:,.0f}/s (redis)",
-            backed_rate / redis_rate,
-            "info",
-            True,
+            ratio,
+            ">= 1.0x",
+            ratio >= 1.0,
         )
     ]
     for label, q in (("p50", 0.50), ("p99", 0.99)):
         backed_q = _quantile([s for _, ss in backed for s in ss], q)
         redis_q = _quantile([s for _, ss in redis for s in ss], q)
+        target = "<= 2 ms" if label == "p99" and clients == 8 else "info"
         rows.append(
             Row(
                 f"daemon+redis backend {label} latency, {clients} clients",
                 f"{backed_q / 1000:.3f} ms",
                 f"{redis_q / 1000:.3f} ms (redis)",
                 backed_q / redis_q,
-                "info",
-                True,
+                target,
+                target == "info" or backed_q <= 2000,
             )
         )
     return rows

@@ -14,10 +14,12 @@ transcribe them, so a change there must be made here too. Three details keep the
 
 Batches. One call decides a batch: a resource's next requests in its daemon's queue order,
 all at one time. The script decides them one after another, each exactly as a call of its
-own would (the state, the claim and the clamped clock carried from one to the next), and
-stops at the first refusal: in queue order nobody may pass the head, so the requests after
-it are not decided (they stay queued on the daemon). Only what depends on the batch as a
-whole (the time, the limit, GCRA's constants) is worked out once.
+own would, and stops at the first refusal: in queue order nobody may pass the head, so the
+requests after it are not decided (they stay queued on the daemon). The state is read once
+into Lua variables, which each decision updates as a call of its own would update Redis, and
+written back once at the end (the sliding log's new run first, should a refusal need to read
+the log); what depends only on the batch (the clamped time, another daemon's claim, the
+window's end, GCRA's constants) is worked out once.
 
 KEYS[1] is the state hash (and KEYS[2] the sliding-window log); ARGV: limit, window, expiry
 in ms, now ("" = Redis TIME), who, hold, then (tokens, wait) for each request. The reply is
@@ -32,9 +34,9 @@ __all__ = ["SCRIPTS"]
 
 # Shared by every script. Defines `now` (never before the latest time seen), `limit`,
 # `window`, `expiry`, `who`, `hold`, `fmt`, `floordiv` (Python's float //), `up`
-# (math.nextafter(x, inf)), `save` (the state, with its expiry) and the claim: for the request
-# being decided (`tokens`, `wait`), `reserved` (the tokens another daemon's claim holds),
-# `held` (the refusal it causes), `release`, `claim`.
+# (math.nextafter(x, inf)), `save` (the state, with its expiry) and the claim: `reserved`
+# (the tokens another daemon's claim holds), `held` (the refusal it causes), and for the
+# request being decided (`tokens`, `wait`), `release` and `claim`.
 _PRELUDE = """
 local state = KEYS[1]
 local limit, window, expiry = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
@@ -46,7 +48,7 @@ end
 local who, hold = ARGV[5], tonumber(ARGV[6])
 local seen = redis.call('HGET', state, 'now')
 if seen and now < tonumber(seen) then now = tonumber(seen) end
-local tokens, wait, claimed, reserved  -- the request being decided: see _LOOP
+local tokens, wait  -- the request being decided: see _LOOP
 
 local function fmt(x) return string.format('%.17g', x) end
 
@@ -72,14 +74,23 @@ local function save(...)
   redis.call('PEXPIRE', state, expiry)
 end
 
+-- The batch's own grants never change another daemon's claim: it is read once.
+local claimed = redis.call('HMGET', state, 'claim', 'claim_tokens', 'claim_until')
+local reserved = 0
+if claimed[1] and claimed[1] ~= who and tonumber(claimed[3]) > now then
+  reserved = tonumber(claimed[2])
+end
+
 local function held(remaining)
-  save()
   local retry = fmt(math.min(tonumber(claimed[3]) - now, hold / 10))
   return {0, remaining, retry, retry}
 end
 
 local function release()
-  if claimed[1] == who then redis.call('HDEL', state, 'claim', 'claim_tokens', 'claim_until') end
+  if claimed[1] == who then
+    redis.call('HDEL', state, 'claim', 'claim_tokens', 'claim_until')
+    claimed = {false, false, false}
+  end
 end
 
 local function claim(retry)
@@ -91,20 +102,17 @@ end
 """
 
 # Shared by every script, after the algorithm's `decide` (the request's decision, as a
-# table): the batch, one request after another, up to the first refusal.
+# table, updating the state held in Lua) and `finish` (which writes that state back): the
+# batch, one request after another, up to the first refusal.
 _LOOP = """
 local out = {}
 for i = 7, #ARGV, 2 do
   tokens, wait = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  claimed = redis.call('HMGET', state, 'claim', 'claim_tokens', 'claim_until')
-  reserved = 0
-  if claimed[1] and claimed[1] ~= who and tonumber(claimed[3]) > now then
-    reserved = tonumber(claimed[2])
-  end
   local decision = decide()
   for j = 1, 4 do out[#out + 1] = decision[j] end
   if decision[1] == 0 then break end
 end
+finish()
 return out
 """
 
@@ -119,35 +127,43 @@ local function parse(entry)
   return tonumber(at), tonumber(count)
 end
 
-local function decide()
-  local used = 0
-  if redis.call('LLEN', log) > 0 then used = tonumber(redis.call('HGET', state, 'used')) end
-  local left = used
-  while true do
-    local first = redis.call('LINDEX', log, 0)
-    if not first then break end
-    local at, count = parse(first)
-    if at + window > now then break end
-    redis.call('LPOP', log)
-    used = used - count
+local used = 0
+if redis.call('LLEN', log) > 0 then used = tonumber(redis.call('HGET', state, 'used')) end
+while true do  -- once: every request of the batch comes at `now`
+  local first = redis.call('LINDEX', log, 0)
+  if not first then break end
+  local at, count = parse(first)
+  if at + window > now then break end
+  redis.call('LPOP', log)
+  used = used - count
+end
+local last_at, last_count = nil, 0  -- the newest run
+local newest = redis.call('LINDEX', log, -1)
+if newest then last_at, last_count = parse(newest) end
+local added = 0  -- tokens granted at `now` and not yet in the log
+
+local function flush()
+  if added == 0 then return end
+  if last_at == now then
+    last_count = last_count + added
+    redis.call('LSET', log, -1, fmt(now) .. ' ' .. whole(last_count))
+  else
+    last_at, last_count = now, added
+    redis.call('RPUSH', log, fmt(now) .. ' ' .. whole(added))
   end
-  if used ~= left then redis.call('HSET', state, 'used', whole(used)) end
+  added = 0
+  redis.call('PEXPIRE', log, expiry)
+end
+
+local function decide()
   if used + tokens <= limit then
     if used + tokens + reserved > limit then return held(limit - used) end
-    local last = redis.call('LINDEX', log, -1)
-    local at, count = nil, 0
-    if last then at, count = parse(last) end
-    if at == now then
-      redis.call('LSET', log, -1, fmt(now) .. ' ' .. whole(count + tokens))
-    else
-      redis.call('RPUSH', log, fmt(now) .. ' ' .. whole(tokens))
-    end
-    redis.call('PEXPIRE', log, expiry)
-    save('used', whole(used + tokens))
+    used, added = used + tokens, added + tokens
     release()
-    return {1, limit - used - tokens, '0', fmt(window)}
+    return {1, limit - used, '0', fmt(window)}
   end
   -- The oldest (used + tokens - limit) tokens must leave first: find the run of the last one.
+  flush()
   local index, admit_at, from = used + tokens - limit - 1, nil, 0
   while admit_at == nil do
     for _, entry in ipairs(redis.call('LRANGE', log, from, from + 63)) do
@@ -160,33 +176,37 @@ local function decide()
     end
     from = from + 64
   end
-  local reset_at = parse(redis.call('LINDEX', log, -1)) + window
-  save()
   claim(admit_at - now)
-  return {0, limit - used, fmt(admit_at - now), fmt(reset_at - now)}
+  return {0, limit - used, fmt(admit_at - now), fmt(last_at + window - now)}
+end
+
+local function finish()
+  flush()
+  save('used', whole(used))
 end
 """
 
 # FixedWindow. State: the window index and its count.
 _FIXED = """
 local index = floordiv(now, window)
-local finish = (index + 1.0) * window
-while floordiv(finish, window) <= index do finish = up(finish) end
+local finish_at = (index + 1.0) * window
+while floordiv(finish_at, window) <= index do finish_at = up(finish_at) end
+local stored = redis.call('HMGET', state, 'index', 'count')
+local count = 0
+if stored[1] and tonumber(stored[1]) == index then count = tonumber(stored[2]) end
 
 local function decide()
-  local stored = redis.call('HMGET', state, 'index', 'count')
-  local count = 0
-  if stored[1] and tonumber(stored[1]) == index then count = tonumber(stored[2]) end
   if count + tokens <= limit then
     if count + tokens + reserved > limit then return held(limit - count) end
-    save('index', fmt(index), 'count', count + tokens)
+    count = count + tokens
     release()
-    return {1, limit - count - tokens, '0', fmt(finish - now)}
+    return {1, limit - count, '0', fmt(finish_at - now)}
   end
-  save('index', fmt(index), 'count', count)
-  claim(finish - now)
-  return {0, limit - count, fmt(finish - now), fmt(finish - now)}
+  claim(finish_at - now)
+  return {0, limit - count, fmt(finish_at - now), fmt(finish_at - now)}
 end
+
+local function finish() save('index', fmt(index), 'count', count) end
 """
 
 # GCRA, burst = limit (as make_limiter builds it). Whole numbers are {s = sign, m = limbs in
@@ -310,13 +330,15 @@ local function fitting(tat)
   return math.max(0, float(idiv(sub(tolerance, sub(tat, units)), T)))
 end
 
+local stored = redis.call('HGET', state, 'tat')
+local tat, granted = nil, false
+if stored then tat = parse(stored) end
+
 -- Python's two admitting branches (tat <= units, and tat - units <= tolerance - increment) are
 -- one here: from max(tat, units), the increment must stay within the tolerance.
 local function decide()
   local increment = mul(T, whole(tokens))
-  local stored = redis.call('HGET', state, 'tat')
-  local tat, base = nil, units
-  if stored then tat = parse(stored) end
+  local base = units
   if tat ~= nil and cmp(tat, units) > 0 then base = tat end
   local ahead = sub(base, units)
   if cmp(ahead, sub(tolerance, increment)) > 0 then
@@ -325,17 +347,19 @@ local function decide()
     while cmp(whole(trunc(at * 1e9)), target_ns) < 0 do at = up(at) end
     local retry = at - now
     local reset = math.max(retry, float(sub(tat, units)) / per_second)
-    save()
     claim(retry)
     return {0, fitting(tat), fmt(retry), fmt(reset)}
   end
   if reserved > 0 and cmp(ahead, sub(tolerance, mul(T, whole(tokens + reserved)))) > 0 then
     return held(fitting(tat))
   end
-  local new = add(base, increment)
-  save('tat', text(new))
+  tat, granted = add(base, increment), true
   release()
-  return {1, fitting(new), '0', fmt(float(sub(new, units)) / per_second)}
+  return {1, fitting(tat), '0', fmt(float(sub(tat, units)) / per_second)}
+end
+
+local function finish()
+  if granted then save('tat', text(tat)) else save() end
 end
 """
 
