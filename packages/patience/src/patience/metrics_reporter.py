@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from patience.daemon_link import Link
     from patience.process import RunResult
 
+    # A queued start: its number here, start (monotonic), duration, success, exit status,
+    # attempt and execution numbers.
+    _Entry = tuple[int, float, float, bool, int, int, int]
+
 RESEND = 0.25  # how often unsent metrics look whether the daemon is back
 GATHER = 0.2  # seconds a metrics batch may gather records before it is sent
 MAX_PENDING = 10_000  # records kept while the daemon is away; beyond, new ones are dropped
@@ -56,7 +60,7 @@ class MetricsReporter:
         # 16 random bytes a record).
         self.id_prefix = os.urandom(8).hex()
         self.numbers = itertools.count()
-        self.pending: list[dict[str, object]] = []
+        self.pending: list[_Entry] = []  # queued starts, made into records when sent
         self.dropped = 0
         self.refused = False
         self._cond = threading.Condition()
@@ -66,25 +70,18 @@ class MetricsReporter:
     def add(
         self, result: RunResult, success: bool, *, attempt: int = 0, execution: int = 0
     ) -> None:
-        """Queue the record of one finished start; never blocks on the daemon. Its 128-bit
-        id, unique, lets the daemon store it once however often it is resent."""
-        record = dict(
-            self.base,
-            record_id=f"{self.id_prefix}{next(self.numbers):016x}",
-            start_time=max(0.0, result.start + self.wall_offset),
-            duration=max(0.0, result.duration),
-            success=success,
-            exit_code=result.status,
-            attempt_number=attempt,
-            execution_number=execution,
-        )
+        """Queue the record of one finished start; never blocks on the daemon."""
+        # Kept as taken; the background thread makes the record (the run loop's time is the
+        # runs', and the thread's work overlaps them).
+        run = (next(self.numbers), result.start, result.duration, success, result.status)
+        entry = (*run, attempt, execution)
         with self._cond:
             if self.refused:
                 return
             if len(self.pending) >= MAX_PENDING:
                 self.dropped += 1
                 return
-            self.pending.append(record)
+            self.pending.append(entry)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._send_loop, name="patience-metrics", daemon=True
@@ -133,14 +130,29 @@ class MetricsReporter:
             with self._cond:  # the daemon is away: look again later
                 self._cond.wait_for(lambda: self._closing, timeout=RESEND)
 
-    def _deliver(self, batch: list[dict[str, object]], closing: bool) -> bool:
+    def _record(self, entry: _Entry) -> dict[str, object]:
+        """The execution record of one queued start. Its 128-bit id, unique, lets the daemon
+        store it once however often it is resent."""
+        number, start, duration, success, status, attempt, execution = entry
+        return dict(
+            self.base,
+            record_id=f"{self.id_prefix}{number:016x}",
+            start_time=max(0.0, start + self.wall_offset),
+            duration=max(0.0, duration),
+            success=success,
+            exit_code=status,
+            attempt_number=attempt,
+            execution_number=execution,
+        )
+
+    def _deliver(self, batch: list[_Entry], closing: bool) -> bool:
         link = self.link
         if link.up is None:
             link.first_contact(self.client)
         if not link.up and not closing:
             return False
         try:
-            self.client.send_metrics(batch)
+            self.client.send_metrics([self._record(entry) for entry in batch])
         except DaemonUnavailable as exc:
             link.lost(str(exc))
             return False
