@@ -225,3 +225,24 @@ def test_a_limit_holds_for_several_instances_running_back_to_back(
             starts += [run["actual_start"] for run in json_runs(out)]
         assert len(starts) == 15
         assert most_in_window(starts, 2.0 * 0.97) <= 4
+
+
+def test_a_daemon_restarted_mid_run_loses_no_run_and_no_record(tmp_path: Path) -> None:
+    """Tokens asked ahead of a daemon that stops are given up: rpr goes on without it (no
+    limit to keep), comes back to the new one, and every run's record reaches it."""
+    with world(tmp_path) as w, backend(w, "memory") as daemon:
+        argv = ["count", "--times", "3000", "--json", *w.daemon_flags("fast")]
+        proc = w.start(RPR, *argv, "--no-daemon-auto-start", "--", "true")
+        deadline = time.monotonic() + 60
+        while not executions_or_none(daemon) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        daemon.stop(signal.SIGTERM)
+        daemon.start()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        runs = json_runs(out)
+        assert [r["iteration"] for r in runs] == list(range(1, 3001))
+        stored = executions(daemon.db, "fast")
+        assert sorted(r["execution_number"] for r in stored) == list(range(1, 3001))
+        assert "is back" in err, err
+        daemon.stop()
