@@ -246,3 +246,21 @@ def test_a_daemon_restarted_mid_run_loses_no_run_and_no_record(tmp_path: Path) -
         assert sorted(r["execution_number"] for r in stored) == list(range(1, 3001))
         assert "is back" in err, err
         daemon.stop()
+
+
+def test_a_batch_of_records_is_bounded_before_it_is_stored(tmp_path: Path) -> None:
+    """The records of one `metrics` message are at most 1,000: a hostile batch of 1,001 is
+    refused whole with the bound named, nothing of it stored, and the connection goes on."""
+    record = (
+        f'{{"tool":"repeater","resource_id":"batch","start_time":{time.time()},'
+        '"duration":0.1,"success":true}'
+    )
+    with world(tmp_path) as w, backend(w, "memory") as daemon, daemon.raw() as raw:
+        reply = raw.ask('{"type":"metrics","records":[' + ",".join([record] * 1001) + "]}")
+        assert reply["error"] == (
+            "invalid metrics format: Expected `array` of length <= 1000 - at `$.records`"
+        )
+        assert raw.ask('{"type":"ping"}')["type"] == "pong"
+        full = raw.ask('{"type":"metrics","records":[' + ",".join([record] * 1000) + "]}")
+        assert full == {"type": "metrics_response", "accepted": 1000}
+        assert len(executions(daemon.db, "batch")) == 1000
