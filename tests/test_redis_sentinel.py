@@ -161,6 +161,8 @@ def take(daemon: Daemon) -> bool:
         return client.acquire(RESOURCE).granted
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
 def test_rediss_sentinel_speaks_tls_to_the_sentinels_and_the_master() -> None:
     """Every server and sentinel speaks only TLS: daemons that trust the authority (here
     through SSL_CERT_FILE) share one limit; one that does not falls back, saying why."""
