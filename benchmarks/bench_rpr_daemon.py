@@ -49,7 +49,7 @@ def run() -> list[Row]:
 
 
 def _row(label: str, socket: Path, env: dict[str, str]) -> Row:
-    plain = [tool("rpr"), "count", "--times", str(RUNS), "-q", "--", "true"]
+    plain = [tool("rpr"), "count", "--times", str(RUNS), "--", "true"]
     daemon = [*plain[:-2], "--daemon", "--daemon-socket", str(socket), "--no-daemon-auto-start"]
     daemon += ["--", "true"]
     # Warm up (the daemon's first client, its database), and fail loudly if rpr does.
