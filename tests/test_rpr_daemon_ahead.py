@@ -67,7 +67,7 @@ def run_starts(
     own = from_ahead = 0
     for i in range(starts):
         now = i * gap
-        if ahead.pending and ahead.take():
+        if ahead.pending and ahead.take(now):
             from_ahead += 1
             ahead.started(unlimited, now, own=False)
         else:
@@ -76,12 +76,15 @@ def run_starts(
     return own, from_ahead
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.integers(min_value=0, max_value=3000))
-def test_tokens_asked_ahead_are_exactly_the_starts_planned(planned: int) -> None:
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=3000),
+    st.floats(min_value=1e-5, max_value=FAST * 0.99),
+)
+def test_tokens_asked_ahead_are_exactly_the_starts_planned(planned: int, gap: float) -> None:
     connection = FakeConnection()
     ahead = Ahead(connection, "r", planned)  # type: ignore[arg-type]
-    own, from_ahead = run_starts(ahead, planned)
+    own, from_ahead = run_starts(ahead, planned, gap)
     assert sum(connection.asked) == from_ahead  # none left over
     assert own + from_ahead == planned
     assert not ahead.pending
@@ -95,6 +98,24 @@ def test_batches_double_up_to_the_most_and_most_starts_do_not_ask() -> None:
     assert max(connection.asked) == MAX_BATCH
     assert own == 2  # the first two: no pace known yet
     assert len(connection.asked) < 2000 / 20  # one request per batch, not per start
+
+
+def test_a_batch_lasts_half_of_fast_at_the_pace_of_the_starts() -> None:
+    connection = FakeConnection()
+    ahead = Ahead(connection, "r", 1000)  # type: ignore[arg-type]
+    run_starts(ahead, 1000, gap=0.01)
+    assert max(connection.asked) == 5  # 5 x 10 ms: half of FAST (100 ms)
+
+
+def test_tokens_not_used_within_fast_of_the_request_are_given_up() -> None:
+    """A run slower than the ones before: its tokens asked ahead would stand for starts
+    later than FAST after the request (a pause or a limit set meanwhile would not hold)."""
+    connection = FakeConnection()
+    ahead = Ahead(connection, "r", 100)  # type: ignore[arg-type]
+    ahead.started(True, 0.0, own=True)
+    ahead.started(True, 0.001, own=True)  # asks 1 ahead at 0.001
+    assert not ahead.take(0.001 + FAST * 1.01)
+    assert not ahead.pending and not connection.asked_ahead  # read, and not used
 
 
 def test_without_a_planned_count_one_token_at_most_is_asked_ahead() -> None:
@@ -124,7 +145,7 @@ def test_a_token_that_comes_back_with_a_limit_or_refused_is_not_used() -> None:
         ahead.started(True, 0.0, own=True)
         ahead.started(True, 0.001, own=True)
         assert connection.asked == [1]
-        assert not ahead.take()  # the start asks on its own, and waits as told
+        assert not ahead.take(0.002)  # the start asks on its own, and waits as told
         assert not connection.asked_ahead  # the answer was read: the connection is free
 
 
@@ -134,7 +155,7 @@ def test_tokens_from_before_a_throttle_signal_are_not_used() -> None:
     run_starts(ahead, 5)  # asked: 1, 2, 4 ...
     assert ahead.pending
     ahead.throttled()
-    assert not ahead.take()
+    assert not ahead.take(0.005)
     assert not ahead.pending and not connection.asked_ahead
 
 
@@ -170,12 +191,14 @@ def state(daemon: Daemon, resource_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
-def test_every_token_is_one_start_and_every_run_is_stored(tmp_path: Path, kind: str) -> None:
+def test_tokens_are_the_starts_and_every_run_is_stored(tmp_path: Path, kind: str) -> None:
     with world(tmp_path) as w, backend(w, kind) as daemon:
         done = w.rpr("count", "--times", "700", "-q", *w.daemon_flags("fast"), "--", "true")
         assert done.returncode == 0, done.stderr
         assert done.stderr == ""
-        assert state(daemon, "fast")["tokens_granted"] == 700
+        # Each token one start, but for those given up when a run came later than FAST after
+        # they were asked for (a loaded machine): counted as granted, and few.
+        assert 700 <= state(daemon, "fast")["tokens_granted"] <= 770
         stored = executions(daemon.db, "fast")
         assert sorted(r["execution_number"] for r in stored) == list(range(1, 701))
         daemon.stop()
@@ -184,7 +207,8 @@ def test_every_token_is_one_start_and_every_run_is_stored(tmp_path: Path, kind: 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_records_reach_the_daemon_after_a_signal_mid_run(tmp_path: Path, sig: int) -> None:
     """Stopped mid-run, rpr still delivers the record of every run it made; the tokens it
-    asked ahead and did not use are counted as granted (at most one batch)."""
+    asked ahead and did not use are counted as granted (one batch at the end, and the few
+    given up on the way when a run came late)."""
     with world(tmp_path) as w, backend(w, "memory") as daemon:
         argv = ["count", "--times", "1000000", "--json", *w.daemon_flags("fast"), "--", "true"]
         proc = w.start(RPR, *argv)
@@ -200,7 +224,7 @@ def test_records_reach_the_daemon_after_a_signal_mid_run(tmp_path: Path, sig: in
         stored = executions(daemon.db, "fast")
         assert sorted(r["execution_number"] for r in stored) == [r["iteration"] for r in runs]
         granted = state(daemon, "fast")["tokens_granted"]
-        assert len(runs) <= granted <= len(runs) + MAX_BATCH
+        assert len(runs) <= granted <= len(runs) * 1.1 + MAX_BATCH
         daemon.stop()
 
 

@@ -160,7 +160,7 @@ class DaemonGate:
             ahead.drop()  # asked of a daemon since lost, or before it came back
             return False
         try:
-            if not ahead.take():
+            if not ahead.take(time.monotonic()):
                 return False
         except DaemonUnavailable as exc:
             self.link.lost(str(exc))
