@@ -94,7 +94,7 @@ class RedisLimits:
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, self._no_script)]
         if missing:  # Redis restarted or failed over: it forgot the scripts
             for sha in {commands[i][1] for i in missing}:
-                await self.client.script_load(_TEXTS[str(sha)])
+                await self.client.script_load(_TEXTS[sha])
             again = await self._send([commands[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
@@ -104,16 +104,32 @@ class RedisLimits:
         ]
 
     async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """One round trip: the replies, an error reply as its exception."""
-        if len(commands) == 1:
-            try:
-                return [await self.client.execute_command(*commands[0])]
-            except self._error_reply as exc:
-                return [exc]
-        pipe = self.client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+        """One round trip: the replies, an error reply as its exception. The client of one
+        server (a URL's, or the master Sentinel names) gets the calls written at once on one
+        connection of its pool, with none of redis-py's per-command work (the daemon's cost
+        per call is mostly that); a cluster's pipeline sends each node its own calls."""
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is None:
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=False))
+        connection = await pool.get_connection()
+        try:
+            packed = b"".join(map(_packed, commands))
+            await connection.send_packed_command(packed, check_health=False)
+            return [await self._reply(connection) for _ in commands]
+        except BaseException:
+            await connection.disconnect()  # a reply may be left unread on it
+            raise
+        finally:
+            await pool.release(connection)
+
+    async def _reply(self, connection: Any) -> Any:
+        try:
+            return await connection.read_response()
+        except self._error_reply as exc:
+            return exc
 
 
 @functools.lru_cache(maxsize=4096)
@@ -122,8 +138,17 @@ def _call(resource_id: str, limit: Limit) -> tuple[Any, ...]:
     command, the script, its keys, the limit and the expiry (worked out once, not per call)."""
     keys = state_keys(resource_id, limit)
     expiry = math.ceil(limit.window * 1000) + EXPIRY_SLACK_MS
-    sha = _SHAS[limit.algorithm]
-    return ("EVALSHA", sha, len(keys), *keys, limit.count, limit.window, expiry)
+    return ("EVALSHA", _SHAS[limit.algorithm], len(keys), *keys, limit.count, limit.window, expiry)
+
+
+def _packed(command: tuple[Any, ...]) -> bytes:
+    """A command in Redis's protocol: text in UTF-8, numbers as Python writes them (a
+    float's repr is its shortest text that reads back as the same double)."""
+    parts = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        data = arg.encode() if isinstance(arg, str) else repr(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 def _decisions(reply: list[Any], limit: int) -> list[Decision]:
