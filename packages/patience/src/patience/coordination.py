@@ -2,7 +2,9 @@
 
 `coordinate()` builds it from the tool's DaemonSettings: a `DaemonGate` (patience.daemon_gate),
 which takes the place of `LocalGate` (each start first acquires a token for its resource
-from the daemon, which does the waiting), a `ThrottleWatch` (patience.throttle), which tells
+from the daemon, which does the waiting; rpr's back-to-back starts on a resource without a
+limit ask for the next tokens while a run is in flight, patience.grant_ahead), a
+`ThrottleWatch` (patience.throttle), which tells
 the daemon of each start a server throttled, and a `MetricsReporter` (patience.metrics_reporter),
 which sends one execution record per start in batches from a background thread, so the run
 loop never waits for it. Both share one `Link` (patience.daemon_link): whether the daemon
