@@ -143,13 +143,12 @@ def coordinate(settings: DaemonSettings, command: Sequence[str]) -> Coordination
 
 
 def _ahead(settings: DaemonSettings) -> int | None:
-    """How many starts the gate may ask for ahead, each while the start before it runs:
-    rpr's, up to the count it plans (None: no end known); patience stops at its first
-    success, which it cannot know ahead, so none of its attempts."""
+    """The starts the gate may take tokens ahead for (patience.grant_ahead): rpr's, the
+    count it plans (None: no end known); none of patience's, which stops at its first
+    success and cannot know it ahead."""
     if settings.tool != "repeater":
         return 0
-    count = settings.schedule.count if settings.schedule is not None else None
-    return None if count is None else max(count - 1, 0)
+    return settings.schedule.count if settings.schedule is not None else None
 
 
 def _throttle(
