@@ -145,10 +145,10 @@ def test_a_master_lost_is_an_outage_for_every_resource() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_cluster_failover_is_one_outage_and_the_limit_holds_either_side() -> None:
-    """Three masters with a replica each; clients on two daemons take 10 per second of a
+    """Three masters with a replica each; clients on two daemons take 20 per 2 s of a
     resource whose master is killed mid-run: its replica takes over (node timeout 2 s), the
     daemons are global again without restart, and the limit holds before and after."""
-    limit = '[rate_limiting.resources]\n"api-0" = { limit = 10, window = "1s" }\n'
+    limit = '[rate_limiting.resources]\n"api-0" = { limit = 20, window = "2s" }\n'
     with (
         short_dir() as directory,
         cluster_set(directory, replicas=1) as cluster,
@@ -172,12 +172,16 @@ def test_a_cluster_failover_is_one_outage_and_the_limit_holds_either_side() -> N
     starts = sorted(float(t) for out in outputs for t in out.split())
     print(f"cluster failover: {back - killed:.2f}s of local limits")
     assert len(starts) == 140
-    assert most_in_window([t for t in starts if t < killed], 0.95) <= 10, starts
-    assert most_in_window([t for t in starts if t >= back + 0.3], 0.95) <= 10, starts
-    assert len([t for t in starts if t >= back + 0.3]) >= 20, (back, starts)
     for log in logs:
         assert log.count("cannot use Redis at") == 1, log
         assert log.count("is back: rate limits are global again") == 1, log
+    # Each start is timed when its grant arrives, late by up to 0.2s on a loaded machine:
+    # windows 0.25s shorter are counted, and after the return from when starts granted
+    # locally just before it have surely arrived.
+    assert len([t for t in starts if t < killed]) >= 20, (killed, starts)
+    assert most_in_window([t for t in starts if t < killed], 1.75) <= 20, starts
+    assert most_in_window([t for t in starts if t >= back + 0.3], 1.75) <= 20, starts
+    assert len([t for t in starts if t >= back + 0.3]) >= 40, (back, starts)
 
 
 def wait_status(daemon: Daemon, unreachable: bool) -> float:

@@ -21,15 +21,19 @@ from redis_ha_support import SentinelSet, Tls, sentinel_set
 from tools import PATIENCE, RPR
 
 RESOURCE = "ha-api"
-LIMIT, WINDOW = 5, 1.0
+LIMIT, WINDOW = 10, 2.0
 RUN_FOR = 14.0  # seconds each client runs
-KILL_AFTER = 4.0  # seconds after the clients start
+KILL_AFTER = 5.0  # seconds after the clients start
 # Pings every 0.2s (the default is 1s) and metrics flushed at once: a test need not wait.
 INTERVALS = {"redis_watch": 0.2, "flush": 0.2}
 LOST = "cannot use Redis at"
 BACK = "is back: rate limits are global again"
 TRIED = re.compile("rate limits are kept in Redis|cannot use Redis at")
-# The clients stamp each start after the grant's reply and a fork: a little late, never early.
+# The clients stamp each start after the grant's reply, a fork and two execs (sh, date): late
+# by up to 0.2s on a loaded machine, unevenly, so two starts a window apart may be stamped
+# closer. The windows counted are shorter by SLACK; the starts after the return are counted
+# from LAG after it (a start granted locally just before may be stamped just after).
+SLACK = 0.25
 LAG = 0.3
 
 
@@ -128,7 +132,8 @@ def test_a_failover_is_one_outage_and_the_limit_holds_either_side() -> None:
         finally:
             for proc in procs:
                 _, err = proc.communicate(timeout=RUN_FOR + 60)
-                assert proc.returncode in (0, 1), err  # patience: every attempt failed
+                # patience: 1 when every attempt failed, 124 when --max-time cut the last one
+                assert proc.returncode in (0, 1, 124), err
         ran = {
             daemon.socket: sum(
                 len(path.read_text().split()) for path in stamps.glob(f"{Path(daemon.dir).name}-*")
@@ -149,10 +154,10 @@ def test_a_failover_is_one_outage_and_the_limit_holds_either_side() -> None:
         f" {most_in_window(during, WINDOW)} runs in a window then; {len(starts)} runs"
     )
     assert back - killed < 20.0
-    assert most_in_window(before, WINDOW * 0.95) <= LIMIT, before
-    assert most_in_window(after, WINDOW * 0.95) <= LIMIT, after
+    assert most_in_window(before, WINDOW - SLACK) <= LIMIT, before
+    assert most_in_window(after, WINDOW - SLACK) <= LIMIT, after
     # Both sides saw real demand: the windows were full, not trivially under the limit.
-    assert len(before) >= LIMIT * (KILL_AFTER - 1) and len(after) >= LIMIT * 2, starts
+    assert len(before) >= 2 * LIMIT and len(after) >= 2 * LIMIT, starts
     assert shown["backend"] == "redis" and str(shown["redis_url"]) == ha.url
 
 
