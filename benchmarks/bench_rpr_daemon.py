@@ -53,7 +53,9 @@ def _row(label: str, socket: Path, env: dict[str, str]) -> Row:
     daemon = [*plain[:-2], "--daemon", "--daemon-socket", str(socket), "--no-daemon-auto-start"]
     daemon += ["--", "true"]
     # Warm up (the daemon's first client, its database), and fail loudly if rpr does.
-    subprocess.run(daemon, stdout=subprocess.DEVNULL, env=env, check=True)
+    subprocess.run(
+        daemon, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True
+    )
     alone, coordinated = [], []
     for _ in range(ROUNDS):
         alone.append(wall(plain, env))
