@@ -231,6 +231,10 @@ class Daemon:
         self._restore_state()
         budget, handle = InputBudget(), self.handlers.handle
         linger = self.intervals.refused_linger
+        # Before accepting anyone: a request must not be decided locally only because the
+        # Redis admission has not had its first answer yet (clients wait in the backlog).
+        for service in self.services:
+            await service.start()
         server = await loop.create_unix_server(
             lambda: Connection(self.connections, handle, budget, linger),
             sock=self._listener,
@@ -241,8 +245,6 @@ class Daemon:
             loop.add_signal_handler(signum, done.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         housekeeping = loop.create_task(self._housekeeping())
-        for service in self.services:
-            await service.start()
         process.notify("READY=1\nSTATUS=serving " + self.socket_path)
         log.info("serving %s (pid %d, version %s)", self.socket_path, os.getpid(), __version__)
         try:
