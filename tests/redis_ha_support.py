@@ -219,6 +219,15 @@ class ClusterSet:
         """A client of the first node still running."""
         return next(node for node in self.nodes if node.proc.poll() is None).client()
 
+    def keys(self) -> list[str]:
+        """Every key in the cluster (each running node holds its own slots' keys)."""
+        found: list[str] = []
+        for node in self.nodes:
+            if node.proc.poll() is None:
+                with node.client() as client:
+                    found += client.keys("*")
+        return found
+
     def keyslot(self, key: str) -> int:
         with self.any_node() as client:
             return int(client.execute_command("CLUSTER", "KEYSLOT", key))
