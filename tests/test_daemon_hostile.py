@@ -4,6 +4,7 @@ others out or stall the daemon. Each test drives a real daemon over its real soc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -60,9 +61,13 @@ class Drippers:
 
     def __init__(self, daemon: Daemon, count: int, pause: float = 0.3) -> None:
         self.sockets: list[socket.socket] = []
-        for _ in range(count):
+        for i in range(count):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(daemon.socket)
+            # The first byte at once: a drip thread starved past the idle timeout (a loaded
+            # machine) must not turn a half-written line into a silent idle connection.
+            with contextlib.suppress(OSError):  # refused (too many) and closed already
+                sock.send(b"\n" if i % 2 else b"{")
             self.sockets.append(sock)
         self.pause = pause
         self.stop = threading.Event()
@@ -71,15 +76,12 @@ class Drippers:
 
     def _drip(self) -> None:
         open_ = dict(enumerate(self.sockets))
-        first = True
         while open_ and not self.stop.wait(self.pause):
             for i, sock in list(open_.items()):
-                byte = b"\n" if i % 2 else (b"{" if first else b" ")
                 try:
-                    sock.send(byte)
+                    sock.send(b"\n" if i % 2 else b" ")
                 except OSError:  # closed by the daemon
                     del open_[i]
-            first = False
 
     def replies(self) -> list[bytes]:
         """What each connection was told before the daemon closed it."""
