@@ -18,6 +18,7 @@ from patience.config.resources import ResourceLimit
 from patience.daemon import coordinator as coordinator_module
 from patience.daemon import registry
 from patience.daemon.coordinator import Coordinator, CoordinatorError, Waiter
+from patience.daemon.framing import Connection, InputBudget
 from patience.daemon.protocol import Acquire
 from patience.settings import Limit
 
@@ -131,7 +132,7 @@ line_timeout = "2s"
         blank = [r for i, r in enumerate(replies) if i % 2 == 1]
         deadline = b"no complete line within 2s (daemon.line_timeout); closing"
         too_many = b"too many connections (32)"
-        assert all(deadline in r or too_many in r for r in partial), partial
+        assert all(deadline in r or too_many in r for r in partial), repr(replies)
         assert sum(deadline in r for r in partial) >= 12
         assert all(r == b"" or too_many in r for r in blank), blank
 
@@ -254,3 +255,36 @@ def test_housekeeping_checks_resources_a_slice_per_pass_and_keeps_what_is_in_use
     assert "user" not in coord.clients
     assert all(before - after <= 10 for before, after in zip([50, *counts], counts, strict=False))
     assert set(coord.resources) == {"r3", "r7"}
+
+
+class _Transport:
+    """What Connection.expire needs of a transport: what was written, and whether it closed."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_line_begun_late_is_closed_by_its_deadline_with_the_error_not_as_idle() -> None:
+    """A connection whose first byte came a while after it was accepted (a loaded machine) is
+    past the idle timeout before its line is past the line timeout: it must still be told why
+    when it is closed, and not before its line's own deadline."""
+    host = None  # expire never asks the host
+    connection = Connection(host, lambda session, line: b"", InputBudget(), 0.0)  # type: ignore[arg-type]
+    transport = _Transport()
+    connection.transport = transport  # type: ignore[assignment]
+    connection.last_active, connection.line_began, connection.buffer = 100.0, 101.5, b"{"
+    connection.expire(102.5, idle_timeout=2.0, line_timeout=2.0)  # idle 2.5 s, line 1 s
+    assert not transport.closed and transport.written == b""
+    connection.expire(103.6, idle_timeout=2.0, line_timeout=2.0)  # line 2.1 s
+    assert transport.closed
+    assert b"no complete line within 2s (daemon.line_timeout); closing" in transport.written
+    connection.buffer, transport.closed = b"", False  # no line begun: idleness closes, silently
+    connection.expire(103.6, idle_timeout=2.0, line_timeout=2.0)
+    assert transport.closed

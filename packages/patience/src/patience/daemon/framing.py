@@ -188,11 +188,12 @@ class Connection(asyncio.Protocol):
         time counts from our last reply too, as we stop reading while replies are held back."""
         if self.outbox:
             return
-        if self.buffer and now - max(self.line_began, self.last_active) > line_timeout:
-            self._refuse(
-                f"no complete line within {format_duration(line_timeout)}"
-                " (daemon.line_timeout); closing"
-            )
+        if self.buffer:  # a line begun is not idleness: only its own deadline closes it
+            if now - max(self.line_began, self.last_active) > line_timeout:
+                self._refuse(
+                    f"no complete line within {format_duration(line_timeout)}"
+                    " (daemon.line_timeout); closing"
+                )
         elif now - self.last_active > idle_timeout:
             self.transport.close()
 
