@@ -15,6 +15,20 @@ import redis
 
 SERVER = shutil.which("redis-server") or "redis-server"
 
+# A client process for daemon_support.worker: waits until `start`, takes `count` tokens of
+# `resource` one at a time, and prints each grant's time.
+TAKE = """
+import sys, time
+from patience.daemon.client import DaemonClient
+socket_path, client_id, resource, count, start = sys.argv[1:6]
+time.sleep(max(0.0, float(start) - time.time()))
+with DaemonClient(socket_path, "repeater", client_id, timeout=30.0) as client:
+    for _ in range(int(count)):
+        grant = client.acquire(resource, max_wait=60.0)
+        assert grant.granted, grant
+        print(time.time(), flush=True)
+"""
+
 
 class RedisServer:
     def __init__(self, directory: Path) -> None:

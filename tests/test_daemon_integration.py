@@ -11,6 +11,7 @@ import signal
 import time
 
 from daemon_support import Daemon, finish, running, worker
+from integration_support import most_in_window
 
 LOOP = """
 import sys, time
@@ -39,16 +40,6 @@ with DaemonClient(socket_path, "patience", client_id, timeout=10.0) as client:
 
 def times_of(output: str) -> list[float]:
     return [float(line) for line in output.split()]
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    ordered = sorted(times)
-    best = j = 0
-    for i, t in enumerate(ordered):
-        while ordered[j] + window <= t:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
 
 
 def jain(shares: list[int]) -> float:
@@ -82,7 +73,7 @@ def test_global_limit_holds_across_three_processes() -> None:
     assert len(grants) == 60
     assert all(len(times_of(out)) == 20 for out in outputs)
     # Clients timestamp grants after the reply travels back, so allow a little jitter.
-    assert max_in_window(grants, 0.95) <= 10
+    assert most_in_window(grants, 0.95) <= 10
     assert max(grants) - min(grants) >= 4.9  # 60 tokens at 10 per second: six windows
     assert usage["tokens_granted"] == 60
     assert usage["limit"] == 10

@@ -20,6 +20,7 @@ import pytest
 
 from daemon_support import BIN, Daemon, isolated_env, run_daemon, short_dir
 from http_support import wait_for_url
+from integration_support import most_in_window
 from patience.daemon.fleet import PREFIX
 from patience.daemon.handlers import NO_FLEET
 from redis_support import RedisServer, redis_server
@@ -245,16 +246,6 @@ def rpr(daemon: Daemon, record: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-
-
-def most_in_window(times: list[float], window: float) -> int:
-    ordered = sorted(times)
-    best = start = 0
-    for end, at in enumerate(ordered):
-        while ordered[start] + window <= at:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def limit_in_force(daemon: Daemon) -> tuple[int, str]:

@@ -17,18 +17,7 @@ from integration_support import most_in_window
 from patience.daemon.learned_share import HASH, VERSION
 from patience.ratelimit.redis_store import PREFIX
 from redis_ha_support import ClusterSet, cluster_set
-
-TAKE = """
-import sys, time
-from patience.daemon.client import DaemonClient
-socket_path, client_id, resource, count, start = sys.argv[1:6]
-time.sleep(max(0.0, float(start) - time.time()))
-with DaemonClient(socket_path, "repeater", client_id, timeout=30.0) as client:
-    for _ in range(int(count)):
-        grant = client.acquire(resource, max_wait=60.0)
-        assert grant.granted, grant
-        print(time.time(), flush=True)
-"""
+from redis_support import TAKE
 
 LIMIT, WINDOW, ASKED = 4, 2.0, 8  # each client asks ASKED; two daemons, one client each
 # Resource -> (algorithm, the most starts any window may hold): the sliding log holds the limit

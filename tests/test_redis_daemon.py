@@ -11,21 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from daemon_support import Daemon, finish, run_daemon, short_dir, worker
+from integration_support import most_in_window
 from patience.daemon.fleet import PREFIX as FLEET_PREFIX
 from patience.ratelimit.redis_store import PREFIX
-from redis_support import RedisServer, redis_server
-
-TAKE = """
-import sys, time
-from patience.daemon.client import DaemonClient
-socket_path, client_id, resource, count, start = sys.argv[1:6]
-time.sleep(max(0.0, float(start) - time.time()))
-with DaemonClient(socket_path, "repeater", client_id, timeout=30.0) as client:
-    for _ in range(int(count)):
-        grant = client.acquire(resource, max_wait=60.0)
-        assert grant.granted, grant
-        print(time.time(), flush=True)
-"""
+from redis_support import TAKE, RedisServer, redis_server
 
 LOST = "cannot use Redis at"
 # In the outage tests the daemons ping Redis every 0.2s (not every second): an outage or a
@@ -71,16 +60,6 @@ def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyp
         time.sleep(0.05)
 
 
-def max_in_window(times: list[float], window: float) -> int:
-    ordered = sorted(times)
-    best = start = 0
-    for end, at in enumerate(ordered):
-        while ordered[start] + window <= at:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def test_two_daemons_enforce_one_global_limit() -> None:
     """10 per 2s across two daemons, each with a client asking for 20: 40 tokens take three
     windows after the first burst, no 2s window holds more than 10, and both daemons' clients
@@ -100,7 +79,7 @@ def test_two_daemons_enforce_one_global_limit() -> None:
     every = sorted(t for times in grants for t in times)
     assert [len(times) for times in grants] == [20, 20]
     # Clients timestamp grants after the reply travels back: allow a little jitter.
-    assert max_in_window(every, 1.9) <= 10
+    assert most_in_window(every, 1.9) <= 10
     assert every[-1] - every[0] >= 5.8
     # While both ask, each window's ten are shared: neither waits for the other to finish.
     for times in grants:
