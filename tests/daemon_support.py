@@ -188,6 +188,25 @@ def running(
             daemon.ensure_stopped()
 
 
+@contextlib.contextmanager
+def running_many(
+    config: str,
+    count: int,
+    intervals: Mapping[str, float] | None = None,
+    env: Mapping[str, str] | None = None,
+    args: Callable[[int], tuple[str, ...]] = lambda index: (),
+) -> Iterator[list[Daemon]]:
+    """`count` started daemons on one configuration (the Redis backend's tests), each in its
+    own directory; `args(index)` gives one of them flags of its own. Killed at the end."""
+    with contextlib.ExitStack() as stack:
+        started = []
+        for index in range(count):
+            daemon = Daemon(stack.enter_context(short_dir()), config, args(index), intervals)
+            stack.callback(daemon.ensure_stopped)
+            started.append(daemon.start(env))
+        yield started
+
+
 class Raw:
     """A line-level connection, for sending exactly the bytes a test wants."""
 

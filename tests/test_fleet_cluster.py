@@ -4,28 +4,15 @@ the master serving it."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from daemon_support import Daemon, short_dir
+from daemon_support import running_many, short_dir
 from patience.daemon.fleet import PREFIX
 from redis_ha_support import cluster_set
 from test_fleet_daemons import FAST, ask, fleet_after, pid
 from test_redis_cluster import config
-
-
-@contextlib.contextmanager
-def daemons(text: str, count: int) -> Iterator[list[Daemon]]:
-    with contextlib.ExitStack() as stack:
-        started = []
-        for _ in range(count):
-            daemon = Daemon(stack.enter_context(short_dir()), text, intervals=FAST)
-            stack.callback(daemon.ensure_stopped)
-            started.append(daemon.start())
-        yield started
 
 
 @pytest.mark.slow
@@ -34,7 +21,7 @@ def test_the_fleet_on_a_cluster_lists_every_daemon_with_its_keys_in_one_slot() -
     with (
         short_dir() as directory,
         cluster_set(directory) as cluster,
-        daemons(config(cluster), 2) as (first, second),
+        running_many(config(cluster), 2, FAST) as (first, second),
     ):
         deadline = time.monotonic() + 30.0
         while True:  # until both are seen active on the three resources at once

@@ -12,13 +12,12 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from daemon_support import BIN, Daemon, isolated_env, run_daemon, short_dir
+from daemon_support import BIN, Daemon, isolated_env, run_daemon, running_many, short_dir
 from http_support import wait_for_url
 from integration_support import most_in_window
 from patience.daemon.fleet import PREFIX
@@ -36,17 +35,13 @@ def config(server: RedisServer, limits: str) -> str:
     )
 
 
-@contextlib.contextmanager
-def daemons(text: str, count: int, http: int = -1) -> Iterator[list[Daemon]]:
+def daemons(
+    text: str, count: int, http: int = -1
+) -> contextlib.AbstractContextManager[list[Daemon]]:
     """`count` started daemons with short heartbeats; the one at index `http` serves HTTP."""
-    with contextlib.ExitStack() as stack:
-        started = []
-        for i in range(count):
-            args = ("--http", "127.0.0.1:0") if i == http else ()
-            daemon = Daemon(stack.enter_context(short_dir()), text, args, FAST)
-            stack.callback(daemon.ensure_stopped)
-            started.append(daemon.start())
-        yield started
+    return running_many(
+        text, count, FAST, args=lambda index: ("--http", "127.0.0.1:0") if index == http else ()
+    )
 
 
 def ask(daemon: Daemon, message: dict[str, object]) -> dict[str, Any]:

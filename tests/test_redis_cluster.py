@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from daemon_support import Daemon, finish, short_dir, worker
+from daemon_support import Daemon, finish, running_many, short_dir, worker
 from integration_support import most_in_window
 from patience.daemon.learned_share import HASH, VERSION
 from patience.ratelimit.redis_store import PREFIX
@@ -45,12 +45,7 @@ def config(cluster: ClusterSet) -> str:
 def daemons(
     text: str, count: int, intervals: dict[str, float] | None = None
 ) -> Iterator[list[Daemon]]:
-    with contextlib.ExitStack() as stack:
-        started = []
-        for _ in range(count):
-            daemon = Daemon(stack.enter_context(short_dir()), text, intervals=intervals)
-            stack.callback(daemon.ensure_stopped)
-            started.append(daemon.start())
+    with running_many(text, count, intervals) as started:
         for daemon in started:  # a daemon decides on its own until its first call answers
             deadline = time.monotonic() + 20.0
             while "rate limits are kept in Redis" not in daemon.log_text():

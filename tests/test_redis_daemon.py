@@ -4,13 +4,11 @@ line, `status` says so) and back, start without Redis, configuration errors."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from daemon_support import Daemon, finish, run_daemon, short_dir, worker
+from daemon_support import Daemon, finish, run_daemon, running_many, short_dir, worker
 from integration_support import most_in_window
 from patience.daemon.fleet import PREFIX as FLEET_PREFIX
 from patience.ratelimit.redis_store import PREFIX
@@ -28,19 +26,6 @@ def config(server: RedisServer, limits: str, clock: str = "daemon") -> str:
         f'[daemon]\nbackend = "redis"\nredis_url = "{server.url}"\nredis_clock = "{clock}"\n'
         f"[rate_limiting.resources]\n{limits}\n"
     )
-
-
-@contextlib.contextmanager
-def daemons(
-    server: RedisServer, text: str, count: int = 2, intervals: dict[str, float] | None = None
-) -> Iterator[list[Daemon]]:
-    with contextlib.ExitStack() as stack:
-        started = []
-        for _ in range(count):
-            daemon = Daemon(stack.enter_context(short_dir()), text, intervals=intervals)
-            stack.callback(daemon.ensure_stopped)
-            started.append(daemon.start())
-        yield started
 
 
 def take(daemon: Daemon, resource: str, client_id: str = "probe") -> bool:
@@ -66,7 +51,7 @@ def test_two_daemons_enforce_one_global_limit() -> None:
     are served in every window."""
     with short_dir() as directory, redis_server(directory) as server:
         text = config(server, '"global-api" = { limit = 10, window = "2s" }')
-        with daemons(server, text) as (first, second):
+        with running_many(text, 2) as (first, second):
             start = time.time() + 0.5
             procs = [
                 worker(TAKE, daemon.socket, f"rpr-{i}", "global-api", "20", str(start))
@@ -108,7 +93,7 @@ def test_redis_stopped_mid_run_then_back() -> None:
             clock="redis",
         )
         beats = {**WATCH_OFTEN, "fleet_heartbeat": 0.2}
-        with daemons(server, text, intervals=beats) as (first, second):
+        with running_many(text, 2, intervals=beats) as (first, second):
             assert [take(first, "outage") for _ in range(3)] == [True] * 3
             assert not take(second, "outage")  # global: the first daemon holds all three
 
@@ -146,7 +131,7 @@ def test_connections_from_before_a_restart_are_not_taken_for_an_outage() -> None
     restarts those are dead: the daemon may see that as one outage, not as one per connection."""
     with short_dir() as directory, redis_server(directory) as server:
         limits = "\n".join(f'"r{i}" = {{ limit = 100, window = "60s" }}' for i in range(8))
-        with daemons(server, config(server, limits), count=1, intervals=WATCH_OFTEN) as (daemon,):
+        with running_many(config(server, limits), 1, intervals=WATCH_OFTEN) as (daemon,):
 
             def burst() -> None:
                 procs = [
@@ -171,7 +156,7 @@ def test_clients_keep_being_served_while_redis_goes_and_comes_back() -> None:
     Redis is killed and restarted under them: every request is answered with a grant."""
     with short_dir() as directory, redis_server(directory) as server:
         text = config(server, '"flow" = { limit = 20, window = "1s" }')
-        with daemons(server, text) as (first, second):
+        with running_many(text, 2) as (first, second):
             start = time.time() + 0.3
             procs = [
                 worker(TAKE, daemon.socket, f"loop-{i}", "flow", "60", str(start))
@@ -192,7 +177,7 @@ def test_a_daemon_started_without_redis_uses_it_once_it_comes() -> None:
     with short_dir() as directory:
         server = RedisServer(directory)
         limits = '"early" = { limit = 1, window = "60s" }\n"late" = { limit = 1, window = "60s" }'
-        with daemons(server, config(server, limits), intervals=WATCH_OFTEN) as (first, second):
+        with running_many(config(server, limits), 2, intervals=WATCH_OFTEN) as (first, second):
             assert isinstance(status(first)["redis_unreachable_since"], float)
             assert take(first, "early") and take(second, "early")  # each on its own
             server.start()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_support import Daemon, isolated_env, short_dir
+from daemon_support import Daemon, isolated_env, running_many, short_dir
 from integration_support import most_in_window
 from redis_ha_support import SentinelSet, Tls, sentinel_set
 from tools import PATIENCE, RPR
@@ -48,12 +48,7 @@ def config(url: str) -> str:
 def daemons(text: str, count: int, env: dict[str, str] | None = None) -> Iterator[list[Daemon]]:
     """Daemons that have tried Redis once: a daemon serves while its first call to Redis is
     under way, and decides on its own until that call answers."""
-    with contextlib.ExitStack() as stack:
-        started = []
-        for _ in range(count):
-            daemon = Daemon(stack.enter_context(short_dir()), text, intervals=INTERVALS)
-            stack.callback(daemon.ensure_stopped)
-            started.append(daemon.start(env))
+    with running_many(text, count, INTERVALS, env) as started:
         for daemon in started:
             until(lambda d=daemon: TRIED.search(d.log_text()) is not None)
         yield started
