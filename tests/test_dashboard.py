@@ -9,31 +9,18 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from http_support import XSS, HttpDaemon, http_daemon
 
-CHROMIUM = "/usr/bin/chromium"
 LIMITS = """
 [rate_limiting.resources]
 "api:external:*" = { limit = 30, window = "1m" }
 "database:postgres:orders" = { limit = 5, window = "10s" }
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def make_runs(d: HttpDaemon) -> None:

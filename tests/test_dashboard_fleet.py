@@ -6,33 +6,20 @@ panel stays hidden and the page does not ask for the fleet."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from daemon_support import Daemon, short_dir
 from http_support import XSS, http_daemon
 from redis_support import redis_server
-from test_dashboard import CHROMIUM, open_dashboard, until
+from test_dashboard import open_dashboard, until
 
 LIMITS = f"""
 [rate_limiting.resources]
 "api:fleet" = {{ limit = 100, window = "1m" }}
 "{XSS}" = {{ limit = 100, window = "1m" }}
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def take(daemon: Daemon, resource: str, tool: str, count: int) -> None:
