@@ -64,6 +64,13 @@ BAD_URLS = {
     "rediss+sentinel://h:1": "the Sentinel URL names no master",
     "http://h:1/main": "expected a Redis URL (redis://HOST:6379/0, rediss://... with TLS",
     "sentinel://:pw@h:1/main": "got sentinel://...",
+    # Numbers of 10^9 and beyond, and a list of a thousand sentinels: refused while read.
+    "redis+sentinel://h:1000000000/main": "sentinel 'h:1000000000' has a bad port",
+    "redis+sentinel://h:" + "9" * 5000 + "/main": "sentinel 'h:99999999999999999999999",
+    "redis+sentinel://h:1/main/1000000000": "must be a number below 10^9, got '1000000000'",
+    "redis+sentinel://" + ",".join(f"h{i}:1" for i in range(1000)) + "/main": (
+        "names more than 16 sentinels: name a few of them"
+    ),
 }
 
 

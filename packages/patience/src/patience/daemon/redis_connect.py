@@ -30,6 +30,7 @@ TIMEOUT = 0.5  # seconds for connecting and for each call
 SENTINELS = ("redis+sentinel", "rediss+sentinel")  # the second with TLS
 SCHEMES = ("redis", "rediss", "unix", *SENTINELS)
 _SHAPE = "redis+sentinel://HOST:PORT,HOST:PORT/MASTER"
+MAX_SENTINELS = 16  # each is asked in turn, up to TIMEOUT, whenever the master is looked up
 
 
 class Sentinels(NamedTuple):
@@ -65,15 +66,21 @@ def sentinels(url: str) -> Sentinels:
     username, _, password = credentials.partition(":")
     if not hostlist:
         raise ValueError(f"the Sentinel URL names no sentinel: write {_SHAPE}")
+    if hostlist.count(",") >= MAX_SENTINELS:
+        raise ValueError(
+            f"the Sentinel URL names more than {MAX_SENTINELS} sentinels: name a few of them"
+            " (each is asked in turn when the master is looked up)"
+        )
     hosts = [_host_port(item) for item in hostlist.split(",")]
     master, _, db = parts.path.removeprefix("/").partition("/")
     if not master:
         raise ValueError(
             f"the Sentinel URL names no master: add the name the sentinels monitor, {_SHAPE}"
         )
-    if not (db == "" or (db.isascii() and db.isdigit())):
+    if not (db == "" or (db.isascii() and db.isdigit() and len(db) <= 9)):
         raise ValueError(
-            f"the Sentinel URL's database (after the master's name) must be a number, got {db!r}"
+            "the Sentinel URL's database (after the master's name) must be a number below"
+            f" 10^9, got {db[:20]!r}"
         )
     return Sentinels(
         hosts,
@@ -87,13 +94,14 @@ def sentinels(url: str) -> Sentinels:
 
 def _host_port(item: str) -> tuple[str, int]:
     host, colon, port = item.rpartition(":")
+    shown = item if len(item) <= 60 else item[:60] + "..."
     if not colon:
-        raise ValueError(f"sentinel {item!r} has no port: write HOST:PORT (often HOST:26379)")
+        raise ValueError(f"sentinel {shown!r} has no port: write HOST:PORT (often HOST:26379)")
     host = host.removeprefix("[").removesuffix("]")
     if not host:
-        raise ValueError(f"sentinel {item!r} has no host before its port: write HOST:PORT")
-    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise ValueError(f"sentinel {item!r} has a bad port: write a number from 1 to 65535")
+        raise ValueError(f"sentinel {shown!r} has no host before its port: write HOST:PORT")
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536):
+        raise ValueError(f"sentinel {shown!r} has a bad port: write a number from 1 to 65535")
     return host, int(port)
 
 
