@@ -37,6 +37,7 @@ UTILISATION = 0.9
 FAIRNESS = 0.9
 
 
+@pytest.mark.alone  # 72 processes for a minute: run after the rest (Makefile)
 @pytest.mark.slow
 def test_eight_daemons_share_one_limit_fully_and_fairly(tmp_path: Path) -> None:
     result = run_fleet(FLEET)
