@@ -299,7 +299,10 @@ def test_the_window_after_a_restart_is_honoured(tmp_path: Path) -> None:
             daemon.ensure_stopped()
         for status, err in results:
             assert status == 0, err
-            assert any("is back" in line for line in err.splitlines()), err
+            # A client that met the restart says so, and that the daemon is back; one whose
+            # asks all fell outside it (a fast restart) crossed it silently, as it should.
+            if "patience-daemon unavailable" in err:
+                assert any("is back" in line for line in err.splitlines()), err
         starts = sorted(t for path in files for t in stamps(path))
         after = [t for t in starts if t >= stopped]
         assert max(starts) > stopped + 2 * WINDOW  # they went on through the new daemon
