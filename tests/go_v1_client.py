@@ -8,7 +8,8 @@ runs the command without asking again. Then, only if the context is still alive,
 its ORIGINAL plan. The reason is never read.
 
 usage: go_v1_client.py SOCKET RESOURCE LIMIT WINDOW_MS OFFSETS_MS OUT [--no-register]
-Runs `date +%s.%N >> OUT` as its command (the command's own timestamp is what is counted).
+Runs `echo "PLANNED $(date +%s.%N)" >> OUT` as its command: the time the daemon's answer set
+for the run (wait_until, or when a yes arrived) and the command's own timestamp.
 """
 
 from __future__ import annotations
@@ -62,13 +63,15 @@ def main() -> int:
             "window_ms": int(window_ms),
         },
     )
+    planned = time.time()
     if reply.get("can_schedule") is not True:
-        wake = request_time + 60.0
+        planned = request_time + 60.0
         if isinstance(reply.get("wait_until"), str):
             text = str(reply["wait_until"]).replace("Z", "+00:00")
-            wake = datetime.fromisoformat(text).timestamp()
-        time.sleep(max(0.0, wake - time.time()))
-    subprocess.run(["sh", "-c", f'date +%s.%N >> "{out}"'], check=True)
+            planned = datetime.fromisoformat(text).timestamp()
+        time.sleep(max(0.0, planned - time.time()))
+    command = 'echo "$0 $(date +%s.%N)" >> "$1"'
+    subprocess.run(["sh", "-c", command, repr(planned), out], check=True)
     if registers and time.monotonic() - context_start < CONTEXT:
         entries = [
             {
