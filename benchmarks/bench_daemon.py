@@ -25,7 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from common import PYTHON, Row, tool
 
@@ -89,15 +91,15 @@ def run() -> list[Row]:
         backed = _start_daemon(
             directory, "b", f'backend = "redis"\nredis_url = "unix://{directory / "r.sock"}"\n'
         )
-        results: dict[tuple[str, int], list[tuple[float, list[int]]]] = {}
+        results: dict[tuple[str, int], list[Result]] = {}
         for clients in CLIENTS:
-            sides = [("ours", "d.sock"), ("redis", "r.sock")]
+            sides = [("ours", "d.sock", [daemon.pid]), ("redis", "r.sock", [redis.pid])]
             if clients in BACKEND_CLIENTS:
-                sides.append(("ours+redis", "b.sock"))
+                sides.append(("ours+redis", "b.sock", [backed.pid, redis.pid]))
             for _ in range(ROUNDS):
-                for kind, name in sides:
+                for kind, name, servers in sides:
                     results.setdefault((kind, clients), []).append(
-                        _round(kind, str(directory / name), clients)
+                        _round(kind, str(directory / name), clients, servers)
                     )
         return _rows(results)
     finally:
@@ -169,8 +171,9 @@ def _wait_for(path: Path) -> None:
     time.sleep(0.1)
 
 
-def _round(kind: str, path: str, clients: int) -> tuple[float, list[int]]:
-    """Requests per second over the timed span, and every request's latency in µs."""
+def _round(kind: str, path: str, clients: int, servers: Sequence[int] = ()) -> Result:
+    """Requests per second over the timed span, every request's latency in µs, and the CPU
+    the machine and the `servers` (pids) spent in the middle of that span."""
     start = time.time() + 1.5 + clients * 0.05  # every worker connected and warmed up by then
     code = WORKER.replace("LUA", repr(LUA)).replace("LIMIT", str(LIMIT))
     procs = [
@@ -181,22 +184,66 @@ def _round(kind: str, path: str, clients: int) -> tuple[float, list[int]]:
         )
         for i in range(clients)
     ]
+    # The workers write their samples only at the end: until then, this process is free to
+    # read the CPU counters.
+    time.sleep(max(0.0, start + SECONDS * 0.2 - time.time()))
+    before = _cpu_counters(servers)
+    time.sleep(SECONDS * 0.6)
+    after = _cpu_counters(servers)
     samples: list[int] = []
     for proc in procs:
         out, _ = proc.communicate(timeout=120)
         if proc.returncode != 0:
             raise SystemExit(f"bench_daemon: a {kind} worker failed")
         samples.extend(json.loads(out))
-    return len(samples) / SECONDS, samples
+    rate = len(samples) / SECONDS
+    return rate, samples, Cpu(before, after, rate)
 
 
-def _rows(results: dict[tuple[str, int], list[tuple[float, list[int]]]]) -> list[Row]:
+class Cpu:
+    """CPU over the middle of a round, per grant (in µs, at the round's mean rate): the whole
+    machine's (every process, the clients included) and each server's; and how busy the
+    machine was. It says whether a side is bound by CPU or by waiting."""
+
+    def __init__(self, before: Counters, after: Counters, rate: float) -> None:
+        grants = rate * (after.wall - before.wall)
+        busy = after.busy - before.busy
+        self.busy = busy / (after.capacity - before.capacity)
+        self.machine = 1e6 * busy / grants
+        pairs = zip(before.used, after.used, strict=True)
+        self.servers = [1e6 * (b - a) / grants for a, b in pairs]
+
+
+class Counters(NamedTuple):
+    wall: float  # seconds, monotonic
+    capacity: float  # CPU seconds of all cores since boot (/proc/stat)
+    busy: float  # of which not idle
+    used: list[float]  # CPU seconds each server process has used
+
+
+Result = tuple[float, list[int], Cpu]  # requests/s, latencies in µs, CPU
+
+
+def _cpu_counters(servers: Sequence[int]) -> Counters:
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    used = []
+    for pid in servers:
+        with open(f"/proc/{pid}/stat") as stat:
+            after_name = stat.read().rsplit(") ", 1)[1].split()
+        used.append((int(after_name[11]) + int(after_name[12])) / ticks)  # utime, stime
+    return Counters(time.monotonic(), sum(fields) / ticks, (sum(fields) - idle) / ticks, used)
+
+
+def _rows(results: dict[tuple[str, int], list[Result]]) -> list[Row]:
     rows = []
     for clients in CLIENTS:
         ours = results[("ours", clients)]
         redis = results[("redis", clients)]
-        ours_rate = statistics.median(rate for rate, _ in ours)
-        redis_rate = statistics.median(rate for rate, _ in redis)
+        ours_rate = statistics.median(rate for rate, _, _ in ours)
+        redis_rate = statistics.median(rate for rate, _, _ in redis)
         ratio = ours_rate / redis_rate
         rows.append(
             Row(
@@ -209,8 +256,8 @@ def _rows(results: dict[tuple[str, int], list[tuple[float, list[int]]]]) -> list
             )
         )
         for label, q in (("p50", 0.50), ("p99", 0.99)):
-            ours_q = _quantile([s for _, ss in ours for s in ss], q)
-            redis_q = _quantile([s for _, ss in redis for s in ss], q)
+            ours_q = _quantile([s for _, ss, _ in ours for s in ss], q)
+            redis_q = _quantile([s for _, ss, _ in redis for s in ss], q)
             target = "<= 2 ms" if label == "p99" and clients == 8 else "info"
             rows.append(
                 Row(
@@ -222,18 +269,18 @@ def _rows(results: dict[tuple[str, int], list[tuple[float, list[int]]]]) -> list
                     target == "info" or ours_q <= 2000,
                 )
             )
+        if clients == 8:
+            rows.append(_cpu_row("daemon", ours, ("daemon",), redis))
         if clients in BACKEND_CLIENTS:
             rows += _backend_rows(results[("ours+redis", clients)], redis, clients)
     return rows
 
 
-def _backend_rows(
-    backed: list[tuple[float, list[int]]], redis: list[tuple[float, list[int]]], clients: int
-) -> list[Row]:
+def _backend_rows(backed: list[Result], redis: list[Result], clients: int) -> list[Row]:
     """The daemon with the Redis backend against Redis alone: at least its throughput, and
     at 8 clients a p99 of at most 2 ms."""
-    backed_rate = statistics.median(rate for rate, _ in backed)
-    redis_rate = statistics.median(rate for rate, _ in redis)
+    backed_rate = statistics.median(rate for rate, _, _ in backed)
+    redis_rate = statistics.median(rate for rate, _, _ in redis)
     ratio = backed_rate / redis_rate
     rows = [
         Row(
@@ -246,8 +293,8 @@ def _backend_rows(
         )
     ]
     for label, q in (("p50", 0.50), ("p99", 0.99)):
-        backed_q = _quantile([s for _, ss in backed for s in ss], q)
-        redis_q = _quantile([s for _, ss in redis for s in ss], q)
+        backed_q = _quantile([s for _, ss, _ in backed for s in ss], q)
+        redis_q = _quantile([s for _, ss, _ in redis for s in ss], q)
         target = "<= 2 ms" if label == "p99" and clients == 8 else "info"
         rows.append(
             Row(
@@ -259,7 +306,36 @@ def _backend_rows(
                 target == "info" or backed_q <= 2000,
             )
         )
+    if clients == 8:
+        rows.append(_cpu_row("daemon+redis backend", backed, ("daemon", "redis"), redis))
     return rows
+
+
+def _cpu_row(side: str, ours: list[Result], servers: Sequence[str], redis: list[Result]) -> Row:
+    """The CPU each grant costs the whole machine at 8 clients (medians over the rounds), with
+    how busy the machine was and the servers' part: where the time goes when the ratio
+    of throughputs is low."""
+    ours_cpu, redis_cpu = _median_cpu(ours), _median_cpu(redis)
+    parts = ", ".join(f"{n} {us:.0f}" for n, us in zip(servers, ours_cpu[2], strict=True))
+    return Row(
+        f"{side} CPU per grant, whole machine, 8 clients",
+        f"{ours_cpu[0]:.0f} µs ({ours_cpu[1]:.0%} busy; {parts})",
+        f"{redis_cpu[0]:.0f} µs ({redis_cpu[1]:.0%} busy; redis {redis_cpu[2][0]:.0f})",
+        ours_cpu[0] / redis_cpu[0],
+        "info",
+        True,
+    )
+
+
+def _median_cpu(results: list[Result]) -> tuple[float, float, list[float]]:
+    """µs per grant of the machine, its busy fraction, and µs per grant of each server."""
+    cpus = [cpu for _, _, cpu in results]
+    servers = [statistics.median(c.servers[i] for c in cpus) for i in range(len(cpus[0].servers))]
+    return (
+        statistics.median(c.machine for c in cpus),
+        statistics.median(c.busy for c in cpus),
+        servers,
+    )
 
 
 def _quantile(samples: list[int], q: float) -> float:

@@ -45,7 +45,7 @@ def run() -> list[Row]:
             for round_number in range(ROUNDS):
                 order = ("p", "h") if round_number % 2 == 0 else ("h", "p")
                 for name in order:
-                    rate, samples = _round("ours", str(directory / f"{name}.sock"), CLIENTS)
+                    rate, samples, _ = _round("ours", str(directory / f"{name}.sock"), CLIENTS)
                     rates[name].append(rate)
                     latencies[name] += samples
         finally:
