@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from common import PYTHON, Row, tool
+from patience.hostload import HostLoad
 
 CLIENTS = (1, 8, 64)
 BACKEND_CLIENTS = (8, 64)  # the daemon with the Redis backend is measured at these counts
@@ -186,10 +187,11 @@ def _round(kind: str, path: str, clients: int, servers: Sequence[int] = ()) -> R
     ]
     # The workers write their samples only at the end: until then, this process is free to
     # read the CPU counters.
+    host = HostLoad()
     time.sleep(max(0.0, start + SECONDS * 0.2 - time.time()))
-    before = _cpu_counters(servers)
+    before = _counters(host, servers)
     time.sleep(SECONDS * 0.6)
-    after = _cpu_counters(servers)
+    after = _counters(host, servers)
     samples: list[int] = []
     for proc in procs:
         out, _ = proc.communicate(timeout=120)
@@ -197,7 +199,7 @@ def _round(kind: str, path: str, clients: int, servers: Sequence[int] = ()) -> R
             raise SystemExit(f"bench_daemon: a {kind} worker failed")
         samples.extend(json.loads(out))
     rate = len(samples) / SECONDS
-    return rate, samples, Cpu(before, after, rate)
+    return rate, samples, Cpu(before, after, rate, host.cores)
 
 
 class Cpu:
@@ -205,36 +207,34 @@ class Cpu:
     machine's (every process, the clients included) and each server's; and how busy the
     machine was. It says whether a side is bound by CPU or by waiting."""
 
-    def __init__(self, before: Counters, after: Counters, rate: float) -> None:
-        grants = rate * (after.wall - before.wall)
-        busy = after.busy - before.busy
-        self.busy = busy / (after.capacity - before.capacity)
-        self.machine = 1e6 * busy / grants
+    def __init__(self, before: Counters, after: Counters, rate: float, cores: int) -> None:
+        wall = after.wall - before.wall
+        grants = rate * wall
+        if after.busy_percent is None:
+            raise SystemExit("bench_daemon: /proc/stat cannot be read (Linux only)")
+        self.busy = after.busy_percent / 100
+        self.machine = 1e6 * self.busy * cores * wall / grants
         pairs = zip(before.used, after.used, strict=True)
         self.servers = [1e6 * (b - a) / grants for a, b in pairs]
 
 
 class Counters(NamedTuple):
     wall: float  # seconds, monotonic
-    capacity: float  # CPU seconds of all cores since boot (/proc/stat)
-    busy: float  # of which not idle
+    busy_percent: float | None  # of all cores since the previous reading (None: the first)
     used: list[float]  # CPU seconds each server process has used
 
 
-Result = tuple[float, list[int], Cpu]  # requests/s, latencies in µs, CPU
-
-
-def _cpu_counters(servers: Sequence[int]) -> Counters:
+def _counters(host: HostLoad, servers: Sequence[int]) -> Counters:
     ticks = os.sysconf("SC_CLK_TCK")
-    with open("/proc/stat") as stat:
-        fields = [int(f) for f in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
     used = []
     for pid in servers:
         with open(f"/proc/{pid}/stat") as stat:
             after_name = stat.read().rsplit(") ", 1)[1].split()
         used.append((int(after_name[11]) + int(after_name[12])) / ticks)  # utime, stime
-    return Counters(time.monotonic(), sum(fields) / ticks, (sum(fields) - idle) / ticks, used)
+    return Counters(time.monotonic(), host.cpu_used(), used)
+
+
+Result = tuple[float, list[int], Cpu]  # requests/s, latencies in µs, CPU
 
 
 def _rows(results: dict[tuple[str, int], list[Result]]) -> list[Row]:
